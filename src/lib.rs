@@ -1,0 +1,19 @@
+//! ahnlich-raft: a durable, Raft-replicated server for the Ahnlich vector database.
+//!
+//! The layers, each depending only on those below it (see `ARCHITECTURE.md`):
+//! - [`wal`]: the segmented, checksummed, group-committed write-ahead log;
+//! - [`raft`]: openraft's storage traits on top of [`wal`].
+
+#![deny(missing_docs)]
+
+pub mod raft;
+pub mod wal;
+
+/// Types generated from `proto/` at build time.
+pub mod proto {
+    /// The stable encoding of what the Raft log stores (`proto/ahnlich_raft/log.proto`).
+    #[allow(missing_docs, clippy::all)]
+    pub mod log {
+        include!(concat!(env!("OUT_DIR"), "/ahnlich_raft.log.rs"));
+    }
+}

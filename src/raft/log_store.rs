@@ -1,0 +1,170 @@
+//! openraft's `RaftLogStorage` and `RaftLogReader` on top of the WAL.
+//!
+//! Entries are WAL entries: the log id's term and index go in the record header, the payload
+//! is encoded by [`super::codec`] (protobuf). The vote and the committed log id are WAL
+//! metadata slots rather than a separate file: a slot write is a record in the same queue as
+//! the entries, so every write reaches the disk in the order openraft issued it with no second
+//! file to keep in step, and the WAL writes each slot's value again at the head of every new
+//! segment, so purging old segments never loses it.
+//!
+//! Durability:
+//! - `append` returns once the entries are readable; the `IOFlushed` callback fires from the
+//!   WAL writer thread after the sync that made them durable.
+//! - `save_vote` and `truncate_after` return only once durable.
+//! - `save_committed` and `purge` are ordered with everything else but do not wait; the WAL
+//!   deletes segment files only after the purge point is durable.
+
+use std::fmt::Debug;
+use std::io;
+use std::marker::PhantomData;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::storage::{IOFlushed, RaftLogStorage};
+use openraft::type_config::alias::{LogIdOf, VoteOf};
+use openraft::{Entry, LogState, OptionalSend, RaftLogReader};
+
+use super::codec::{self, log_id};
+use super::types::DurableConfig;
+use crate::wal::{self, Done, LogPos, Wal, WalError, WalOptions};
+
+/// WAL metadata slot holding the vote.
+pub const SLOT_VOTE: u8 = 1;
+/// WAL metadata slot holding the committed log id.
+pub const SLOT_COMMITTED: u8 = 2;
+
+/// The Raft log of one node. Clones share the same WAL, so a reader sees every append at once.
+pub struct LogStore<C> {
+    wal: Arc<Wal>,
+    _config: PhantomData<fn() -> C>,
+}
+
+impl<C> Clone for LogStore<C> {
+    fn clone(&self) -> Self {
+        Self { wal: self.wal.clone(), _config: PhantomData }
+    }
+}
+
+impl<C: DurableConfig> LogStore<C> {
+    /// Opens (or creates) the log in `dir`; see [`Wal::open`].
+    pub fn open(dir: impl AsRef<Path>, opts: WalOptions) -> Result<Self, WalError> {
+        Ok(Self::with_wal(Arc::new(Wal::open(dir, opts)?)))
+    }
+
+    /// A log store over an already open WAL.
+    pub fn with_wal(wal: Arc<Wal>) -> Self {
+        Self { wal, _config: PhantomData }
+    }
+
+    /// The WAL underneath.
+    pub fn wal(&self) -> &Arc<Wal> {
+        &self.wal
+    }
+}
+
+/// Starts a WAL write and waits, without blocking the async runtime, until it is durable.
+async fn durable(start: impl FnOnce(Done) -> Result<(), WalError>) -> io::Result<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    start(Box::new(move |result| {
+        let _ = tx.send(result);
+    }))?;
+    rx.await.map_err(|_| io::Error::other("the WAL writer stopped before completing the write"))?
+}
+
+fn ignore_completion() -> Done {
+    Box::new(|_| {})
+}
+
+fn to_range(range: &impl RangeBounds<u64>) -> std::ops::Range<u64> {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.saturating_add(1),
+        Bound::Excluded(&e) => e,
+        Bound::Unbounded => u64::MAX,
+    };
+    start..end
+}
+
+impl<C: DurableConfig> RaftLogReader<C> for LogStore<C> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<C::Entry>, io::Error> {
+        let range = to_range(&range);
+        let wal = self.wal.clone();
+        let records = tokio::task::spawn_blocking(move || wal.read(range))
+            .await
+            .map_err(|e| io::Error::other(format!("log read task failed: {e}")))??;
+        records
+            .into_iter()
+            .map(|r| Ok(Entry { log_id: log_id(r.term, r.index), payload: codec::decode_payload(&r.payload)? }))
+            .collect()
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<VoteOf<C>>, io::Error> {
+        self.wal.meta(SLOT_VOTE).map(|b| codec::decode_vote(&b)).transpose()
+    }
+}
+
+impl<C: DurableConfig> RaftLogStorage<C> for LogStore<C> {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<C>, io::Error> {
+        let bounds = self.wal.bounds();
+        let purged = bounds.purged.map(|p| log_id(p.term, p.index));
+        let last = bounds.last.map(|p| log_id(p.term, p.index)).or(purged);
+        Ok(LogState { last_purged_log_id: purged, last_log_id: last })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &VoteOf<C>) -> Result<(), io::Error> {
+        let bytes = codec::encode_vote(vote);
+        durable(|done| self.wal.set_meta(SLOT_VOTE, bytes, done)).await
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogIdOf<C>>) -> Result<(), io::Error> {
+        let bytes = codec::encode_committed(committed.as_ref());
+        Ok(self.wal.set_meta(SLOT_COMMITTED, bytes, ignore_completion())?)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogIdOf<C>>, io::Error> {
+        match self.wal.meta(SLOT_COMMITTED) {
+            Some(bytes) => codec::decode_committed(&bytes),
+            None => Ok(None),
+        }
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<C>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = C::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let records = entries
+            .into_iter()
+            .map(|e| wal::Entry {
+                index: e.log_id.index,
+                term: e.log_id.leader_id.term,
+                payload: codec::encode_payload(&e.payload).into(),
+            })
+            .collect();
+        Ok(self.wal.append(records, Box::new(move |result| callback.io_completed(result)))?)
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<C>>) -> Result<(), io::Error> {
+        let first_removed = last_log_id.map_or(0, |l| l.index + 1);
+        durable(|done| self.wal.truncate_from(first_removed, done)).await
+    }
+
+    async fn purge(&mut self, log_id: LogIdOf<C>) -> Result<(), io::Error> {
+        let upto = LogPos { index: log_id.index, term: log_id.leader_id.term };
+        Ok(self.wal.purge_to(upto, ignore_completion())?)
+    }
+}

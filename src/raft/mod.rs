@@ -1,0 +1,5 @@
+//! openraft glue: the type configuration and the log storage on top of [`crate::wal`].
+
+pub mod codec;
+pub mod log_store;
+pub mod types;

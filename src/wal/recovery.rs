@@ -1,0 +1,255 @@
+//! Rebuilding the log from its directory: every record verified, a torn tail cut and zeroed,
+//! anything else that fails a check reported with its file and offset.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::format::{self, DecodeError, RecordKind, RecordRef, SEGMENT_HEADER_LEN, SegmentHeader};
+use super::fs::{Fs, FsFile};
+use super::index::LogIndex;
+use super::segment::{SPARE_NAME, TEMP_SUFFIX, parse_segment_name};
+use super::{LogPos, WalError};
+
+/// Where a live entry's record is.
+#[derive(Clone, Debug)]
+pub(crate) enum Loc {
+    /// Queued for the writer; the payload is kept here until it is on disk.
+    Pending(Arc<[u8]>),
+    /// Written: the whole record (header and payload) at `offset` in segment `seq`.
+    Disk { seq: u64, offset: u64, len: u32 },
+}
+
+/// One live entry in the index.
+#[derive(Clone, Debug)]
+pub(crate) struct Slot {
+    pub term: u64,
+    pub loc: Loc,
+}
+
+/// An open segment as the front end and readers know it.
+pub(crate) struct SegmentInfo {
+    pub path: PathBuf,
+    pub file: Arc<dyn FsFile>,
+    pub salt: u32,
+    /// Largest entry index ever written to this segment, live or truncated.
+    pub max_index: Option<u64>,
+}
+
+/// Where the writer continues.
+pub(crate) struct Tail {
+    pub seq: u64,
+    pub file: Arc<dyn FsFile>,
+    pub salt: u32,
+    /// Offset of the next record.
+    pub pos: u64,
+    /// A seal record ends the segment: the next write opens a new one.
+    pub sealed: bool,
+}
+
+/// The log as found on disk.
+pub(crate) struct Recovered {
+    pub segments: BTreeMap<u64, SegmentInfo>,
+    pub index: LogIndex<Slot>,
+    pub purged: Option<LogPos>,
+    pub meta: BTreeMap<u8, Arc<[u8]>>,
+    pub tail: Option<Tail>,
+    pub spare_exists: bool,
+}
+
+/// Header value meaning "the log was empty and unanchored when this segment was opened".
+pub(crate) const UNANCHORED: u64 = u64::MAX;
+
+/// Encodes an anchor for a segment header.
+pub(crate) fn anchor_to_header(next: Option<u64>) -> u64 {
+    next.unwrap_or(UNANCHORED)
+}
+
+fn anchor_from_header(first_index: u64) -> Option<u64> {
+    (first_index != UNANCHORED).then_some(first_index)
+}
+
+fn corrupt(path: &Path, offset: u64, reason: impl Into<String>) -> WalError {
+    WalError::Corrupt { file: path.to_path_buf(), offset, reason: reason.into() }
+}
+
+fn io_err(context: String) -> impl FnOnce(std::io::Error) -> WalError {
+    move |source| WalError::Io { context, source }
+}
+
+/// Reads and verifies every segment in `dir`, cutting a torn tail. Idempotent: running it again
+/// on what it left, or on what a crash in the middle of it left, gives the same log.
+pub(crate) fn recover(fs: &dyn Fs, dir: &Path) -> Result<Recovered, WalError> {
+    let names = fs.list(dir).map_err(io_err(format!("listing {}", dir.display())))?;
+    let mut seqs = Vec::new();
+    let mut spare_exists = false;
+    let mut removed_temp = false;
+    for name in &names {
+        if let Some(seq) = parse_segment_name(name) {
+            seqs.push(seq);
+        } else if name == SPARE_NAME {
+            spare_exists = true;
+        } else if name.ends_with(TEMP_SUFFIX) {
+            let path = dir.join(name);
+            fs.remove(&path).map_err(io_err(format!("removing {}", path.display())))?;
+            removed_temp = true;
+        }
+    }
+    if removed_temp {
+        fs.sync_dir(dir).map_err(io_err(format!("syncing {}", dir.display())))?;
+    }
+    seqs.sort_unstable();
+    for pair in seqs.windows(2) {
+        if pair[1] != pair[0] + 1 {
+            let missing = dir.join(super::segment::segment_name(pair[0] + 1));
+            return Err(corrupt(&missing, 0, "segment file is missing from the middle of the log"));
+        }
+    }
+
+    let mut replay = Replay { index: LogIndex::new(None), purged: None, meta: BTreeMap::new() };
+    let mut segments = BTreeMap::new();
+    let mut tail = None;
+    for (i, &seq) in seqs.iter().enumerate() {
+        let is_last = i + 1 == seqs.len();
+        let path = dir.join(super::segment::segment_name(seq));
+        let file = fs.open(&path).map_err(io_err(format!("opening {}", path.display())))?;
+        let len = file.len().map_err(io_err(format!("reading the length of {}", path.display())))?;
+        let mut bytes = vec![0u8; usize::try_from(len).map_err(|_| corrupt(&path, 0, "segment is too large"))?];
+        file.read_exact_at(&mut bytes, 0).map_err(io_err(format!("reading {}", path.display())))?;
+
+        let header = SegmentHeader::decode(&bytes).map_err(|why| corrupt(&path, 0, why))?;
+        if header.seq != seq {
+            return Err(corrupt(&path, 12, format!("header names segment {} but the file is {seq}", header.seq)));
+        }
+        let anchor = anchor_from_header(header.first_index);
+        if i == 0 {
+            replay.index = LogIndex::new(anchor);
+        } else if anchor != replay.index.next_index() {
+            return Err(corrupt(&path, 20, "segment does not continue the log of the segment before it"));
+        }
+
+        let scan = replay.segment(&path, seq, header.salt, &bytes)?;
+        let mut info = SegmentInfo { path: path.clone(), file: file.clone(), salt: header.salt, max_index: scan.max_index };
+        if !scan.sealed {
+            if !is_last {
+                let why = match scan.stopped {
+                    Some(e) => format!("damaged record before the end of the log: {e}"),
+                    None => "segment ends without a seal but is not the last".into(),
+                };
+                return Err(corrupt(&path, scan.end, why));
+            }
+            if let Some(later) = later_batch_after(&bytes, header.salt, scan.end) {
+                let why = scan.stopped.map_or_else(String::new, |e| e.to_string());
+                return Err(corrupt(
+                    &path,
+                    scan.end,
+                    format!("damaged record ({why}) is followed by a later synced batch at offset {later}"),
+                ));
+            }
+            zero_tail(&*file, &path, &bytes, scan.end)?;
+        }
+        info.max_index = scan.max_index;
+        segments.insert(seq, info);
+        if is_last {
+            tail = Some(Tail { seq, file, salt: header.salt, pos: scan.end, sealed: scan.sealed });
+        }
+    }
+    Ok(Recovered { segments, index: replay.index, purged: replay.purged, meta: replay.meta, tail, spare_exists })
+}
+
+struct Replay {
+    index: LogIndex<Slot>,
+    purged: Option<LogPos>,
+    meta: BTreeMap<u8, Arc<[u8]>>,
+}
+
+struct SegmentScan {
+    /// Offset just past the last good record.
+    end: u64,
+    sealed: bool,
+    /// Why the scan stopped before a seal, if it did.
+    stopped: Option<DecodeError>,
+    max_index: Option<u64>,
+}
+
+impl Replay {
+    /// Applies the segment's records in order until a seal or the first record that fails.
+    fn segment(&mut self, path: &Path, seq: u64, salt: u32, bytes: &[u8]) -> Result<SegmentScan, WalError> {
+        let mut pos = SEGMENT_HEADER_LEN as u64;
+        let mut max_index = None;
+        loop {
+            let rest = &bytes[pos as usize..];
+            let rec = match format::decode_record(rest, salt, pos) {
+                Ok(rec) => rec,
+                Err(e) => return Ok(SegmentScan { end: pos, sealed: false, stopped: Some(e), max_index }),
+            };
+            if rec.kind == RecordKind::Seal {
+                return Ok(SegmentScan { end: pos + rec.encoded_len() as u64, sealed: true, stopped: None, max_index });
+            }
+            if rec.kind == RecordKind::Entry {
+                max_index = max_index.max(Some(rec.index));
+            }
+            self.apply(&rec, seq, pos).map_err(|why| corrupt(path, pos, why))?;
+            pos += rec.encoded_len() as u64;
+        }
+    }
+
+    fn apply(&mut self, rec: &RecordRef<'_>, seq: u64, offset: u64) -> Result<(), String> {
+        match rec.kind {
+            RecordKind::Entry => {
+                let loc = Loc::Disk { seq, offset, len: rec.encoded_len() as u32 };
+                self.index.push(rec.index, Slot { term: rec.term, loc }).map_err(|g| g.to_string())
+            }
+            RecordKind::Truncate => {
+                if self.purged.is_some_and(|p| rec.index <= p.index) {
+                    return Err(format!("truncation at {} reaches below the purge point", rec.index));
+                }
+                self.index.truncate_from(rec.index, self.purged.is_some()).map_err(|g| g.to_string())
+            }
+            RecordKind::Purge => {
+                if self.purged.is_some_and(|p| rec.index < p.index) {
+                    return Err(format!("purge point moves back to {}", rec.index));
+                }
+                self.purged = Some(LogPos { index: rec.index, term: rec.term });
+                self.index.purge_to(rec.index);
+                Ok(())
+            }
+            RecordKind::Meta => {
+                let slot = u8::try_from(rec.index).map_err(|_| format!("meta slot {} out of range", rec.index))?;
+                self.meta.insert(slot, Arc::from(rec.payload));
+                Ok(())
+            }
+            RecordKind::Seal => Ok(()),
+        }
+    }
+}
+
+/// The offset of a valid record past `bad_at` that belongs to a later write batch than the one
+/// `bad_at` is in. The writer starts a batch only after the batch before it was synced, so such
+/// a record proves the damage at `bad_at` is not a torn write.
+fn later_batch_after(bytes: &[u8], salt: u32, bad_at: u64) -> Option<u64> {
+    let start = bad_at as usize + 1;
+    let last = bytes.len().checked_sub(format::RECORD_HEADER_LEN)?;
+    (start..=last).map(|y| y as u64).find(|&y| {
+        let at = &bytes[y as usize..];
+        // Cheap filters before the checksum: a known kind, zero reserved bytes, and a batch
+        // start that lies after the damage and not after the record itself.
+        let batch_start = u64::from(u32::from_le_bytes([at[24], at[25], at[26], at[27]]));
+        (1..=5).contains(&at[28])
+            && at[29..32] == [0, 0, 0]
+            && batch_start > bad_at
+            && batch_start <= y
+            && format::decode_record(at, salt, y).is_ok()
+    })
+}
+
+/// Overwrites with zeros every byte from `from` to the last non-zero byte, and syncs, so that a
+/// later write at `from` can never be followed by a stale record.
+fn zero_tail(file: &dyn FsFile, path: &Path, bytes: &[u8], from: u64) -> Result<(), WalError> {
+    let tail = &bytes[from as usize..];
+    let Some(last_nonzero) = tail.iter().rposition(|&b| b != 0) else { return Ok(()) };
+    let zeros = vec![0u8; last_nonzero + 1];
+    tracing::warn!("{}: cutting a torn tail of {} bytes at offset {from}", path.display(), zeros.len());
+    file.write_all_at(&zeros, from).map_err(io_err(format!("zeroing the torn tail of {}", path.display())))?;
+    file.sync_data().map_err(io_err(format!("syncing {}", path.display())))
+}

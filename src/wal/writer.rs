@@ -1,0 +1,266 @@
+//! The one thread that writes the log: it takes everything queued, writes it with one write
+//! call per segment touched, syncs once, and only then completes every waiter of the batch.
+//! The first write or sync error fails every waiter and every later operation: a failed
+//! `fdatasync` is never retried, since the kernel may already have dropped the unsynced pages.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+
+use super::format::{self, RECORD_HEADER_LEN, RecordKind, SEGMENT_HEADER_LEN, SegmentHeader};
+use super::index::LogIndex;
+use super::recovery::{Loc, SegmentInfo, Tail, anchor_to_header};
+use super::segment::{self, Preallocator};
+use super::{Done, LogPos, OpKind, Shared, lock};
+
+/// The segment being written.
+struct Active {
+    tail: Tail,
+    /// Whether a record from the queue (not just the re-emitted state) is in this segment.
+    holds_ops: bool,
+}
+
+/// Where an entry written in this batch landed, to move it from `Pending` to `Disk`.
+struct Placed {
+    index: u64,
+    payload: Arc<[u8]>,
+    loc: Loc,
+}
+
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    active: Active,
+    segment_size: u64,
+    prealloc: Option<Preallocator>,
+    /// The log as written so far (mirrors the front end's index, one batch behind).
+    written: LogIndex<()>,
+    written_purge: Option<LogPos>,
+    written_meta: BTreeMap<u8, Arc<[u8]>>,
+    buf: Vec<u8>,
+    batch_start: u64,
+    placed: Vec<Placed>,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        tail: Tail,
+        segment_size: u64,
+        prealloc: Option<Preallocator>,
+        written: LogIndex<()>,
+        written_purge: Option<LogPos>,
+        written_meta: BTreeMap<u8, Arc<[u8]>>,
+    ) -> Self {
+        let batch_start = tail.pos;
+        Self {
+            shared,
+            active: Active { tail, holds_ops: true },
+            segment_size,
+            prealloc,
+            written,
+            written_purge,
+            written_meta,
+            buf: Vec::with_capacity(1 << 20),
+            batch_start,
+            placed: Vec::new(),
+        }
+    }
+
+    /// Runs until the log is closed and its queue drained, or until the first I/O error.
+    pub(crate) fn run(mut self) {
+        loop {
+            let ops = {
+                let mut st = lock(&self.shared.state);
+                while st.queue.is_empty() && !st.closing {
+                    st = self.shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+                }
+                if st.queue.is_empty() {
+                    return;
+                }
+                std::mem::take(&mut st.queue)
+            };
+            let (kinds, dones): (Vec<OpKind>, Vec<Option<Done>>) = ops.into_iter().map(|op| (op.kind, op.done)).unzip();
+            match self.write_batch(&kinds) {
+                Ok(purge) => {
+                    self.publish();
+                    dones.into_iter().flatten().for_each(|done| done(Ok(())));
+                    if let Some(purge) = purge {
+                        if let Err(e) = self.delete_purged_segments(purge) {
+                            self.fail(e, Vec::new());
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.fail(e, dones);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes and syncs one batch; returns the purge point it made durable, if any.
+    fn write_batch(&mut self, ops: &[OpKind]) -> io::Result<Option<LogPos>> {
+        self.buf.clear();
+        self.placed.clear();
+        self.batch_start = self.active.tail.pos;
+        let mut purge = None;
+        for op in ops {
+            match op {
+                OpKind::Append(entries) => {
+                    for (index, term, payload) in entries {
+                        self.make_room(payload.len())?;
+                        let loc = self.encode(RecordKind::Entry, *index, *term, payload);
+                        self.placed.push(Placed { index: *index, payload: payload.clone(), loc });
+                        self.written.push(*index, ()).map_err(invalid)?;
+                    }
+                }
+                OpKind::Truncate(first_removed) => {
+                    self.make_room(0)?;
+                    self.encode(RecordKind::Truncate, *first_removed, 0, &[]);
+                    self.written.truncate_from(*first_removed, self.written_purge.is_some()).map_err(invalid)?;
+                }
+                OpKind::Purge(pos) => {
+                    self.make_room(0)?;
+                    self.encode(RecordKind::Purge, pos.index, pos.term, &[]);
+                    self.written.purge_to(pos.index);
+                    self.written_purge = Some(*pos);
+                    purge = Some(*pos);
+                }
+                OpKind::Meta(slot, value) => {
+                    self.make_room(value.len())?;
+                    self.encode(RecordKind::Meta, u64::from(*slot), 0, value);
+                    self.written_meta.insert(*slot, value.clone());
+                }
+            }
+            self.active.holds_ops = true;
+        }
+        self.flush()?;
+        Ok(purge)
+    }
+
+    /// Encodes one record at the end of the batch buffer; returns where it will be on disk.
+    fn encode(&mut self, kind: RecordKind, index: u64, term: u64, payload: &[u8]) -> Loc {
+        let offset = self.batch_start + self.buf.len() as u64;
+        let t = &self.active.tail;
+        format::encode_record(&mut self.buf, t.salt, kind, index, term, self.batch_start as u32, payload);
+        Loc::Disk { seq: t.seq, offset, len: (RECORD_HEADER_LEN + payload.len()) as u32 }
+    }
+
+    /// Writes the batch buffer at its place in the active segment and syncs it.
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.active.tail.file.write_all_at(&self.buf, self.batch_start)?;
+        self.active.tail.file.sync_data()?;
+        self.active.tail.pos = self.batch_start + self.buf.len() as u64;
+        self.batch_start = self.active.tail.pos;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Rotates to a new segment first if a record with `payload_len` bytes would not fit (a
+    /// record larger than a whole segment gets a segment of its own, which grows to hold it).
+    fn make_room(&mut self, payload_len: usize) -> io::Result<()> {
+        let end = self.batch_start + self.buf.len() as u64;
+        let need = (2 * RECORD_HEADER_LEN + payload_len) as u64; // the record and a seal after it
+        if !self.active.tail.sealed && (!self.active.holds_ops || end + need <= self.segment_size) {
+            return Ok(());
+        }
+        if !self.active.tail.sealed {
+            self.encode(RecordKind::Seal, 0, 0, &[]);
+            self.flush()?;
+            self.active.tail.sealed = true;
+        }
+        self.open_next_segment()
+    }
+
+    /// Opens the next segment and re-writes the purge point and every metadata value at its
+    /// head, so that deleting older segments never loses them.
+    fn open_next_segment(&mut self) -> io::Result<()> {
+        let seq = self.active.tail.seq + 1;
+        let header = SegmentHeader {
+            seq,
+            first_index: anchor_to_header(self.written.next_index()),
+            salt: segment::random_salt(),
+        };
+        let fs = &*self.shared.fs;
+        let file = segment::activate(fs, &self.shared.dir, &header, self.prealloc.as_ref())?;
+        let path = self.shared.dir.join(segment::segment_name(seq));
+        lock(&self.shared.state)
+            .segments
+            .insert(seq, SegmentInfo { path, file: file.clone(), salt: header.salt, max_index: None });
+        self.active = Active {
+            tail: Tail { seq, file, salt: header.salt, pos: SEGMENT_HEADER_LEN as u64, sealed: false },
+            holds_ops: false,
+        };
+        self.batch_start = self.active.tail.pos;
+        if let Some(p) = self.written_purge {
+            self.encode(RecordKind::Purge, p.index, p.term, &[]);
+        }
+        let meta: Vec<(u8, Arc<[u8]>)> = self.written_meta.iter().map(|(k, v)| (*k, v.clone())).collect();
+        for (slot, value) in meta {
+            self.encode(RecordKind::Meta, u64::from(slot), 0, &value);
+        }
+        Ok(())
+    }
+
+    /// Points readers at the written records instead of the queued payloads, and records the
+    /// largest index each segment now holds.
+    fn publish(&mut self) {
+        let mut st = lock(&self.shared.state);
+        for placed in self.placed.drain(..) {
+            if let Loc::Disk { seq, .. } = placed.loc {
+                if let Some(info) = st.segments.get_mut(&seq) {
+                    info.max_index = info.max_index.max(Some(placed.index));
+                }
+            }
+            if let Some(slot) = st.index.get_mut(placed.index) {
+                // The slot may hold a newer entry by now (truncated and re-appended): only the
+                // very payload this batch wrote is replaced.
+                if matches!(&slot.loc, Loc::Pending(p) if Arc::ptr_eq(p, &placed.payload)) {
+                    slot.loc = placed.loc;
+                }
+            }
+        }
+    }
+
+    /// Deletes, oldest first, the segments that hold nothing above the durable purge point.
+    /// Only a prefix is ever deleted, each removal synced before the next, so the surviving
+    /// segments are always a contiguous run.
+    fn delete_purged_segments(&mut self, purge: LogPos) -> io::Result<()> {
+        loop {
+            let victim = {
+                let st = lock(&self.shared.state);
+                let Some((&seq, info)) = st.segments.first_key_value() else { return Ok(()) };
+                if seq == self.active.tail.seq || info.max_index.is_some_and(|m| m > purge.index) {
+                    return Ok(());
+                }
+                (seq, info.path.clone())
+            };
+            self.shared.fs.remove(&victim.1)?;
+            self.shared.fs.sync_dir(&self.shared.dir)?;
+            lock(&self.shared.state).segments.remove(&victim.0);
+        }
+    }
+
+    /// Marks the log failed and fails every waiter: this batch's, and all queued after it.
+    fn fail(&mut self, e: io::Error, dones: Vec<Option<Done>>) {
+        tracing::error!("WAL in {} failed and refuses writes until reopened: {e}", self.shared.dir.display());
+        let reason = format!("an earlier write or sync failed: {e}");
+        let queued = {
+            let mut st = lock(&self.shared.state);
+            st.failed = Some((e.kind(), reason.clone()));
+            std::mem::take(&mut st.queue)
+        };
+        let all = dones.into_iter().flatten().chain(queued.into_iter().filter_map(|op| op.done));
+        for done in all {
+            done(Err(io::Error::new(e.kind(), reason.clone())));
+        }
+    }
+}
+
+fn invalid(gap: super::index::Gap) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, gap.to_string())
+}
