@@ -117,6 +117,15 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path) -> Result<Recovered, WalError> {
         let mut bytes = vec![0u8; usize::try_from(len).map_err(|_| corrupt(&path, 0, "segment is too large"))?];
         file.read_exact_at(&mut bytes, 0).map_err(io_err(format!("reading {}", path.display())))?;
 
+        if is_last && bytes.len() < SEGMENT_HEADER_LEN {
+            // Headers are synced before any record is written, so a last segment too short to
+            // hold one holds nothing acknowledged: it is a torn tail, like a short record.
+            tracing::warn!("{}: removing a last segment shorter than its header", path.display());
+            drop(file);
+            fs.remove(&path).map_err(io_err(format!("removing {}", path.display())))?;
+            fs.sync_dir(dir).map_err(io_err(format!("syncing {}", dir.display())))?;
+            break;
+        }
         let header = SegmentHeader::decode(&bytes).map_err(|why| corrupt(&path, 0, why))?;
         if header.seq != seq {
             return Err(corrupt(&path, 12, format!("header names segment {} but the file is {seq}", header.seq)));
@@ -129,7 +138,7 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path) -> Result<Recovered, WalError> {
         }
 
         let scan = replay.segment(&path, seq, header.salt, &bytes)?;
-        let mut info = SegmentInfo { path: path.clone(), file: file.clone(), salt: header.salt, max_index: scan.max_index };
+        let info = SegmentInfo { path: path.clone(), file: file.clone(), salt: header.salt, max_index: scan.max_index };
         if !scan.sealed {
             if !is_last {
                 let why = match scan.stopped {
@@ -148,11 +157,8 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path) -> Result<Recovered, WalError> {
             }
             zero_tail(&*file, &path, &bytes, scan.end)?;
         }
-        info.max_index = scan.max_index;
         segments.insert(seq, info);
-        if is_last {
-            tail = Some(Tail { seq, file, salt: header.salt, pos: scan.end, sealed: scan.sealed });
-        }
+        tail = Some(Tail { seq, file, salt: header.salt, pos: scan.end, sealed: scan.sealed });
     }
     Ok(Recovered { segments, index: replay.index, purged: replay.purged, meta: replay.meta, tail, spare_exists })
 }

@@ -3,6 +3,8 @@
 //! when the engine lands; it exists only so the log store can be checked now.
 #![allow(dead_code)]
 
+pub mod wal_util;
+
 use std::fmt;
 use std::io;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,216 @@
+//! Recovery from damaged files: every cut of the last segment, bit flips everywhere, absurd
+//! lengths, and the directory lock.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ahnlich_raft::wal::sim_fs::{SimFs, SimRng};
+use ahnlich_raft::wal::{Entry, Wal, WalError, WalOptions};
+use support::wal_util::{append_durable, copy_dir, entry, read_all, segment_files};
+use tempfile::TempDir;
+
+fn small_segments() -> WalOptions {
+    WalOptions { segment_size: 4096, preallocate: false }
+}
+
+/// Writes `n` entries, one sync each, so that every entry is its own write batch.
+fn write_log(dir: &Path, n: u64, opts: WalOptions) -> Vec<Entry> {
+    let wal = Wal::open(dir, opts).expect("open");
+    let entries: Vec<Entry> = (1..=n).map(|i| entry(i, 1 + i / 20)).collect();
+    for e in &entries {
+        append_durable(&wal, vec![e.clone()]).expect("append");
+    }
+    entries
+}
+
+#[test]
+fn every_cut_of_the_last_segment_keeps_exactly_the_whole_records_before_it() {
+    let src = TempDir::new().expect("tempdir");
+    let entries = write_log(src.path(), 90, small_segments());
+    let segments = segment_files(src.path());
+    assert!(segments.len() >= 3, "the log must span at least 3 segments, got {}", segments.len());
+    let last = segments.last().expect("a segment").clone();
+    let last_name = last.file_name().expect("name").to_owned();
+    let full = std::fs::read(&last).expect("read last segment");
+
+    // Where each entry of the last segment ends, from a clean read of that segment.
+    let in_last: Vec<(usize, u64)> = ends_of_entries_in(&full, &entries);
+    let before_last = in_last.first().map_or(entries.len() as u64, |&(_, first)| first - 1);
+
+    for cut in 0..=full.len() {
+        let work = TempDir::new().expect("tempdir");
+        copy_dir(src.path(), work.path());
+        let f = std::fs::OpenOptions::new().write(true).open(work.path().join(&last_name)).expect("open");
+        f.set_len(cut as u64).expect("truncate");
+        drop(f);
+
+        let expected_last = in_last.iter().filter(|&&(end, _)| end <= cut).map(|&(_, i)| i).last().unwrap_or(before_last);
+        let wal = Wal::open(work.path(), small_segments()).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        let got = read_all(&wal).expect("read");
+        assert_eq!(got, entries[..expected_last as usize], "cut at {cut}");
+
+        // The log continues cleanly after the cut, and the continuation survives a reopen.
+        let next = entry(expected_last + 1, 99);
+        append_durable(&wal, vec![next.clone()]).expect("append after cut");
+        drop(wal);
+        let wal = Wal::open(work.path(), small_segments()).expect("reopen");
+        let got = read_all(&wal).expect("read");
+        assert_eq!(got.len() as u64, expected_last + 1, "cut at {cut}");
+        assert_eq!(got.last(), Some(&next), "cut at {cut}");
+    }
+}
+
+/// The end offset of each entry record in `segment`, found by locating each entry's payload.
+fn ends_of_entries_in(segment: &[u8], entries: &[Entry]) -> Vec<(usize, u64)> {
+    use ahnlich_raft::wal::format::{SEGMENT_HEADER_LEN, SegmentHeader, decode_record};
+    let salt = SegmentHeader::decode(segment).expect("header").salt;
+    let mut pos = SEGMENT_HEADER_LEN;
+    let mut out = Vec::new();
+    while let Ok(rec) = decode_record(&segment[pos..], salt, pos as u64) {
+        pos += rec.encoded_len();
+        if rec.kind == ahnlich_raft::wal::format::RecordKind::Entry {
+            assert_eq!(rec.payload, &entries[rec.index as usize - 1].payload[..]);
+            out.push((pos, rec.index));
+        }
+    }
+    out
+}
+
+/// Builds a small log on the simulated file system and returns it with its files.
+fn sim_log(n: u64) -> (SimFs, Vec<Entry>, Vec<std::path::PathBuf>) {
+    let fs = SimFs::new(7);
+    let dir = Path::new("/wal");
+    let wal = Wal::open_with_fs(Arc::new(fs.clone()), dir, small_segments()).expect("open");
+    let entries: Vec<Entry> = (1..=n).map(|i| entry(i, 1)).collect();
+    for e in &entries {
+        append_durable(&wal, vec![e.clone()]).expect("append");
+    }
+    drop(wal);
+    let mut files: Vec<_> = ahnlich_raft::wal::fs::Fs::list(&fs, dir)
+        .expect("list")
+        .into_iter()
+        .filter(|n| n.ends_with(".wal") && n.len() == 24)
+        .map(|n| dir.join(n))
+        .collect();
+    files.sort();
+    (fs, entries, files)
+}
+
+/// Flips `bit` of `file`, opens the log, and checks the outcome against where the bit was.
+fn check_flip(fs: &SimFs, entries: &[Entry], files: &[std::path::PathBuf], file_ix: usize, bit: usize) {
+    let path = &files[file_ix];
+    let good = fs.read_file(path).expect("read");
+    let mut bad = good.clone();
+    bad[bit / 8] ^= 1 << (bit % 8);
+    fs.write_file_durable(path, &bad).expect("damage");
+
+    let is_last_file = file_ix + 1 == files.len();
+    let last_record_start = if is_last_file { last_record_offset(&good) } else { usize::MAX };
+    let in_tail_record = bit / 8 >= last_record_start;
+    match Wal::open_with_fs(Arc::new(fs.clone()), Path::new("/wal"), small_segments()) {
+        Ok(wal) => {
+            assert!(in_tail_record, "flip of bit {bit} in {} went unnoticed", path.display());
+            let got = read_all(&wal).expect("read");
+            // Never a damaged record: what comes back is a prefix of what was written.
+            assert!(got.len() <= entries.len() && got == entries[..got.len()], "bit {bit}");
+        }
+        Err(WalError::Corrupt { file, .. }) => {
+            assert!(!in_tail_record, "damage in the tail record at bit {bit} should be cut, not refused");
+            assert_eq!(&file, path, "the error names the damaged file");
+        }
+        Err(e) => panic!("bit {bit}: unexpected error {e}"),
+    }
+    fs.write_file_durable(path, &good).expect("restore");
+}
+
+fn last_record_offset(segment: &[u8]) -> usize {
+    use ahnlich_raft::wal::format::{SEGMENT_HEADER_LEN, SegmentHeader, decode_record};
+    let salt = SegmentHeader::decode(segment).expect("header").salt;
+    let (mut pos, mut last) = (SEGMENT_HEADER_LEN, SEGMENT_HEADER_LEN);
+    while let Ok(rec) = decode_record(&segment[pos..], salt, pos as u64) {
+        last = pos;
+        pos += rec.encoded_len();
+    }
+    last
+}
+
+#[test]
+fn every_bit_flip_of_a_small_log_is_cut_at_the_tail_or_reported() {
+    let (fs, entries, files) = sim_log(60);
+    assert!(files.len() >= 2, "spans segments");
+    for (ix, path) in files.iter().enumerate() {
+        let bits = fs.read_file(path).expect("read").len() * 8;
+        for bit in 0..bits {
+            check_flip(&fs, &entries, &files, ix, bit);
+        }
+    }
+}
+
+#[test]
+fn sampled_bit_flips_of_a_larger_log_are_cut_at_the_tail_or_reported() {
+    let (fs, entries, files) = sim_log(400);
+    assert!(files.len() >= 8, "spans many segments");
+    let mut rng = SimRng::new(11);
+    for _ in 0..3000 {
+        let ix = rng.below(files.len() as u64) as usize;
+        let bits = fs.read_file(&files[ix]).expect("read").len() * 8;
+        check_flip(&fs, &entries, &files, ix, rng.below(bits as u64) as usize);
+    }
+}
+
+#[test]
+fn absurd_record_lengths_never_allocate_or_panic() {
+    use ahnlich_raft::wal::format::SEGMENT_HEADER_LEN;
+    for (len, is_tail) in [(u32::MAX, true), (0x0fff_ffff, true), (200 << 20, true), (u32::MAX, false)] {
+        let (fs, entries, files) = sim_log(3);
+        let last = files.last().expect("segment");
+        let mut bytes = fs.read_file(last).expect("read");
+        let at = if is_tail { last_record_offset(&bytes) } else { SEGMENT_HEADER_LEN };
+        bytes[at + 4..at + 8].copy_from_slice(&len.to_le_bytes());
+        fs.write_file_durable(last, &bytes).expect("damage");
+        let opened = Wal::open_with_fs(Arc::new(fs.clone()), Path::new("/wal"), small_segments());
+        match (opened, is_tail) {
+            (Ok(wal), true) => assert!(read_all(&wal).expect("read").len() < entries.len() + 1),
+            (Err(WalError::Corrupt { offset, .. }), false) => assert_eq!(offset, SEGMENT_HEADER_LEN as u64),
+            (other, _) => panic!("length {len:#x} at the tail={is_tail}: {:?}", other.map(|_| ())),
+        }
+    }
+}
+
+#[test]
+fn a_missing_middle_segment_is_reported() {
+    let dir = TempDir::new().expect("tempdir");
+    write_log(dir.path(), 90, small_segments());
+    let segments = segment_files(dir.path());
+    std::fs::remove_file(&segments[1]).expect("remove");
+    match Wal::open(dir.path(), small_segments()) {
+        Err(WalError::Corrupt { file, .. }) => assert_eq!(file, segments[1]),
+        other => panic!("expected corruption, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn a_second_opener_gets_a_clear_error() {
+    let dir = TempDir::new().expect("tempdir");
+    let _first = Wal::open(dir.path(), small_segments()).expect("open");
+    match Wal::open(dir.path(), small_segments()) {
+        Err(e @ WalError::Locked { .. }) => assert!(e.to_string().contains("in use by another process"), "{e}"),
+        other => panic!("expected a lock error, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn truncated_entries_never_come_back_after_reopen() {
+    let dir = TempDir::new().expect("tempdir");
+    let wal = Wal::open(dir.path(), small_segments()).expect("open");
+    append_durable(&wal, (1..=50).map(|i| entry(i, 1)).collect()).expect("append");
+    ahnlich_raft::wal::wait(|done| wal.truncate_from(20, done)).expect("truncate");
+    append_durable(&wal, (20..=30).map(|i| entry(i, 2)).collect()).expect("append new tail");
+    drop(wal);
+    let wal = Wal::open(dir.path(), small_segments()).expect("reopen");
+    let got = read_all(&wal).expect("read");
+    let want: Vec<Entry> = (1..20).map(|i| entry(i, 1)).chain((20..=30).map(|i| entry(i, 2))).collect();
+    assert_eq!(got, want);
+}
