@@ -214,3 +214,41 @@ fn truncated_entries_never_come_back_after_reopen() {
     let want: Vec<Entry> = (1..20).map(|i| entry(i, 1)).chain((20..=30).map(|i| entry(i, 2))).collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn records_cut_from_a_torn_batch_never_come_back_after_new_writes() {
+    use ahnlich_raft::wal::format::{SEGMENT_HEADER_LEN, SegmentHeader, decode_record};
+    let dir = TempDir::new().expect("tempdir");
+    let opts = WalOptions { segment_size: 1 << 20, preallocate: false };
+    {
+        let wal = Wal::open(dir.path(), opts.clone()).expect("open");
+        for i in 1..=3 {
+            append_durable(&wal, vec![entry(i, 1)]).expect("append");
+        }
+        // One write batch: 4..=8. Damage 5 as a torn write would, leaving 6..=8 intact.
+        append_durable(&wal, (4..=8).map(|i| entry(i, 1)).collect()).expect("append batch");
+    }
+    let seg = segment_files(dir.path()).pop().expect("segment");
+    let mut bytes = std::fs::read(&seg).expect("read");
+    let salt = SegmentHeader::decode(&bytes).expect("header").salt;
+    let mut pos = SEGMENT_HEADER_LEN;
+    let mut fifth = None;
+    while let Ok(rec) = decode_record(&bytes[pos..], salt, pos as u64) {
+        if rec.index == 5 {
+            fifth = Some(pos);
+        }
+        pos += rec.encoded_len();
+    }
+    let fifth = fifth.expect("entry 5 on disk");
+    bytes[fifth + 40] ^= 0xff;
+    std::fs::write(&seg, &bytes).expect("damage");
+
+    let wal = Wal::open(dir.path(), opts.clone()).expect("a torn batch is cut, not refused");
+    assert_eq!(read_all(&wal).expect("read"), (1..=4).map(|i| entry(i, 1)).collect::<Vec<_>>());
+    // A new entry 5 of the same size ends exactly where the old 6 began.
+    append_durable(&wal, vec![entry(5, 2)]).expect("append");
+    drop(wal);
+    let wal = Wal::open(dir.path(), opts).expect("reopen");
+    let want: Vec<Entry> = (1..=4).map(|i| entry(i, 1)).chain([entry(5, 2)]).collect();
+    assert_eq!(read_all(&wal).expect("read"), want, "old entries 6..=8 must stay gone");
+}

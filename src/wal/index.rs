@@ -79,16 +79,15 @@ impl<T> LogIndex<T> {
         }
     }
 
-    /// Removes every entry with an index ≥ `first_removed`. Removing everything un-anchors the
-    /// log unless `keep_anchor` (a purge point fixes where the log continues).
-    pub(crate) fn truncate_from(&mut self, first_removed: u64, keep_anchor: bool) -> Result<(), Gap> {
+    /// Removes every entry with an index ≥ `first_removed`; the next entry must then be
+    /// `first_removed`. (A truncation may reach below the first entry this index holds: the
+    /// entries it removes can be in segments already deleted.)
+    pub(crate) fn truncate_from(&mut self, first_removed: u64) -> Result<(), Gap> {
         self.check_truncate(first_removed)?;
         let Some(first) = self.first else { return Ok(()) };
         if first_removed <= first {
             self.slots.clear();
-            if !keep_anchor {
-                self.first = None;
-            }
+            self.first = Some(first_removed);
         } else {
             self.slots.truncate((first_removed - first) as usize);
         }
@@ -134,14 +133,16 @@ mod tests {
         ix.push(6, 'b').expect("next");
         assert_eq!(ix.push(8, 'x'), Err(Gap::NotNext { expected: 7, got: 8 }));
         assert_eq!(ix.check_truncate(8), Err(Gap::TruncateBeyondEnd { next: 7, first_removed: 8 }));
-        ix.truncate_from(6, false).expect("truncate");
+        ix.truncate_from(6).expect("truncate");
         assert_eq!((ix.first_live(), ix.last_live()), (Some(5), Some(5)));
         ix.purge_to(9);
         assert_eq!((ix.first_live(), ix.next_index()), (None, Some(10)));
-        ix.truncate_from(10, true).expect("no-op at the end");
+        ix.truncate_from(10).expect("no-op at the end");
         assert_eq!(ix.next_index(), Some(10));
-        ix.truncate_from(10, false).expect("emptying without a purge point un-anchors");
-        assert_eq!(ix.next_index(), None);
+        let mut ix = LogIndex::new(Some(20));
+        ix.push(20, 'a').expect("anchored");
+        ix.truncate_from(12).expect("below the first entry held");
+        assert_eq!((ix.first_live(), ix.next_index()), (None, Some(12)));
     }
 
     #[test]

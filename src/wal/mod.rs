@@ -6,7 +6,10 @@
 //! # Assumptions about the medium
 //! - `fdatasync` returning success means every byte written to that file before the call is on
 //!   stable storage; a directory `fsync` does the same for creates, renames and removes in it.
-//! - Nothing else is assumed: bytes not yet synced may reach the disk in any order, in any
+//! - A rename is atomic, and directory operations reach the disk in the order they were made
+//!   (what a journaling file system such as ext4 or XFS provides); the WAL syncs the directory
+//!   after each one anyway before relying on it.
+//! - Nothing else is assumed: file bytes not yet synced may reach the disk in any order, in any
 //!   subset, down to single bytes (the crash tests model exactly that, see `sim_fs`); writes to
 //!   one region never change bytes outside it.
 //! - After an `fdatasync` error, the unsynced bytes are lost even if reads still return them; a
@@ -249,7 +252,7 @@ impl Wal {
                     first_index: anchor_to_header(rec.index.next_index()),
                     salt: segment::random_salt(),
                 };
-                let file = segment::activate(&*fs, dir, &header, prealloc.as_ref())
+                let file = segment::activate(&*fs, dir, &header, &[], prealloc.as_ref())
                     .map_err(io_ctx(format!("creating the first segment in {}", dir.display())))?;
                 let path = dir.join(segment::segment_name(1));
                 segments.insert(1, SegmentInfo { path, file: file.clone(), salt: header.salt, max_index: None });
@@ -328,8 +331,7 @@ impl Wal {
         }
         // Removing from past the end removes nothing.
         let first_removed = st.index.next_index().map_or(first_removed, |next| first_removed.min(next));
-        let keep_anchor = st.purged.is_some();
-        st.index.truncate_from(first_removed, keep_anchor).map_err(|g| WalError::InvalidInput(g.to_string()))?;
+        st.index.truncate_from(first_removed).map_err(|g| WalError::InvalidInput(g.to_string()))?;
         self.enqueue(st, OpKind::Truncate(first_removed), done);
         Ok(())
     }

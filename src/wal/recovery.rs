@@ -210,7 +210,7 @@ impl Replay {
                 if self.purged.is_some_and(|p| rec.index <= p.index) {
                     return Err(format!("truncation at {} reaches below the purge point", rec.index));
                 }
-                self.index.truncate_from(rec.index, self.purged.is_some()).map_err(|g| g.to_string())
+                self.index.truncate_from(rec.index).map_err(|g| g.to_string())
             }
             RecordKind::Purge => {
                 if self.purged.is_some_and(|p| rec.index < p.index) {

@@ -58,13 +58,15 @@ pub(crate) fn create_zeroed(fs: &dyn Fs, dir: &Path, name: &str, len: u64) -> io
     fs.sync_dir(dir)
 }
 
-/// Makes segment `seq` durable and returns its open file: the header is written and synced into
-/// the spare (if one is ready) or a new file, then the file is renamed to its segment name and
-/// the directory synced, all before any record is written to it.
+/// Makes segment `header.seq` durable and returns its open file: the header and the `head`
+/// records are written and synced into the spare (if one is ready) or a new file, then the file
+/// is renamed to its segment name and the directory synced. A segment is thus never seen under
+/// its name without its whole head.
 pub(crate) fn activate(
     fs: &dyn Fs,
     dir: &Path,
     header: &SegmentHeader,
+    head: &[u8],
     spare: Option<&Preallocator>,
 ) -> io::Result<Arc<dyn FsFile>> {
     let final_path = dir.join(segment_name(header.seq));
@@ -80,7 +82,9 @@ pub(crate) fn activate(
         }
     };
     let file = fs.open(&source)?;
-    file.write_all_at(&header.encode(), 0)?;
+    let mut start = header.encode().to_vec();
+    start.extend_from_slice(head);
+    file.write_all_at(&start, 0)?;
     file.sync_data()?;
     fs.rename(&source, &final_path)?;
     fs.sync_dir(dir)?;

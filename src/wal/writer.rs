@@ -118,7 +118,7 @@ impl Writer {
                 OpKind::Truncate(first_removed) => {
                     self.make_room(0)?;
                     self.encode(RecordKind::Truncate, *first_removed, 0, &[]);
-                    self.written.truncate_from(*first_removed, self.written_purge.is_some()).map_err(invalid)?;
+                    self.written.truncate_from(*first_removed).map_err(invalid)?;
                 }
                 OpKind::Purge(pos) => {
                     self.make_room(0)?;
@@ -176,8 +176,9 @@ impl Writer {
         self.open_next_segment()
     }
 
-    /// Opens the next segment and re-writes the purge point and every metadata value at its
-    /// head, so that deleting older segments never loses them.
+    /// Opens the next segment with the purge point and every metadata value written again at
+    /// its head, so that deleting older segments never loses them. The head is durable before
+    /// the segment gets its name (see `segment::activate`).
     fn open_next_segment(&mut self) -> io::Result<()> {
         let seq = self.active.tail.seq + 1;
         let header = SegmentHeader {
@@ -185,24 +186,16 @@ impl Writer {
             first_index: anchor_to_header(self.written.next_index()),
             salt: segment::random_salt(),
         };
+        let head = encode_head(header.salt, self.written_purge, &self.written_meta);
         let fs = &*self.shared.fs;
-        let file = segment::activate(fs, &self.shared.dir, &header, self.prealloc.as_ref())?;
+        let file = segment::activate(fs, &self.shared.dir, &header, &head, self.prealloc.as_ref())?;
         let path = self.shared.dir.join(segment::segment_name(seq));
         lock(&self.shared.state)
             .segments
             .insert(seq, SegmentInfo { path, file: file.clone(), salt: header.salt, max_index: None });
-        self.active = Active {
-            tail: Tail { seq, file, salt: header.salt, pos: SEGMENT_HEADER_LEN as u64, sealed: false },
-            holds_ops: false,
-        };
-        self.batch_start = self.active.tail.pos;
-        if let Some(p) = self.written_purge {
-            self.encode(RecordKind::Purge, p.index, p.term, &[]);
-        }
-        let meta: Vec<(u8, Arc<[u8]>)> = self.written_meta.iter().map(|(k, v)| (*k, v.clone())).collect();
-        for (slot, value) in meta {
-            self.encode(RecordKind::Meta, u64::from(slot), 0, &value);
-        }
+        let pos = (SEGMENT_HEADER_LEN + head.len()) as u64;
+        self.active = Active { tail: Tail { seq, file, salt: header.salt, pos, sealed: false }, holds_ops: false };
+        self.batch_start = pos;
         Ok(())
     }
 
@@ -259,6 +252,19 @@ impl Writer {
             done(Err(io::Error::new(e.kind(), reason.clone())));
         }
     }
+}
+
+/// The records that open a segment: the purge point, then every metadata value.
+pub(crate) fn encode_head(salt: u32, purge: Option<LogPos>, meta: &BTreeMap<u8, Arc<[u8]>>) -> Vec<u8> {
+    let start = SEGMENT_HEADER_LEN as u32;
+    let mut head = Vec::new();
+    if let Some(p) = purge {
+        format::encode_record(&mut head, salt, RecordKind::Purge, p.index, p.term, start, &[]);
+    }
+    for (slot, value) in meta {
+        format::encode_record(&mut head, salt, RecordKind::Meta, u64::from(*slot), 0, start, value);
+    }
+    head
 }
 
 fn invalid(gap: super::index::Gap) -> io::Error {
