@@ -11,62 +11,20 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use ahnlich_raft::wal::model::{Issued as Rec, LogModel as Model, matching_prefix};
 use ahnlich_raft::wal::sim_fs::{SimFs, SimRng};
-use ahnlich_raft::wal::{Entry, LogPos, Wal, WalError, WalOptions};
-use support::wal_util::{entry, read_all};
+use ahnlich_raft::wal::{LogPos, Wal, WalError, WalOptions};
+use support::wal_util::entry;
 
 /// Seeds in the default run; `WAL_SIM_SEEDS=N` runs more (a soak), `WAL_SIM_SEED=S` just one.
 const SEEDS: u64 = 1000;
 const ROUNDS: usize = 3;
 const OPS_PER_ROUND: usize = 60;
 const META_SLOTS: u8 = 3;
-
-/// One record as the WAL writes it.
-#[derive(Clone, Debug)]
-enum Rec {
-    Entry(Entry),
-    Truncate(u64),
-    Purge(LogPos),
-    Meta(u8, Vec<u8>),
-}
-
-/// The log a sequence of records describes (the workload never empties it by truncation).
-#[derive(Clone, Debug, Default, PartialEq)]
-struct Model {
-    entries: Vec<Entry>,
-    purged: Option<LogPos>,
-    meta: BTreeMap<u8, Vec<u8>>,
-}
-
-impl Model {
-    fn apply(&mut self, rec: &Rec) {
-        match rec {
-            Rec::Entry(e) => self.entries.push(e.clone()),
-            Rec::Truncate(f) => self.entries.retain(|e| e.index < *f),
-            Rec::Purge(p) => {
-                self.entries.retain(|e| e.index > p.index);
-                self.purged = Some(*p);
-            }
-            Rec::Meta(slot, v) => {
-                self.meta.insert(*slot, v.clone());
-            }
-        }
-    }
-
-    fn next_index(&self) -> u64 {
-        self.entries.last().map(|e| e.index + 1).or(self.purged.map(|p| p.index + 1)).unwrap_or(1)
-    }
-
-    fn read_from(wal: &Wal) -> Result<Self, WalError> {
-        let meta = (0..META_SLOTS).filter_map(|s| wal.meta(s).map(|v| (s, v.to_vec()))).collect();
-        Ok(Self { entries: read_all(wal)?, purged: wal.bounds().purged, meta })
-    }
-}
 
 /// Counts records acknowledged as durable; completions arrive in order.
 #[derive(Default)]
@@ -127,20 +85,6 @@ fn issue_one(wal: &Wal, rng: &mut SimRng, front: &mut Model, issued: &mut Vec<Re
     }
 }
 
-/// Finds the prefix of `issued` (at least `acked` long) whose result equals `found`.
-fn matching_prefix(base: &Model, issued: &[Rec], acked: usize, found: &Model) -> Option<usize> {
-    let mut m = base.clone();
-    for k in 0..=issued.len() {
-        if k >= acked && m == *found {
-            return Some(k);
-        }
-        if k < issued.len() {
-            m.apply(&issued[k]);
-        }
-    }
-    None
-}
-
 fn run_seed(seed: u64) {
     let fs = SimFs::new(seed);
     let mut rng = SimRng::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xabcd);
@@ -150,7 +94,7 @@ fn run_seed(seed: u64) {
     for round in 0..ROUNDS {
         let wal = Wal::open_with_fs(Arc::new(fs.clone()), dir, opts.clone())
             .unwrap_or_else(|e| panic!("seed {seed} round {round}: reopen failed: {e}"));
-        let found = Model::read_from(&wal).unwrap_or_else(|e| panic!("seed {seed}: read failed: {e}"));
+        let found = Model::read_from(&wal, META_SLOTS).unwrap_or_else(|e| panic!("seed {seed}: read failed: {e}"));
         assert_eq!(found, base, "seed {seed} round {round}: the log changed across a clean reopen");
 
         let fault = rng.below(100);
@@ -196,7 +140,7 @@ fn run_seed(seed: u64) {
         }
         let wal = Wal::open_with_fs(Arc::new(fs.clone()), dir, opts.clone())
             .unwrap_or_else(|e| panic!("seed {seed} round {round}: recovery failed: {e}"));
-        let found = Model::read_from(&wal).unwrap_or_else(|e| panic!("seed {seed}: read failed: {e}"));
+        let found = Model::read_from(&wal, META_SLOTS).unwrap_or_else(|e| panic!("seed {seed}: read failed: {e}"));
         let k = matching_prefix(&base, &issued, acked, &found).unwrap_or_else(|| {
             panic!(
                 "seed {seed} round {round}: recovered log matches no prefix of the {} issued records with \

@@ -52,6 +52,7 @@
 pub mod format;
 pub mod fs;
 mod index;
+pub mod model;
 mod recovery;
 mod segment;
 pub mod sim_fs;

@@ -109,12 +109,14 @@ pub(crate) struct Preallocator {
 }
 
 impl Preallocator {
-    /// Starts the thread; `spare_exists` says whether a spare survived from an earlier run.
+    /// Starts the thread; `spare_exists` says whether a spare survived from an earlier run. If
+    /// none did, the first spare is made before returning, so that even the first segment is
+    /// written over zeroed blocks rather than grown.
     pub(crate) fn start(fs: Arc<dyn Fs>, dir: PathBuf, len: u64, spare_exists: bool) -> io::Result<Self> {
-        let state = Arc::new((
-            Mutex::new(PreallocState { ready: spare_exists, wanted: !spare_exists, ..Default::default() }),
-            Condvar::new(),
-        ));
+        if !spare_exists {
+            create_zeroed(&*fs, &dir, SPARE_NAME, len)?;
+        }
+        let state = Arc::new((Mutex::new(PreallocState { ready: true, ..Default::default() }), Condvar::new()));
         let thread_state = state.clone();
         let thread_dir = dir.clone();
         let thread = std::thread::Builder::new().name("wal-prealloc".into()).spawn(move || {
