@@ -5,8 +5,8 @@ mod support;
 use ahnlich_raft::raft::log_store::LogStore;
 use ahnlich_raft::wal::WalOptions;
 use openraft::StorageError;
-use openraft::type_config::TypeConfigExt;
 use openraft::testing::log::{StoreBuilder, Suite};
+use openraft::type_config::TypeConfigExt;
 use support::{CountingStateMachine, TestConfig};
 use tempfile::TempDir;
 
@@ -15,9 +15,7 @@ struct Builder {
 }
 
 impl StoreBuilder<TestConfig, LogStore<TestConfig>, CountingStateMachine, TempDir> for Builder {
-    async fn build(
-        &self,
-    ) -> Result<(TempDir, LogStore<TestConfig>, CountingStateMachine), StorageError<TestConfig>> {
+    async fn build(&self) -> Result<(TempDir, LogStore<TestConfig>, CountingStateMachine), StorageError<TestConfig>> {
         let dir = TempDir::new().map_err(|e| StorageError::write(TestConfig::err_from_error(&e)))?;
         let store = LogStore::open(dir.path(), self.opts.clone())
             .map_err(|e| StorageError::write(TestConfig::err_from_error(&e)))?;
@@ -27,11 +25,23 @@ impl StoreBuilder<TestConfig, LogStore<TestConfig>, CountingStateMachine, TempDi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_suite_passes_with_default_segments() -> Result<(), StorageError<TestConfig>> {
-    Suite::test_all(Builder { opts: WalOptions { segment_size: 1 << 20, preallocate: true } }).await
+    Suite::test_all(Builder {
+        opts: WalOptions {
+            segment_size: 1 << 20,
+            preallocate: true,
+        },
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_suite_passes_with_tiny_segments() -> Result<(), StorageError<TestConfig>> {
     // 4 KiB segments: the suite's logs span many segments, so purge really deletes files.
-    Suite::test_all(Builder { opts: WalOptions { segment_size: 4096, preallocate: false } }).await
+    Suite::test_all(Builder {
+        opts: WalOptions {
+            segment_size: 4096,
+            preallocate: false,
+        },
+    })
+    .await
 }

@@ -36,14 +36,29 @@ struct Input {
     ops: Vec<Op>,
 }
 
-fn open(fs: &SimFs, opts: &WalOptions) -> Wal {
-    Wal::open_with_fs(Arc::new(fs.clone()), Path::new("/wal"), opts.clone()).expect("recovery of a crashed log")
+/// Opens the log; a planned crash may strike during recovery itself, which is then rerun after
+/// a reboot (recovery must be idempotent). Returns whether such a crash happened.
+fn open(fs: &SimFs, opts: &WalOptions) -> (Wal, bool) {
+    let mut crashed = false;
+    loop {
+        match Wal::open_with_fs(Arc::new(fs.clone()), Path::new("/wal"), opts.clone()) {
+            Ok(wal) => return (wal, crashed),
+            Err(_) if fs.is_crashed() => {
+                crashed = true;
+                fs.reboot();
+            }
+            Err(e) => panic!("recovery failed: {e}"),
+        }
+    }
 }
 
 fuzz_target!(|input: Input| {
     let fs = SimFs::new(input.seed);
-    let opts = WalOptions { segment_size: 4096 * (1 + u64::from(input.segment_kib % 4)), preallocate: input.preallocate };
-    let mut wal = open(&fs, &opts);
+    let opts = WalOptions {
+        segment_size: 4096 * (1 + u64::from(input.segment_kib % 4)),
+        preallocate: input.preallocate,
+    };
+    let (mut wal, _) = open(&fs, &opts);
     let mut base = LogModel::default();
     let mut front = base.clone();
     let mut issued: Vec<Issued> = Vec::new();
@@ -68,7 +83,11 @@ fuzz_target!(|input: Input| {
             Op::Append { count, len } => {
                 let next = front.next_index();
                 let entries: Vec<Entry> = (0..u64::from(count % 8) + 1)
-                    .map(|i| Entry { index: next + i, term, payload: vec![len; usize::from(len)].into() })
+                    .map(|i| Entry {
+                        index: next + i,
+                        term,
+                        payload: vec![len; usize::from(len)].into(),
+                    })
                     .collect();
                 recs.extend(entries.iter().cloned().map(Issued::Entry));
                 wal.append(entries, done(recs.len()))
@@ -81,8 +100,15 @@ fuzz_target!(|input: Input| {
                 wal.truncate_from(at, done(1))
             }
             Op::Purge { back } if !front.entries.is_empty() => {
-                let e = &front.entries[front.entries.len().saturating_sub(1 + usize::from(back)).min(front.entries.len() - 1)];
-                let p = LogPos { index: e.index, term: e.term };
+                let e = &front.entries[front
+                    .entries
+                    .len()
+                    .saturating_sub(1 + usize::from(back))
+                    .min(front.entries.len() - 1)];
+                let p = LogPos {
+                    index: e.index,
+                    term: e.term,
+                };
                 recs.push(Issued::Purge(p));
                 wal.purge_to(p, done(1))
             }
@@ -109,10 +135,15 @@ fuzz_target!(|input: Input| {
                 if crashed {
                     fs.reboot();
                 }
-                wal = open(&fs, &opts);
+                let (reopened, crashed_in_recovery) = open(&fs, &opts);
+                wal = reopened;
+                let crashed = crashed || crashed_in_recovery;
                 let found = LogModel::read_from(&wal, META_SLOTS).expect("read");
                 let k = matching_prefix(&base, &issued, acked.load(Ordering::SeqCst), &found);
-                assert!(k.is_some(), "recovered log is no prefix holding every acknowledged write: {found:?}");
+                assert!(
+                    k.is_some(),
+                    "recovered log is no prefix holding every acknowledged write: {found:?}"
+                );
                 if !crashed {
                     assert_eq!(k, Some(issued.len()), "a clean reopen must keep every write");
                 }

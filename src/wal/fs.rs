@@ -62,7 +62,12 @@ impl Fs for OsFs {
 
     fn lock_dir(&self, dir: &Path) -> io::Result<DirLock> {
         let path = dir.join("LOCK");
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
         file.try_lock_exclusive().map_err(|e| {
             io::Error::new(
                 io::ErrorKind::WouldBlock,
@@ -76,10 +81,10 @@ impl Fs for OsFs {
         let mut names = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
-            if entry.file_type()?.is_file() {
-                if let Some(name) = entry.file_name().to_str() {
-                    names.push(name.to_owned());
-                }
+            if entry.file_type()?.is_file()
+                && let Some(name) = entry.file_name().to_str()
+            {
+                names.push(name.to_owned());
             }
         }
         names.sort();
@@ -91,7 +96,9 @@ impl Fs for OsFs {
     }
 
     fn create(&self, path: &Path) -> io::Result<Arc<dyn FsFile>> {
-        Ok(Arc::new(OpenOptions::new().read(true).write(true).create_new(true).open(path)?))
+        Ok(Arc::new(
+            OpenOptions::new().read(true).write(true).create_new(true).open(path)?,
+        ))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

@@ -26,9 +26,14 @@ pub(crate) enum Gap {
 impl std::fmt::Display for Gap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match *self {
-            Gap::NotNext { expected, got } => write!(f, "entry index {got} does not follow the log (expected {expected})"),
+            Gap::NotNext { expected, got } => {
+                write!(f, "entry index {got} does not follow the log (expected {expected})")
+            }
             Gap::TruncateBeyondEnd { next, first_removed } => {
-                write!(f, "truncation at {first_removed} is past the end of the log (next index {next})")
+                write!(
+                    f,
+                    "truncation at {first_removed} is past the end of the log (next index {next})"
+                )
             }
         }
     }
@@ -37,7 +42,10 @@ impl std::fmt::Display for Gap {
 impl<T> LogIndex<T> {
     /// An empty log whose next entry must be `first`, or any entry if `None`.
     pub(crate) fn new(first: Option<u64>) -> Self {
-        Self { first, slots: VecDeque::new() }
+        Self {
+            first,
+            slots: VecDeque::new(),
+        }
     }
 
     /// The index the next appended entry must have, if anchored.
@@ -106,7 +114,10 @@ impl<T> LogIndex<T> {
 
     /// The same log without the values: its anchor and its length.
     pub(crate) fn shape(&self) -> LogIndex<()> {
-        LogIndex { first: self.first, slots: self.slots.iter().map(|_| ()).collect() }
+        LogIndex {
+            first: self.first,
+            slots: self.slots.iter().map(|_| ()).collect(),
+        }
     }
 
     /// The value at `index`, if live.
@@ -132,7 +143,13 @@ mod tests {
         ix.push(5, 'a').expect("first entry anchors");
         ix.push(6, 'b').expect("next");
         assert_eq!(ix.push(8, 'x'), Err(Gap::NotNext { expected: 7, got: 8 }));
-        assert_eq!(ix.check_truncate(8), Err(Gap::TruncateBeyondEnd { next: 7, first_removed: 8 }));
+        assert_eq!(
+            ix.check_truncate(8),
+            Err(Gap::TruncateBeyondEnd {
+                next: 7,
+                first_removed: 8
+            })
+        );
         ix.truncate_from(6).expect("truncate");
         assert_eq!((ix.first_live(), ix.last_live()), (Some(5), Some(5)));
         ix.purge_to(9);

@@ -87,7 +87,10 @@ pub struct WalOptions {
 
 impl Default for WalOptions {
     fn default() -> Self {
-        Self { segment_size: DEFAULT_SEGMENT_SIZE, preallocate: true }
+        Self {
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            preallocate: true,
+        }
     }
 }
 
@@ -234,8 +237,12 @@ impl Wal {
             )));
         }
         let io_ctx = |context: String| move |source| WalError::Io { context, source };
-        fs.create_dir_all(dir).map_err(io_ctx(format!("creating {}", dir.display())))?;
-        let dir_lock = fs.lock_dir(dir).map_err(|source| WalError::Locked { dir: dir.to_path_buf(), source })?;
+        fs.create_dir_all(dir)
+            .map_err(io_ctx(format!("creating {}", dir.display())))?;
+        let dir_lock = fs.lock_dir(dir).map_err(|source| WalError::Locked {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
         let rec = recovery::recover(&*fs, dir)?;
 
         let prealloc = if opts.preallocate {
@@ -256,7 +263,15 @@ impl Wal {
                 let file = segment::activate(&*fs, dir, &header, &[], prealloc.as_ref())
                     .map_err(io_ctx(format!("creating the first segment in {}", dir.display())))?;
                 let path = dir.join(segment::segment_name(1));
-                segments.insert(1, SegmentInfo { path, file: file.clone(), salt: header.salt, max_index: None });
+                segments.insert(
+                    1,
+                    SegmentInfo {
+                        path,
+                        file: file.clone(),
+                        salt: header.salt,
+                        max_index: None,
+                    },
+                );
                 recovery::Tail {
                     seq: 1,
                     file,
@@ -281,12 +296,24 @@ impl Wal {
             }),
             wake: Condvar::new(),
         });
-        let w = writer::Writer::new(shared.clone(), tail, opts.segment_size, prealloc, written, rec.purged, rec.meta);
+        let w = writer::Writer::new(
+            shared.clone(),
+            tail,
+            opts.segment_size,
+            prealloc,
+            written,
+            rec.purged,
+            rec.meta,
+        );
         let writer = std::thread::Builder::new()
             .name("wal-writer".into())
             .spawn(move || w.run())
             .map_err(io_ctx("starting the WAL writer thread".into()))?;
-        Ok(Self { shared, writer: Some(writer), _lock: dir_lock })
+        Ok(Self {
+            shared,
+            writer: Some(writer),
+            _lock: dir_lock,
+        })
     }
 
     /// Queues `entries` (contiguous, continuing the log) and returns once they are readable;
@@ -296,10 +323,12 @@ impl Wal {
         let mut records = Vec::with_capacity(entries.len());
         let mut next = st.index.next_index();
         for e in entries {
-            if let Some(expected) = next {
-                if e.index != expected {
-                    return Err(WalError::InvalidInput(index::Gap::NotNext { expected, got: e.index }.to_string()));
-                }
+            if let Some(expected) = next
+                && e.index != expected
+            {
+                return Err(WalError::InvalidInput(
+                    index::Gap::NotNext { expected, got: e.index }.to_string(),
+                ));
             }
             if e.payload.len() > format::MAX_PAYLOAD_LEN {
                 return Err(WalError::InvalidInput(format!(
@@ -313,8 +342,13 @@ impl Wal {
             records.push((e.index, e.term, e.payload));
         }
         for (index, term, payload) in &records {
-            let slot = Slot { term: *term, loc: Loc::Pending(payload.clone()) };
-            st.index.push(*index, slot).map_err(|g| WalError::InvalidInput(g.to_string()))?;
+            let slot = Slot {
+                term: *term,
+                loc: Loc::Pending(payload.clone()),
+            };
+            st.index
+                .push(*index, slot)
+                .map_err(|g| WalError::InvalidInput(g.to_string()))?;
         }
         self.enqueue(st, OpKind::Append(records), done);
         Ok(())
@@ -331,8 +365,13 @@ impl Wal {
             )));
         }
         // Removing from past the end removes nothing.
-        let first_removed = st.index.next_index().map_or(first_removed, |next| first_removed.min(next));
-        st.index.truncate_from(first_removed).map_err(|g| WalError::InvalidInput(g.to_string()))?;
+        let first_removed = st
+            .index
+            .next_index()
+            .map_or(first_removed, |next| first_removed.min(next));
+        st.index
+            .truncate_from(first_removed)
+            .map_err(|g| WalError::InvalidInput(g.to_string()))?;
         self.enqueue(st, OpKind::Truncate(first_removed), done);
         Ok(())
     }
@@ -403,14 +442,23 @@ impl Wal {
                             context: format!("reading entry {i}"),
                             source: io::Error::other(format!("segment {seq} is no longer open")),
                         })?;
-                        ReadFrom::Disk { path_seq: *seq, file: seg.file.clone(), salt: seg.salt, offset: *offset, len: *len }
+                        ReadFrom::Disk {
+                            path_seq: *seq,
+                            file: seg.file.clone(),
+                            salt: seg.salt,
+                            offset: *offset,
+                            len: *len,
+                        }
                     }
                 };
                 wanted.push((i, slot.term, source));
             }
         }
         let dir = self.shared.dir.clone();
-        wanted.into_iter().map(|(index, term, from)| from.load(&dir, index, term)).collect()
+        wanted
+            .into_iter()
+            .map(|(index, term, from)| from.load(&dir, index, term))
+            .collect()
     }
 
     /// Blocks until everything queued so far is durable (a convenience for tests and tools).
@@ -446,20 +494,37 @@ impl Drop for Wal {
 
 enum ReadFrom {
     Memory(Arc<[u8]>),
-    Disk { path_seq: u64, file: Arc<dyn fs::FsFile>, salt: u32, offset: u64, len: u32 },
+    Disk {
+        path_seq: u64,
+        file: Arc<dyn fs::FsFile>,
+        salt: u32,
+        offset: u64,
+        len: u32,
+    },
 }
 
 impl ReadFrom {
     fn load(self, dir: &Path, index: u64, term: u64) -> Result<Entry, WalError> {
         let payload = match self {
             ReadFrom::Memory(p) => p,
-            ReadFrom::Disk { path_seq, file, salt, offset, len } => {
+            ReadFrom::Disk {
+                path_seq,
+                file,
+                salt,
+                offset,
+                len,
+            } => {
                 let path = dir.join(segment::segment_name(path_seq));
                 let mut buf = vec![0u8; len as usize];
-                file.read_exact_at(&mut buf, offset)
-                    .map_err(|source| WalError::Io { context: format!("reading {}", path.display()), source })?;
-                let rec = format::decode_record(&buf, salt, offset)
-                    .map_err(|e| WalError::Corrupt { file: path.clone(), offset, reason: e.to_string() })?;
+                file.read_exact_at(&mut buf, offset).map_err(|source| WalError::Io {
+                    context: format!("reading {}", path.display()),
+                    source,
+                })?;
+                let rec = format::decode_record(&buf, salt, offset).map_err(|e| WalError::Corrupt {
+                    file: path.clone(),
+                    offset,
+                    reason: e.to_string(),
+                })?;
                 if rec.kind != format::RecordKind::Entry || rec.index != index || rec.term != term {
                     return Err(WalError::Corrupt {
                         file: path,
@@ -480,5 +545,6 @@ pub fn wait(start: impl FnOnce(Done) -> Result<(), WalError>) -> io::Result<()> 
     start(Box::new(move |r| {
         let _ = tx.send(r);
     }))?;
-    rx.recv().map_err(|_| io::Error::other("the WAL writer stopped before completing the write"))?
+    rx.recv()
+        .map_err(|_| io::Error::other("the WAL writer stopped before completing the write"))?
 }

@@ -84,11 +84,11 @@ impl Writer {
                 Ok(purge) => {
                     self.publish();
                     dones.into_iter().flatten().for_each(|done| done(Ok(())));
-                    if let Some(purge) = purge {
-                        if let Err(e) = self.delete_purged_segments(purge) {
-                            self.fail(e, Vec::new());
-                            return;
-                        }
+                    if let Some(purge) = purge
+                        && let Err(e) = self.delete_purged_segments(purge)
+                    {
+                        self.fail(e, Vec::new());
+                        return;
                     }
                 }
                 Err(e) => {
@@ -111,7 +111,11 @@ impl Writer {
                     for (index, term, payload) in entries {
                         self.make_room(payload.len())?;
                         let loc = self.encode(RecordKind::Entry, *index, *term, payload);
-                        self.placed.push(Placed { index: *index, payload: payload.clone(), loc });
+                        self.placed.push(Placed {
+                            index: *index,
+                            payload: payload.clone(),
+                            loc,
+                        });
                         self.written.push(*index, ()).map_err(invalid)?;
                     }
                 }
@@ -143,8 +147,20 @@ impl Writer {
     fn encode(&mut self, kind: RecordKind, index: u64, term: u64, payload: &[u8]) -> Loc {
         let offset = self.batch_start + self.buf.len() as u64;
         let t = &self.active.tail;
-        format::encode_record(&mut self.buf, t.salt, kind, index, term, self.batch_start as u32, payload);
-        Loc::Disk { seq: t.seq, offset, len: (RECORD_HEADER_LEN + payload.len()) as u32 }
+        format::encode_record(
+            &mut self.buf,
+            t.salt,
+            kind,
+            index,
+            term,
+            self.batch_start as u32,
+            payload,
+        );
+        Loc::Disk {
+            seq: t.seq,
+            offset,
+            len: (RECORD_HEADER_LEN + payload.len()) as u32,
+        }
     }
 
     /// Writes the batch buffer at its place in the active segment and syncs it.
@@ -190,11 +206,26 @@ impl Writer {
         let fs = &*self.shared.fs;
         let file = segment::activate(fs, &self.shared.dir, &header, &head, self.prealloc.as_ref())?;
         let path = self.shared.dir.join(segment::segment_name(seq));
-        lock(&self.shared.state)
-            .segments
-            .insert(seq, SegmentInfo { path, file: file.clone(), salt: header.salt, max_index: None });
+        lock(&self.shared.state).segments.insert(
+            seq,
+            SegmentInfo {
+                path,
+                file: file.clone(),
+                salt: header.salt,
+                max_index: None,
+            },
+        );
         let pos = (SEGMENT_HEADER_LEN + head.len()) as u64;
-        self.active = Active { tail: Tail { seq, file, salt: header.salt, pos, sealed: false }, holds_ops: false };
+        self.active = Active {
+            tail: Tail {
+                seq,
+                file,
+                salt: header.salt,
+                pos,
+                sealed: false,
+            },
+            holds_ops: false,
+        };
         self.batch_start = pos;
         Ok(())
     }
@@ -204,10 +235,10 @@ impl Writer {
     fn publish(&mut self) {
         let mut st = lock(&self.shared.state);
         for placed in self.placed.drain(..) {
-            if let Loc::Disk { seq, .. } = placed.loc {
-                if let Some(info) = st.segments.get_mut(&seq) {
-                    info.max_index = info.max_index.max(Some(placed.index));
-                }
+            if let Loc::Disk { seq, .. } = placed.loc
+                && let Some(info) = st.segments.get_mut(&seq)
+            {
+                info.max_index = info.max_index.max(Some(placed.index));
             }
             if let Some(slot) = st.index.get_mut(placed.index) {
                 // The slot may hold a newer entry by now (truncated and re-appended): only the
@@ -226,7 +257,9 @@ impl Writer {
         loop {
             let victim = {
                 let st = lock(&self.shared.state);
-                let Some((&seq, info)) = st.segments.first_key_value() else { return Ok(()) };
+                let Some((&seq, info)) = st.segments.first_key_value() else {
+                    return Ok(());
+                };
                 if seq == self.active.tail.seq || info.max_index.is_some_and(|m| m > purge.index) {
                     return Ok(());
                 }
@@ -240,14 +273,20 @@ impl Writer {
 
     /// Marks the log failed and fails every waiter: this batch's, and all queued after it.
     fn fail(&mut self, e: io::Error, dones: Vec<Option<Done>>) {
-        tracing::error!("WAL in {} failed and refuses writes until reopened: {e}", self.shared.dir.display());
+        tracing::error!(
+            "WAL in {} failed and refuses writes until reopened: {e}",
+            self.shared.dir.display()
+        );
         let reason = format!("an earlier write or sync failed: {e}");
         let queued = {
             let mut st = lock(&self.shared.state);
             st.failed = Some((e.kind(), reason.clone()));
             std::mem::take(&mut st.queue)
         };
-        let all = dones.into_iter().flatten().chain(queued.into_iter().filter_map(|op| op.done));
+        let all = dones
+            .into_iter()
+            .flatten()
+            .chain(queued.into_iter().filter_map(|op| op.done));
         for done in all {
             done(Err(io::Error::new(e.kind(), reason.clone())));
         }

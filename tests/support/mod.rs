@@ -48,13 +48,16 @@ impl DurableConfig for TestConfig {
     type Command = Cmd;
 }
 
+/// The last snapshot built or installed: its meta and bytes.
+type StoredSnapshot = (SnapshotMetaOf<TestConfig>, Vec<u8>);
+
 /// Counts applied entries; its snapshot is that count.
 #[derive(Default)]
 pub struct CountingStateMachine {
     last_applied: Option<LogIdOf<TestConfig>>,
     membership: StoredMembershipOf<TestConfig>,
     applied: u64,
-    current: Arc<Mutex<Option<(SnapshotMetaOf<TestConfig>, Vec<u8>)>>>,
+    current: Arc<Mutex<Option<StoredSnapshot>>>,
 }
 
 impl RaftSnapshotBuilder<TestConfig> for CountingStateMachine {
@@ -75,7 +78,9 @@ impl RaftStateMachine<TestConfig> for CountingStateMachine {
     type SnapshotData = Vec<u8>;
     type SnapshotBuilder = Self;
 
-    async fn applied_state(&mut self) -> Result<(Option<LogIdOf<TestConfig>>, StoredMembershipOf<TestConfig>), io::Error> {
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogIdOf<TestConfig>>, StoredMembershipOf<TestConfig>), io::Error> {
         Ok((self.last_applied, self.membership.clone()))
     }
 
@@ -119,6 +124,11 @@ impl RaftStateMachine<TestConfig> for CountingStateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TestConfig, Vec<u8>>>, io::Error> {
-        Ok(self.current.lock().expect("lock").clone().map(|(meta, snapshot)| openraft::Snapshot { meta, snapshot }))
+        Ok(self
+            .current
+            .lock()
+            .expect("lock")
+            .clone()
+            .map(|(meta, snapshot)| openraft::Snapshot { meta, snapshot }))
     }
 }
