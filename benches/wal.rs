@@ -34,23 +34,13 @@ struct RawBaseline {
 impl RawBaseline {
     fn new(dir: &Path, batch_bytes: usize) -> Self {
         let path = dir.join("raw-baseline.bin");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .expect("raw file");
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).expect("raw file");
         let zeros = vec![0u8; 1 << 20];
         for off in (0..RAW_FILE_LEN).step_by(zeros.len()) {
             file.write_all_at(&zeros, off).expect("zero fill");
         }
         file.sync_all().expect("sync");
-        Self {
-            file,
-            offset: 0,
-            buf: vec![0xa5; batch_bytes],
-        }
+        Self { file, offset: 0, buf: vec![0xa5; batch_bytes] }
     }
 
     fn write_batch(&mut self) {
@@ -76,29 +66,17 @@ impl WalUnderTest {
     fn new(dir: &Path, size: usize, batch: usize) -> Self {
         let wal = Wal::open(dir, WalOptions::default()).expect("open wal");
         let next = wal.bounds().next_index.unwrap_or(1);
-        Self {
-            wal,
-            next,
-            payload: vec![0x5a; size].into(),
-            batch,
-        }
+        Self { wal, next, payload: vec![0x5a; size].into(), batch }
     }
 
     fn write_batch(&mut self) {
         let entries: Vec<Entry> = (self.next..self.next + self.batch as u64)
-            .map(|index| Entry {
-                index,
-                term: 1,
-                payload: self.payload.clone(),
-            })
+            .map(|index| Entry { index, term: 1, payload: self.payload.clone() })
             .collect();
         self.next += self.batch as u64;
         wal::wait(|done| self.wal.append(entries, done)).expect("wal append");
         if self.next % (1 << 16) < self.batch as u64 {
-            let upto = LogPos {
-                index: self.next - 1,
-                term: 1,
-            };
+            let upto = LogPos { index: self.next - 1, term: 1 };
             self.wal.purge_to(upto, Box::new(|_| {})).expect("purge");
         }
     }
@@ -120,9 +98,7 @@ fn criterion_points(c: &mut Criterion, root: &Path) {
             group.measurement_time(Duration::from_secs(3));
             let dir = tempfile::TempDir::new_in(root).expect("tempdir");
             let mut raw = RawBaseline::new(dir.path(), bytes);
-            group.bench_function(BenchmarkId::new("raw_fdatasync", batch), |b| {
-                b.iter(|| raw.write_batch())
-            });
+            group.bench_function(BenchmarkId::new("raw_fdatasync", batch), |b| b.iter(|| raw.write_batch()));
             let mut w = WalUnderTest::new(&dir.path().join("wal"), size, batch);
             group.bench_function(BenchmarkId::new("wal_append", batch), |b| b.iter(|| w.write_batch()));
             group.finish();

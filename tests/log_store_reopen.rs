@@ -19,17 +19,11 @@ use support::{Cmd, TestConfig};
 type Store = LogStore<TestConfig>;
 
 fn opts() -> WalOptions {
-    WalOptions {
-        segment_size: 4096,
-        preallocate: true,
-    }
+    WalOptions { segment_size: 4096, preallocate: true }
 }
 
 fn normal(term: u64, index: u64) -> EntryOf<TestConfig> {
-    Entry {
-        log_id: log_id(term, index),
-        payload: EntryPayload::Normal(Cmd(format!("command {index} of term {term}"))),
-    }
+    Entry { log_id: log_id(term, index), payload: EntryPayload::Normal(Cmd(format!("command {index} of term {term}"))) }
 }
 
 async fn append(store: &mut Store, entries: Vec<EntryOf<TestConfig>>) {
@@ -38,12 +32,8 @@ async fn append(store: &mut Store, entries: Vec<EntryOf<TestConfig>>) {
     rx.await.expect("flush callback").expect("flushed");
 }
 
-type Snapshot = (
-    LogState<TestConfig>,
-    Vec<EntryOf<TestConfig>>,
-    Option<VoteOf<TestConfig>>,
-    Option<LogIdOf<TestConfig>>,
-);
+type Snapshot =
+    (LogState<TestConfig>, Vec<EntryOf<TestConfig>>, Option<VoteOf<TestConfig>>, Option<LogIdOf<TestConfig>>);
 
 async fn observe(store: &mut Store) -> Snapshot {
     let state = store.get_log_state().await.expect("log state");
@@ -61,41 +51,16 @@ async fn reopen_after_truncate_and_purge_restores_the_same_state() {
     let members = Membership::new(
         vec![BTreeSet::from([1, 2, 3])],
         BTreeMap::from([
-            (
-                1,
-                BasicNode {
-                    addr: "127.0.0.1:1".into(),
-                },
-            ),
+            (1, BasicNode { addr: "127.0.0.1:1".into() }),
             (2, BasicNode::default()),
             (3, BasicNode::default()),
         ]),
     )
     .expect("membership");
-    append(
-        &mut store,
-        vec![Entry {
-            log_id: log_id(0, 0),
-            payload: EntryPayload::Membership(members),
-        }],
-    )
-    .await;
-    append(
-        &mut store,
-        vec![Entry {
-            log_id: log_id(1, 1),
-            payload: EntryPayload::Blank,
-        }],
-    )
-    .await;
+    append(&mut store, vec![Entry { log_id: log_id(0, 0), payload: EntryPayload::Membership(members) }]).await;
+    append(&mut store, vec![Entry { log_id: log_id(1, 1), payload: EntryPayload::Blank }]).await;
     append(&mut store, (2..=200).map(|i| normal(1, i)).collect()).await;
-    store
-        .save_vote(&Vote {
-            leader_id: LeaderId { term: 2, voted_for: 3 },
-            committed: true,
-        })
-        .await
-        .expect("vote");
+    store.save_vote(&Vote { leader_id: LeaderId { term: 2, voted_for: 3 }, committed: true }).await.expect("vote");
     store.truncate_after(Some(log_id(1, 150))).await.expect("truncate");
     append(&mut store, (151..=260).map(|i| normal(2, i)).collect()).await;
     store.save_committed(Some(log_id(2, 240))).await.expect("committed");
@@ -133,13 +98,7 @@ async fn reopen_after_truncate_and_purge_restores_the_same_state() {
     // Purging everything keeps the purge point as the last log id across a reopen.
     let mut store = Store::open(dir.path(), opts()).expect("reopen");
     store.purge(log_id(2, 261)).await.expect("purge all");
-    store
-        .save_vote(&Vote {
-            leader_id: LeaderId { term: 3, voted_for: 1 },
-            committed: false,
-        })
-        .await
-        .expect("vote");
+    store.save_vote(&Vote { leader_id: LeaderId { term: 3, voted_for: 1 }, committed: false }).await.expect("vote");
     let all_purged = observe(&mut store).await;
     assert_eq!(all_purged.0.last_log_id, Some(log_id(2, 261)));
     assert!(all_purged.1.is_empty());

@@ -25,23 +25,11 @@ impl StoreBuilder<TestConfig, LogStore<TestConfig>, CountingStateMachine, TempDi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_suite_passes_with_default_segments() -> Result<(), StorageError<TestConfig>> {
-    Suite::test_all(Builder {
-        opts: WalOptions {
-            segment_size: 1 << 20,
-            preallocate: true,
-        },
-    })
-    .await
+    Suite::test_all(Builder { opts: WalOptions { segment_size: 1 << 20, preallocate: true } }).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_suite_passes_with_tiny_segments() -> Result<(), StorageError<TestConfig>> {
     // 4 KiB segments: the suite's logs span many segments, so purge really deletes files.
-    Suite::test_all(Builder {
-        opts: WalOptions {
-            segment_size: 4096,
-            preallocate: false,
-        },
-    })
-    .await
+    Suite::test_all(Builder { opts: WalOptions { segment_size: 4096, preallocate: false } }).await
 }

@@ -57,39 +57,22 @@ fn issue_one(
     let choice = rng.below(100);
     let recs: Vec<Rec> = if choice < 70 {
         let next = front.next_index();
-        (0..1 + rng.below(8))
-            .map(|i| Rec::Entry(entry(next + i, term)))
-            .collect()
+        (0..1 + rng.below(8)).map(|i| Rec::Entry(entry(next + i, term))).collect()
     } else if choice < 80 && front.entries.len() >= 2 {
         let lo = front.entries[1].index;
         vec![Rec::Truncate(lo + rng.below(front.next_index() - lo + 1))]
     } else if choice < 90 && !front.entries.is_empty() {
         let e = &front.entries[rng.below(front.entries.len() as u64) as usize];
-        vec![Rec::Purge(LogPos {
-            index: e.index,
-            term: e.term,
-        })]
+        vec![Rec::Purge(LogPos { index: e.index, term: e.term })]
     } else {
         let slot = rng.below(u64::from(META_SLOTS)) as u8;
-        vec![Rec::Meta(
-            slot,
-            rng.next_u64().to_le_bytes()[..1 + rng.below(8) as usize].to_vec(),
-        )]
+        vec![Rec::Meta(slot, rng.next_u64().to_le_bytes()[..1 + rng.below(8) as usize].to_vec())]
     };
     let upto = issued.len() + recs.len();
     let done = acks.completion(upto);
     let result = match &recs[0] {
         Rec::Entry(_) => {
-            let entries = recs
-                .iter()
-                .map(|r| {
-                    if let Rec::Entry(e) = r {
-                        e.clone()
-                    } else {
-                        unreachable!()
-                    }
-                })
-                .collect();
+            let entries = recs.iter().map(|r| if let Rec::Entry(e) = r { e.clone() } else { unreachable!() }).collect();
             wal.append(entries, done)
         }
         Rec::Truncate(f) => wal.truncate_from(*f, done),
@@ -113,19 +96,13 @@ fn run_seed(seed: u64) {
     let fs = SimFs::new(seed);
     let mut rng = SimRng::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xabcd);
     let dir = Path::new("/data/wal");
-    let opts = WalOptions {
-        segment_size: 4096 * (1 + rng.below(4)),
-        preallocate: rng.coin(),
-    };
+    let opts = WalOptions { segment_size: 4096 * (1 + rng.below(4)), preallocate: rng.coin() };
     let mut base = Model::default();
     for round in 0..ROUNDS {
         let wal = Wal::open_with_fs(Arc::new(fs.clone()), dir, opts.clone())
             .unwrap_or_else(|e| panic!("seed {seed} round {round}: reopen failed: {e}"));
         let found = Model::read_from(&wal, META_SLOTS).unwrap_or_else(|e| panic!("seed {seed}: read failed: {e}"));
-        assert_eq!(
-            found, base,
-            "seed {seed} round {round}: the log changed across a clean reopen"
-        );
+        assert_eq!(found, base, "seed {seed} round {round}: the log changed across a clean reopen");
 
         let fault = rng.below(100);
         match fault {
@@ -149,10 +126,7 @@ fn run_seed(seed: u64) {
         if acks.failed.load(Ordering::SeqCst) {
             // A failure is permanent until reopen, and surfaces as an error.
             let refused = wal.append(vec![entry(front.next_index(), term)], Box::new(|_| {}));
-            assert!(
-                matches!(refused, Err(WalError::Failed(_))),
-                "seed {seed}: writes after a failure must be refused"
-            );
+            assert!(matches!(refused, Err(WalError::Failed(_))), "seed {seed}: writes after a failure must be refused");
         }
         fs.crash();
         drop(wal);
@@ -160,10 +134,7 @@ fn run_seed(seed: u64) {
 
         let acked = acks.durable.load(Ordering::SeqCst);
         if std::env::var_os("WAL_SIM_DEBUG").is_some() {
-            eprintln!(
-                "seed {seed} round {round} fault {fault} acked {acked} base_next {}",
-                base.next_index()
-            );
+            eprintln!("seed {seed} round {round} fault {fault} acked {acked} base_next {}", base.next_index());
             for (i, r) in issued.iter().enumerate() {
                 match r {
                     Rec::Entry(e) => eprintln!("  {i}: entry {} t{}", e.index, e.term),
@@ -193,10 +164,7 @@ fn run_seed(seed: u64) {
 #[test]
 fn no_acknowledged_write_is_lost_and_nothing_unwritten_appears() {
     let only: Option<u64> = std::env::var("WAL_SIM_SEED").ok().and_then(|s| s.parse().ok());
-    let seeds: u64 = std::env::var("WAL_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(SEEDS);
+    let seeds: u64 = std::env::var("WAL_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(SEEDS);
     for seed in (0..seeds).filter(|s| only.is_none_or(|o| o == *s)) {
         run_seed(seed);
     }
@@ -217,10 +185,7 @@ fn dump(fs: &SimFs, dir: &Path) {
         loop {
             match decode_record(&bytes[pos..], h.salt, pos as u64) {
                 Ok(r) => {
-                    eprintln!(
-                        "   @{pos} {:?} idx {} term {} batch {}",
-                        r.kind, r.index, r.term, r.batch_start
-                    );
+                    eprintln!("   @{pos} {:?} idx {} term {} batch {}", r.kind, r.index, r.term, r.batch_start);
                     pos += r.encoded_len();
                 }
                 Err(e) => {

@@ -20,10 +20,7 @@ const KILLS: usize = 24;
 
 fn opts() -> WalOptions {
     // Small segments so that kills also land during rotation and preallocation.
-    WalOptions {
-        segment_size: 64 << 10,
-        preallocate: true,
-    }
+    WalOptions { segment_size: 64 << 10, preallocate: true }
 }
 
 /// The child's body; a no-op unless the parent started this binary as a child.
@@ -108,27 +105,14 @@ fn sigkill_never_loses_an_acknowledged_entry() {
             entries.len()
         );
         for &(i, t) in &acked_terms {
-            assert_eq!(
-                entries[i as usize - 1],
-                entry(i, t),
-                "kill {kill}: acknowledged entry {i} differs"
-            );
+            assert_eq!(entries[i as usize - 1], entry(i, t), "kill {kill}: acknowledged entry {i} differs");
         }
         // Entries written but not acknowledged may survive; the next child continues after them
         // with its own term, so record which term each surviving entry has.
         for e in &entries[acked_terms.len()..] {
-            assert_eq!(
-                e,
-                &entry(e.index, e.term),
-                "kill {kill}: unacknowledged entry {} is damaged",
-                e.index
-            );
+            assert_eq!(e, &entry(e.index, e.term), "kill {kill}: unacknowledged entry {} is damaged", e.index);
             acked_terms.push((e.index, e.term));
         }
     }
-    assert!(
-        acked_terms.len() > 100,
-        "the children made progress: {}",
-        acked_terms.len()
-    );
+    assert!(acked_terms.len() > 100, "the children made progress: {}", acked_terms.len());
 }

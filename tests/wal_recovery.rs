@@ -12,10 +12,7 @@ use support::wal_util::{append_durable, copy_dir, entry, read_all, segment_files
 use tempfile::TempDir;
 
 fn small_segments() -> WalOptions {
-    WalOptions {
-        segment_size: 4096,
-        preallocate: false,
-    }
+    WalOptions { segment_size: 4096, preallocate: false }
 }
 
 /// Writes `n` entries, one sync each, so that every entry is its own write batch.
@@ -33,11 +30,7 @@ fn every_cut_of_the_last_segment_keeps_exactly_the_whole_records_before_it() {
     let src = TempDir::new().expect("tempdir");
     let entries = write_log(src.path(), 90, small_segments());
     let segments = segment_files(src.path());
-    assert!(
-        segments.len() >= 3,
-        "the log must span at least 3 segments, got {}",
-        segments.len()
-    );
+    assert!(segments.len() >= 3, "the log must span at least 3 segments, got {}", segments.len());
     let last = segments.last().expect("a segment").clone();
     let last_name = last.file_name().expect("name").to_owned();
     let full = std::fs::read(&last).expect("read last segment");
@@ -49,19 +42,12 @@ fn every_cut_of_the_last_segment_keeps_exactly_the_whole_records_before_it() {
     for cut in 0..=full.len() {
         let work = TempDir::new().expect("tempdir");
         copy_dir(src.path(), work.path());
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(work.path().join(&last_name))
-            .expect("open");
+        let f = std::fs::OpenOptions::new().write(true).open(work.path().join(&last_name)).expect("open");
         f.set_len(cut as u64).expect("truncate");
         drop(f);
 
-        let expected_last = in_last
-            .iter()
-            .filter(|&&(end, _)| end <= cut)
-            .map(|&(_, i)| i)
-            .next_back()
-            .unwrap_or(before_last);
+        let expected_last =
+            in_last.iter().filter(|&&(end, _)| end <= cut).map(|&(_, i)| i).next_back().unwrap_or(before_last);
         let wal = Wal::open(work.path(), small_segments()).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
         let got = read_all(&wal).expect("read");
         assert_eq!(got, entries[..expected_last as usize], "cut at {cut}");
@@ -122,11 +108,7 @@ fn check_flip(fs: &SimFs, entries: &[Entry], files: &[std::path::PathBuf], file_
     fs.write_file_durable(path, &bad).expect("damage");
 
     let is_last_file = file_ix + 1 == files.len();
-    let last_record_start = if is_last_file {
-        last_record_offset(&good)
-    } else {
-        usize::MAX
-    };
+    let last_record_start = if is_last_file { last_record_offset(&good) } else { usize::MAX };
     let in_tail_record = bit / 8 >= last_record_start;
     match Wal::open_with_fs(Arc::new(fs.clone()), Path::new("/wal"), small_segments()) {
         Ok(wal) => {
@@ -136,10 +118,7 @@ fn check_flip(fs: &SimFs, entries: &[Entry], files: &[std::path::PathBuf], file_
             assert!(got.len() <= entries.len() && got == entries[..got.len()], "bit {bit}");
         }
         Err(WalError::Corrupt { file, .. }) => {
-            assert!(
-                !in_tail_record,
-                "damage in the tail record at bit {bit} should be cut, not refused"
-            );
+            assert!(!in_tail_record, "damage in the tail record at bit {bit} should be cut, not refused");
             assert_eq!(&file, path, "the error names the damaged file");
         }
         Err(e) => panic!("bit {bit}: unexpected error {e}"),
@@ -185,20 +164,11 @@ fn sampled_bit_flips_of_a_larger_log_are_cut_at_the_tail_or_reported() {
 #[test]
 fn absurd_record_lengths_never_allocate_or_panic() {
     use ahnlich_raft::wal::format::SEGMENT_HEADER_LEN;
-    for (len, is_tail) in [
-        (u32::MAX, true),
-        (0x0fff_ffff, true),
-        (200 << 20, true),
-        (u32::MAX, false),
-    ] {
+    for (len, is_tail) in [(u32::MAX, true), (0x0fff_ffff, true), (200 << 20, true), (u32::MAX, false)] {
         let (fs, entries, files) = sim_log(3);
         let last = files.last().expect("segment");
         let mut bytes = fs.read_file(last).expect("read");
-        let at = if is_tail {
-            last_record_offset(&bytes)
-        } else {
-            SEGMENT_HEADER_LEN
-        };
+        let at = if is_tail { last_record_offset(&bytes) } else { SEGMENT_HEADER_LEN };
         bytes[at + 4..at + 8].copy_from_slice(&len.to_le_bytes());
         fs.write_file_durable(last, &bytes).expect("damage");
         let opened = Wal::open_with_fs(Arc::new(fs.clone()), Path::new("/wal"), small_segments());
@@ -242,10 +212,7 @@ fn truncated_entries_never_come_back_after_reopen() {
     drop(wal);
     let wal = Wal::open(dir.path(), small_segments()).expect("reopen");
     let got = read_all(&wal).expect("read");
-    let want: Vec<Entry> = (1..20)
-        .map(|i| entry(i, 1))
-        .chain((20..=30).map(|i| entry(i, 2)))
-        .collect();
+    let want: Vec<Entry> = (1..20).map(|i| entry(i, 1)).chain((20..=30).map(|i| entry(i, 2))).collect();
     assert_eq!(got, want);
 }
 
@@ -253,10 +220,7 @@ fn truncated_entries_never_come_back_after_reopen() {
 fn records_cut_from_a_torn_batch_never_come_back_after_new_writes() {
     use ahnlich_raft::wal::format::{SEGMENT_HEADER_LEN, SegmentHeader, decode_record};
     let dir = TempDir::new().expect("tempdir");
-    let opts = WalOptions {
-        segment_size: 1 << 20,
-        preallocate: false,
-    };
+    let opts = WalOptions { segment_size: 1 << 20, preallocate: false };
     {
         let wal = Wal::open(dir.path(), opts.clone()).expect("open");
         for i in 1..=3 {
@@ -281,14 +245,33 @@ fn records_cut_from_a_torn_batch_never_come_back_after_new_writes() {
     std::fs::write(&seg, &bytes).expect("damage");
 
     let wal = Wal::open(dir.path(), opts.clone()).expect("a torn batch is cut, not refused");
-    assert_eq!(
-        read_all(&wal).expect("read"),
-        (1..=4).map(|i| entry(i, 1)).collect::<Vec<_>>()
-    );
+    assert_eq!(read_all(&wal).expect("read"), (1..=4).map(|i| entry(i, 1)).collect::<Vec<_>>());
     // A new entry 5 of the same size ends exactly where the old 6 began.
     append_durable(&wal, vec![entry(5, 2)]).expect("append");
     drop(wal);
     let wal = Wal::open(dir.path(), opts).expect("reopen");
     let want: Vec<Entry> = (1..=4).map(|i| entry(i, 1)).chain([entry(5, 2)]).collect();
     assert_eq!(read_all(&wal).expect("read"), want, "old entries 6..=8 must stay gone");
+}
+
+#[test]
+fn inspect_reports_a_torn_tail_without_touching_it() {
+    let dir = TempDir::new().expect("tempdir");
+    write_log(dir.path(), 10, small_segments());
+    let seg = segment_files(dir.path()).pop().expect("segment");
+    let mut bytes = std::fs::read(&seg).expect("read");
+    let garbage_at = bytes.len();
+    bytes.extend_from_slice(&[0xee; 100]);
+    std::fs::write(&seg, &bytes).expect("append garbage");
+
+    let fs = ahnlich_raft::wal::fs::OsFs;
+    let report = ahnlich_raft::wal::inspect(&fs, dir.path()).expect("inspect");
+    assert_eq!(report.bounds.last.map(|p| p.index), Some(10));
+    assert_eq!(report.repairs.len(), 1, "{report}");
+    assert!(report.repairs[0].contains(&format!("offset {garbage_at}")), "{report}");
+    assert_eq!(std::fs::read(&seg).expect("read"), bytes, "inspect changed the file");
+
+    drop(Wal::open(dir.path(), small_segments()).expect("open repairs"));
+    let report = ahnlich_raft::wal::inspect(&fs, dir.path()).expect("inspect");
+    assert!(report.repairs.is_empty(), "{report}");
 }

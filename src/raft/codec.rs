@@ -52,10 +52,7 @@ pub fn decode_payload<D: CommandCodec>(bytes: &[u8]) -> io::Result<PayloadStd<D>
         }
         Some(pb::entry_payload::Kind::Membership(m)) => EntryPayload::Membership(decode_membership(m)?),
         None => {
-            return Err(invalid(
-                "entry payload",
-                "no payload kind set (written by a newer version?)",
-            ));
+            return Err(invalid("entry payload", "no payload kind set (written by a newer version?)"));
         }
     })
 }
@@ -65,65 +62,33 @@ fn encode_membership(m: &Membership<u64, BasicNode>) -> pb::Membership {
         configs: m
             .get_joint_config()
             .iter()
-            .map(|set| pb::VoterSet {
-                node_ids: set.iter().copied().collect(),
-            })
+            .map(|set| pb::VoterSet { node_ids: set.iter().copied().collect() })
             .collect(),
-        nodes: m
-            .nodes()
-            .map(|(id, n)| pb::Node {
-                node_id: *id,
-                addr: n.addr.clone(),
-            })
-            .collect(),
+        nodes: m.nodes().map(|(id, n)| pb::Node { node_id: *id, addr: n.addr.clone() }).collect(),
     }
 }
 
 fn decode_membership(m: pb::Membership) -> io::Result<Membership<u64, BasicNode>> {
-    let configs: Vec<BTreeSet<u64>> = m
-        .configs
-        .into_iter()
-        .map(|c| c.node_ids.into_iter().collect())
-        .collect();
-    let nodes: BTreeMap<u64, BasicNode> = m
-        .nodes
-        .into_iter()
-        .map(|n| (n.node_id, BasicNode { addr: n.addr }))
-        .collect();
+    let configs: Vec<BTreeSet<u64>> = m.configs.into_iter().map(|c| c.node_ids.into_iter().collect()).collect();
+    let nodes: BTreeMap<u64, BasicNode> =
+        m.nodes.into_iter().map(|n| (n.node_id, BasicNode { addr: n.addr })).collect();
     Membership::new(configs, nodes).map_err(|e| invalid("membership", e))
 }
 
 /// Encodes a vote.
 pub fn encode_vote(v: &VoteStd) -> Vec<u8> {
-    pb::Vote {
-        term: v.leader_id.term,
-        voted_for: v.leader_id.voted_for,
-        committed: v.committed,
-    }
-    .encode_to_vec()
+    pb::Vote { term: v.leader_id.term, voted_for: v.leader_id.voted_for, committed: v.committed }.encode_to_vec()
 }
 
 /// Decodes a vote.
 pub fn decode_vote(bytes: &[u8]) -> io::Result<VoteStd> {
     let v = pb::Vote::decode(bytes).map_err(|e| invalid("vote", e))?;
-    Ok(Vote {
-        leader_id: LeaderId {
-            term: v.term,
-            voted_for: v.voted_for,
-        },
-        committed: v.committed,
-    })
+    Ok(Vote { leader_id: LeaderId { term: v.term, voted_for: v.voted_for }, committed: v.committed })
 }
 
 /// Encodes an optional committed log id.
 pub fn encode_committed(c: Option<&LogIdStd>) -> Vec<u8> {
-    pb::Committed {
-        log_id: c.map(|l| pb::LogId {
-            term: l.leader_id.term,
-            index: l.index,
-        }),
-    }
-    .encode_to_vec()
+    pb::Committed { log_id: c.map(|l| pb::LogId { term: l.leader_id.term, index: l.index }) }.encode_to_vec()
 }
 
 /// Decodes an optional committed log id.
@@ -152,16 +117,9 @@ mod tests {
 
     #[test]
     fn payloads_round_trip() {
-        let nodes = BTreeMap::from([
-            (1, BasicNode { addr: "a:1".into() }),
-            (2, BasicNode { addr: "b:2".into() }),
-        ]);
+        let nodes = BTreeMap::from([(1, BasicNode { addr: "a:1".into() }), (2, BasicNode { addr: "b:2".into() })]);
         let m = Membership::new(vec![BTreeSet::from([1, 2])], nodes).expect("membership");
-        for p in [
-            EntryPayload::Blank,
-            EntryPayload::Normal("set k".to_string()),
-            EntryPayload::Membership(m),
-        ] {
+        for p in [EntryPayload::Blank, EntryPayload::Normal("set k".to_string()), EntryPayload::Membership(m)] {
             let back: PayloadStd<String> = decode_payload(&encode_payload(&p)).expect("decodes");
             assert_eq!(back, p);
         }
@@ -173,15 +131,9 @@ mod tests {
             let err = decode_payload::<String>(bytes).expect_err("must fail");
             assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{bytes:?}");
         }
-        let v = Vote {
-            leader_id: LeaderId { term: 3, voted_for: 9 },
-            committed: true,
-        };
+        let v = Vote { leader_id: LeaderId { term: 3, voted_for: 9 }, committed: true };
         assert_eq!(decode_vote(&encode_vote(&v)).expect("vote"), v);
-        assert_eq!(
-            decode_committed(&encode_committed(Some(&log_id(2, 7)))).expect("c"),
-            Some(log_id(2, 7))
-        );
+        assert_eq!(decode_committed(&encode_committed(Some(&log_id(2, 7)))).expect("c"), Some(log_id(2, 7)));
         assert_eq!(decode_committed(&encode_committed(None)).expect("c"), None);
     }
 }

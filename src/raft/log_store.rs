@@ -42,10 +42,7 @@ pub struct LogStore<C> {
 
 impl<C> Clone for LogStore<C> {
     fn clone(&self) -> Self {
-        Self {
-            wal: self.wal.clone(),
-            _config: PhantomData,
-        }
+        Self { wal: self.wal.clone(), _config: PhantomData }
     }
 }
 
@@ -57,10 +54,7 @@ impl<C: DurableConfig> LogStore<C> {
 
     /// A log store over an already open WAL.
     pub fn with_wal(wal: Arc<Wal>) -> Self {
-        Self {
-            wal,
-            _config: PhantomData,
-        }
+        Self { wal, _config: PhantomData }
     }
 
     /// The WAL underneath.
@@ -75,8 +69,7 @@ async fn durable(start: impl FnOnce(Done) -> Result<(), WalError>) -> io::Result
     start(Box::new(move |result| {
         let _ = tx.send(result);
     }))?;
-    rx.await
-        .map_err(|_| io::Error::other("the WAL writer stopped before completing the write"))?
+    rx.await.map_err(|_| io::Error::other("the WAL writer stopped before completing the write"))?
 }
 
 fn ignore_completion() -> Done {
@@ -109,12 +102,7 @@ impl<C: DurableConfig> RaftLogReader<C> for LogStore<C> {
             .map_err(|e| io::Error::other(format!("log read task failed: {e}")))??;
         records
             .into_iter()
-            .map(|r| {
-                Ok(Entry {
-                    log_id: log_id(r.term, r.index),
-                    payload: codec::decode_payload(&r.payload)?,
-                })
-            })
+            .map(|r| Ok(Entry { log_id: log_id(r.term, r.index), payload: codec::decode_payload(&r.payload)? }))
             .collect()
     }
 
@@ -130,10 +118,7 @@ impl<C: DurableConfig> RaftLogStorage<C> for LogStore<C> {
         let bounds = self.wal.bounds();
         let purged = bounds.purged.map(|p| log_id(p.term, p.index));
         let last = bounds.last.map(|p| log_id(p.term, p.index)).or(purged);
-        Ok(LogState {
-            last_purged_log_id: purged,
-            last_log_id: last,
-        })
+        Ok(LogState { last_purged_log_id: purged, last_log_id: last })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -170,9 +155,7 @@ impl<C: DurableConfig> RaftLogStorage<C> for LogStore<C> {
                 payload: codec::encode_payload(&e.payload).into(),
             })
             .collect();
-        Ok(self
-            .wal
-            .append(records, Box::new(move |result| callback.io_completed(result)))?)
+        Ok(self.wal.append(records, Box::new(move |result| callback.io_completed(result)))?)
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<C>>) -> Result<(), io::Error> {
@@ -181,10 +164,7 @@ impl<C: DurableConfig> RaftLogStorage<C> for LogStore<C> {
     }
 
     async fn purge(&mut self, log_id: LogIdOf<C>) -> Result<(), io::Error> {
-        let upto = LogPos {
-            index: log_id.index,
-            term: log_id.leader_id.term,
-        };
+        let upto = LogPos { index: log_id.index, term: log_id.leader_id.term };
         Ok(self.wal.purge_to(upto, ignore_completion())?)
     }
 }

@@ -124,11 +124,7 @@ impl SegmentHeader {
         if b[32..60].iter().any(|&x| x != 0) {
             return Err("reserved header bytes are not zero");
         }
-        Ok(Self {
-            seq: u64_at(b, 12),
-            first_index: u64_at(b, 20),
-            salt: u32_at(b, 28),
-        })
+        Ok(Self { seq: u64_at(b, 12), first_index: u64_at(b, 20), salt: u32_at(b, 28) })
     }
 }
 
@@ -253,10 +249,7 @@ mod tests {
         let mut buf = Vec::new();
         encode_record(&mut buf, 7, RecordKind::Entry, 42, 3, 64, b"hello");
         let rec = decode_record(&buf, 7, 64).expect("valid record");
-        assert_eq!(
-            (rec.kind, rec.index, rec.term, rec.payload),
-            (RecordKind::Entry, 42, 3, &b"hello"[..])
-        );
+        assert_eq!((rec.kind, rec.index, rec.term, rec.payload), (RecordKind::Entry, 42, 3, &b"hello"[..]));
         for bit in 0..buf.len() * 8 {
             let mut bad = buf.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
@@ -270,16 +263,9 @@ mod tests {
         let mut buf = Vec::new();
         encode_record(&mut buf, 1, RecordKind::Meta, 0, 0, 64, &[9; 100]);
         for cut in 0..buf.len() {
-            assert_eq!(
-                decode_record(&buf[..cut], 1, 64),
-                Err(DecodeError::Incomplete),
-                "cut at {cut}"
-            );
+            assert_eq!(decode_record(&buf[..cut], 1, 64), Err(DecodeError::Incomplete), "cut at {cut}");
         }
-        assert!(matches!(
-            decode_record(&[0u8; 64], 1, 64),
-            Err(DecodeError::Malformed(_))
-        ));
+        assert!(matches!(decode_record(&[0u8; 64], 1, 64), Err(DecodeError::Malformed(_))));
     }
 
     #[test]
@@ -292,20 +278,13 @@ mod tests {
 
     #[test]
     fn header_round_trips_and_rejects_damage() {
-        let h = SegmentHeader {
-            seq: 5,
-            first_index: 100,
-            salt: 0xdead_beef,
-        };
+        let h = SegmentHeader { seq: 5, first_index: 100, salt: 0xdead_beef };
         let b = h.encode();
         assert_eq!(SegmentHeader::decode(&b), Ok(h));
         for i in 0..b.len() {
             let mut bad = b;
             bad[i] ^= 0x10;
-            assert!(
-                SegmentHeader::decode(&bad).is_err(),
-                "damage at byte {i} went unnoticed"
-            );
+            assert!(SegmentHeader::decode(&bad).is_err(), "damage at byte {i} went unnoticed");
         }
     }
 }

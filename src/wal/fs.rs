@@ -62,17 +62,9 @@ impl Fs for OsFs {
 
     fn lock_dir(&self, dir: &Path) -> io::Result<DirLock> {
         let path = dir.join("LOCK");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
         file.try_lock_exclusive().map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::WouldBlock,
-                format!("{} is locked by another process ({e})", path.display()),
-            )
+            io::Error::new(io::ErrorKind::WouldBlock, format!("{} is locked by another process ({e})", path.display()))
         })?;
         Ok(Box::new(file))
     }
@@ -96,9 +88,7 @@ impl Fs for OsFs {
     }
 
     fn create(&self, path: &Path) -> io::Result<Arc<dyn FsFile>> {
-        Ok(Arc::new(
-            OpenOptions::new().read(true).write(true).create_new(true).open(path)?,
-        ))
+        Ok(Arc::new(OpenOptions::new().read(true).write(true).create_new(true).open(path)?))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

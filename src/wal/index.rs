@@ -30,10 +30,7 @@ impl std::fmt::Display for Gap {
                 write!(f, "entry index {got} does not follow the log (expected {expected})")
             }
             Gap::TruncateBeyondEnd { next, first_removed } => {
-                write!(
-                    f,
-                    "truncation at {first_removed} is past the end of the log (next index {next})"
-                )
+                write!(f, "truncation at {first_removed} is past the end of the log (next index {next})")
             }
         }
     }
@@ -42,10 +39,7 @@ impl std::fmt::Display for Gap {
 impl<T> LogIndex<T> {
     /// An empty log whose next entry must be `first`, or any entry if `None`.
     pub(crate) fn new(first: Option<u64>) -> Self {
-        Self {
-            first,
-            slots: VecDeque::new(),
-        }
+        Self { first, slots: VecDeque::new() }
     }
 
     /// The index the next appended entry must have, if anchored.
@@ -114,10 +108,7 @@ impl<T> LogIndex<T> {
 
     /// The same log without the values: its anchor and its length.
     pub(crate) fn shape(&self) -> LogIndex<()> {
-        LogIndex {
-            first: self.first,
-            slots: self.slots.iter().map(|_| ()).collect(),
-        }
+        LogIndex { first: self.first, slots: self.slots.iter().map(|_| ()).collect() }
     }
 
     /// The value at `index`, if live.
@@ -143,13 +134,7 @@ mod tests {
         ix.push(5, 'a').expect("first entry anchors");
         ix.push(6, 'b').expect("next");
         assert_eq!(ix.push(8, 'x'), Err(Gap::NotNext { expected: 7, got: 8 }));
-        assert_eq!(
-            ix.check_truncate(8),
-            Err(Gap::TruncateBeyondEnd {
-                next: 7,
-                first_removed: 8
-            })
-        );
+        assert_eq!(ix.check_truncate(8), Err(Gap::TruncateBeyondEnd { next: 7, first_removed: 8 }));
         ix.truncate_from(6).expect("truncate");
         assert_eq!((ix.first_live(), ix.last_live()), (Some(5), Some(5)));
         ix.purge_to(9);

@@ -52,6 +52,7 @@
 pub mod format;
 pub mod fs;
 mod index;
+mod inspect;
 pub mod model;
 mod recovery;
 mod segment;
@@ -64,6 +65,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+
+pub use self::inspect::{Inspection, inspect};
 
 use self::fs::{DirLock, Fs, OsFs};
 use self::index::LogIndex;
@@ -87,10 +90,7 @@ pub struct WalOptions {
 
 impl Default for WalOptions {
     fn default() -> Self {
-        Self {
-            segment_size: DEFAULT_SEGMENT_SIZE,
-            preallocate: true,
-        }
+        Self { segment_size: DEFAULT_SEGMENT_SIZE, preallocate: true }
     }
 }
 
@@ -237,13 +237,12 @@ impl Wal {
             )));
         }
         let io_ctx = |context: String| move |source| WalError::Io { context, source };
-        fs.create_dir_all(dir)
-            .map_err(io_ctx(format!("creating {}", dir.display())))?;
-        let dir_lock = fs.lock_dir(dir).map_err(|source| WalError::Locked {
-            dir: dir.to_path_buf(),
-            source,
-        })?;
-        let rec = recovery::recover(&*fs, dir)?;
+        fs.create_dir_all(dir).map_err(io_ctx(format!("creating {}", dir.display())))?;
+        let dir_lock = lock_dir(&*fs, dir)?;
+        let rec = recovery::recover(&*fs, dir, recovery::Mode::Repair)?;
+        for repair in &rec.repairs {
+            tracing::warn!("WAL recovery in {}: {repair}", dir.display());
+        }
 
         let prealloc = if opts.preallocate {
             let p = segment::Preallocator::start(fs.clone(), dir.to_path_buf(), opts.segment_size, rec.spare_exists);
@@ -263,15 +262,7 @@ impl Wal {
                 let file = segment::activate(&*fs, dir, &header, &[], prealloc.as_ref())
                     .map_err(io_ctx(format!("creating the first segment in {}", dir.display())))?;
                 let path = dir.join(segment::segment_name(1));
-                segments.insert(
-                    1,
-                    SegmentInfo {
-                        path,
-                        file: file.clone(),
-                        salt: header.salt,
-                        max_index: None,
-                    },
-                );
+                segments.insert(1, SegmentInfo { path, file: file.clone(), salt: header.salt, max_index: None });
                 recovery::Tail {
                     seq: 1,
                     file,
@@ -296,24 +287,12 @@ impl Wal {
             }),
             wake: Condvar::new(),
         });
-        let w = writer::Writer::new(
-            shared.clone(),
-            tail,
-            opts.segment_size,
-            prealloc,
-            written,
-            rec.purged,
-            rec.meta,
-        );
+        let w = writer::Writer::new(shared.clone(), tail, opts.segment_size, prealloc, written, rec.purged, rec.meta);
         let writer = std::thread::Builder::new()
             .name("wal-writer".into())
             .spawn(move || w.run())
             .map_err(io_ctx("starting the WAL writer thread".into()))?;
-        Ok(Self {
-            shared,
-            writer: Some(writer),
-            _lock: dir_lock,
-        })
+        Ok(Self { shared, writer: Some(writer), _lock: dir_lock })
     }
 
     /// Queues `entries` (contiguous, continuing the log) and returns once they are readable;
@@ -326,9 +305,7 @@ impl Wal {
             if let Some(expected) = next
                 && e.index != expected
             {
-                return Err(WalError::InvalidInput(
-                    index::Gap::NotNext { expected, got: e.index }.to_string(),
-                ));
+                return Err(WalError::InvalidInput(index::Gap::NotNext { expected, got: e.index }.to_string()));
             }
             if e.payload.len() > format::MAX_PAYLOAD_LEN {
                 return Err(WalError::InvalidInput(format!(
@@ -342,13 +319,8 @@ impl Wal {
             records.push((e.index, e.term, e.payload));
         }
         for (index, term, payload) in &records {
-            let slot = Slot {
-                term: *term,
-                loc: Loc::Pending(payload.clone()),
-            };
-            st.index
-                .push(*index, slot)
-                .map_err(|g| WalError::InvalidInput(g.to_string()))?;
+            let slot = Slot { term: *term, loc: Loc::Pending(payload.clone()) };
+            st.index.push(*index, slot).map_err(|g| WalError::InvalidInput(g.to_string()))?;
         }
         self.enqueue(st, OpKind::Append(records), done);
         Ok(())
@@ -365,13 +337,8 @@ impl Wal {
             )));
         }
         // Removing from past the end removes nothing.
-        let first_removed = st
-            .index
-            .next_index()
-            .map_or(first_removed, |next| first_removed.min(next));
-        st.index
-            .truncate_from(first_removed)
-            .map_err(|g| WalError::InvalidInput(g.to_string()))?;
+        let first_removed = st.index.next_index().map_or(first_removed, |next| first_removed.min(next));
+        st.index.truncate_from(first_removed).map_err(|g| WalError::InvalidInput(g.to_string()))?;
         self.enqueue(st, OpKind::Truncate(first_removed), done);
         Ok(())
     }
@@ -410,13 +377,7 @@ impl Wal {
     /// The log's current bounds.
     pub fn bounds(&self) -> LogBounds {
         let st = lock(&self.shared.state);
-        let pos = |i: Option<u64>| i.and_then(|i| st.index.get(i).map(|s| LogPos { index: i, term: s.term }));
-        LogBounds {
-            first: pos(st.index.first_live()),
-            last: pos(st.index.last_live()),
-            purged: st.purged,
-            next_index: st.index.next_index(),
-        }
+        bounds_of(&st.index, st.purged)
     }
 
     /// The term of the live entry at `index`.
@@ -455,10 +416,7 @@ impl Wal {
             }
         }
         let dir = self.shared.dir.clone();
-        wanted
-            .into_iter()
-            .map(|(index, term, from)| from.load(&dir, index, term))
-            .collect()
+        wanted.into_iter().map(|(index, term, from)| from.load(&dir, index, term)).collect()
     }
 
     /// Blocks until everything queued so far is durable (a convenience for tests and tools).
@@ -494,32 +452,18 @@ impl Drop for Wal {
 
 enum ReadFrom {
     Memory(Arc<[u8]>),
-    Disk {
-        path_seq: u64,
-        file: Arc<dyn fs::FsFile>,
-        salt: u32,
-        offset: u64,
-        len: u32,
-    },
+    Disk { path_seq: u64, file: Arc<dyn fs::FsFile>, salt: u32, offset: u64, len: u32 },
 }
 
 impl ReadFrom {
     fn load(self, dir: &Path, index: u64, term: u64) -> Result<Entry, WalError> {
         let payload = match self {
             ReadFrom::Memory(p) => p,
-            ReadFrom::Disk {
-                path_seq,
-                file,
-                salt,
-                offset,
-                len,
-            } => {
+            ReadFrom::Disk { path_seq, file, salt, offset, len } => {
                 let path = dir.join(segment::segment_name(path_seq));
                 let mut buf = vec![0u8; len as usize];
-                file.read_exact_at(&mut buf, offset).map_err(|source| WalError::Io {
-                    context: format!("reading {}", path.display()),
-                    source,
-                })?;
+                file.read_exact_at(&mut buf, offset)
+                    .map_err(|source| WalError::Io { context: format!("reading {}", path.display()), source })?;
                 let rec = format::decode_record(&buf, salt, offset).map_err(|e| WalError::Corrupt {
                     file: path.clone(),
                     offset,
@@ -539,12 +483,24 @@ impl ReadFrom {
     }
 }
 
+/// Takes the exclusive lock of `dir`: `Locked` if another holder has it, `Io` for anything else.
+pub(crate) fn lock_dir(fs: &dyn Fs, dir: &Path) -> Result<DirLock, WalError> {
+    fs.lock_dir(dir).map_err(|source| match source.kind() {
+        io::ErrorKind::WouldBlock => WalError::Locked { dir: dir.to_path_buf(), source },
+        _ => WalError::Io { context: format!("locking {}", dir.display()), source },
+    })
+}
+
+pub(crate) fn bounds_of(index: &LogIndex<Slot>, purged: Option<LogPos>) -> LogBounds {
+    let pos = |i: Option<u64>| i.and_then(|i| index.get(i).map(|s| LogPos { index: i, term: s.term }));
+    LogBounds { first: pos(index.first_live()), last: pos(index.last_live()), purged, next_index: index.next_index() }
+}
+
 /// Runs `start` with a completion and blocks until it is called.
 pub fn wait(start: impl FnOnce(Done) -> Result<(), WalError>) -> io::Result<()> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     start(Box::new(move |r| {
         let _ = tx.send(r);
     }))?;
-    rx.recv()
-        .map_err(|_| io::Error::other("the WAL writer stopped before completing the write"))?
+    rx.recv().map_err(|_| io::Error::other("the WAL writer stopped before completing the write"))?
 }

@@ -51,23 +51,13 @@ impl LogModel {
 
     /// The index the next entry gets (1 for a fresh log).
     pub fn next_index(&self) -> u64 {
-        self.entries
-            .last()
-            .map(|e| e.index + 1)
-            .or(self.purged.map(|p| p.index + 1))
-            .unwrap_or(1)
+        self.entries.last().map(|e| e.index + 1).or(self.purged.map(|p| p.index + 1)).unwrap_or(1)
     }
 
     /// What `wal` holds, reading metadata slots `0..meta_slots`.
     pub fn read_from(wal: &Wal, meta_slots: u8) -> Result<Self, WalError> {
-        let meta = (0..meta_slots)
-            .filter_map(|s| wal.meta(s).map(|v| (s, v.to_vec())))
-            .collect();
-        Ok(Self {
-            entries: wal.read(0..u64::MAX)?,
-            purged: wal.bounds().purged,
-            meta,
-        })
+        let meta = (0..meta_slots).filter_map(|s| wal.meta(s).map(|v| (s, v.to_vec()))).collect();
+        Ok(Self { entries: wal.read(0..u64::MAX)?, purged: wal.bounds().purged, meta })
     }
 }
 

@@ -47,6 +47,15 @@ pub(crate) struct Tail {
     pub sealed: bool,
 }
 
+/// Whether recovery may change files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Cut torn tails, remove temporary files: what opening a log does.
+    Repair,
+    /// Change nothing; report what a repair would do.
+    Inspect,
+}
+
 /// The log as found on disk.
 pub(crate) struct Recovered {
     pub segments: BTreeMap<u64, SegmentInfo>,
@@ -55,6 +64,8 @@ pub(crate) struct Recovered {
     pub meta: BTreeMap<u8, Arc<[u8]>>,
     pub tail: Option<Tail>,
     pub spare_exists: bool,
+    /// What recovery repaired (or, inspecting, would repair), one line each.
+    pub repairs: Vec<String>,
 }
 
 /// Header value meaning "the log was empty and unanchored when this segment was opened".
@@ -70,11 +81,7 @@ fn anchor_from_header(first_index: u64) -> Option<u64> {
 }
 
 fn corrupt(path: &Path, offset: u64, reason: impl Into<String>) -> WalError {
-    WalError::Corrupt {
-        file: path.to_path_buf(),
-        offset,
-        reason: reason.into(),
-    }
+    WalError::Corrupt { file: path.to_path_buf(), offset, reason: reason.into() }
 }
 
 fn io_err(context: String) -> impl FnOnce(std::io::Error) -> WalError {
@@ -83,11 +90,11 @@ fn io_err(context: String) -> impl FnOnce(std::io::Error) -> WalError {
 
 /// Reads and verifies every segment in `dir`, cutting a torn tail. Idempotent: running it again
 /// on what it left, or on what a crash in the middle of it left, gives the same log.
-pub(crate) fn recover(fs: &dyn Fs, dir: &Path) -> Result<Recovered, WalError> {
+pub(crate) fn recover(fs: &dyn Fs, dir: &Path, mode: Mode) -> Result<Recovered, WalError> {
     let names = fs.list(dir).map_err(io_err(format!("listing {}", dir.display())))?;
     let mut seqs = Vec::new();
     let mut spare_exists = false;
-    let mut removed_temp = false;
+    let mut repairs = Vec::new();
     for name in &names {
         if let Some(seq) = parse_segment_name(name) {
             seqs.push(seq);
@@ -95,80 +102,58 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path) -> Result<Recovered, WalError> {
             spare_exists = true;
         } else if name.ends_with(TEMP_SUFFIX) {
             let path = dir.join(name);
-            fs.remove(&path)
-                .map_err(io_err(format!("removing {}", path.display())))?;
-            removed_temp = true;
+            repairs.push(format!("remove the unfinished file {}", path.display()));
+            if mode == Mode::Repair {
+                fs.remove(&path).map_err(io_err(format!("removing {}", path.display())))?;
+            }
         }
     }
-    if removed_temp {
+    if !repairs.is_empty() && mode == Mode::Repair {
         fs.sync_dir(dir).map_err(io_err(format!("syncing {}", dir.display())))?;
     }
     seqs.sort_unstable();
     for pair in seqs.windows(2) {
         if pair[1] != pair[0] + 1 {
             let missing = dir.join(super::segment::segment_name(pair[0] + 1));
-            return Err(corrupt(
-                &missing,
-                0,
-                "segment file is missing from the middle of the log",
-            ));
+            return Err(corrupt(&missing, 0, "segment file is missing from the middle of the log"));
         }
     }
 
-    let mut replay = Replay {
-        index: LogIndex::new(None),
-        purged: None,
-        meta: BTreeMap::new(),
-    };
+    let mut replay = Replay { index: LogIndex::new(None), purged: None, meta: BTreeMap::new() };
     let mut segments = BTreeMap::new();
     let mut tail = None;
     for (i, &seq) in seqs.iter().enumerate() {
         let is_last = i + 1 == seqs.len();
         let path = dir.join(super::segment::segment_name(seq));
         let file = fs.open(&path).map_err(io_err(format!("opening {}", path.display())))?;
-        let len = file
-            .len()
-            .map_err(io_err(format!("reading the length of {}", path.display())))?;
+        let len = file.len().map_err(io_err(format!("reading the length of {}", path.display())))?;
         let mut bytes = vec![0u8; usize::try_from(len).map_err(|_| corrupt(&path, 0, "segment is too large"))?];
-        file.read_exact_at(&mut bytes, 0)
-            .map_err(io_err(format!("reading {}", path.display())))?;
+        file.read_exact_at(&mut bytes, 0).map_err(io_err(format!("reading {}", path.display())))?;
 
         if is_last && bytes.len() < SEGMENT_HEADER_LEN {
             // Headers are synced before any record is written, so a last segment too short to
             // hold one holds nothing acknowledged: it is a torn tail, like a short record.
-            tracing::warn!("{}: removing a last segment shorter than its header", path.display());
-            drop(file);
-            fs.remove(&path)
-                .map_err(io_err(format!("removing {}", path.display())))?;
-            fs.sync_dir(dir).map_err(io_err(format!("syncing {}", dir.display())))?;
+            repairs.push(format!("remove {}: the last segment, shorter than its header", path.display()));
+            if mode == Mode::Repair {
+                drop(file);
+                fs.remove(&path).map_err(io_err(format!("removing {}", path.display())))?;
+                fs.sync_dir(dir).map_err(io_err(format!("syncing {}", dir.display())))?;
+            }
             break;
         }
         let header = SegmentHeader::decode(&bytes).map_err(|why| corrupt(&path, 0, why))?;
         if header.seq != seq {
-            return Err(corrupt(
-                &path,
-                12,
-                format!("header names segment {} but the file is {seq}", header.seq),
-            ));
+            return Err(corrupt(&path, 12, format!("header names segment {} but the file is {seq}", header.seq)));
         }
         let anchor = anchor_from_header(header.first_index);
         if i == 0 {
             replay.index = LogIndex::new(anchor);
         } else if anchor != replay.index.next_index() {
-            return Err(corrupt(
-                &path,
-                20,
-                "segment does not continue the log of the segment before it",
-            ));
+            return Err(corrupt(&path, 20, "segment does not continue the log of the segment before it"));
         }
 
         let scan = replay.segment(&path, seq, header.salt, &bytes)?;
-        let info = SegmentInfo {
-            path: path.clone(),
-            file: file.clone(),
-            salt: header.salt,
-            max_index: scan.max_index,
-        };
+        let info = SegmentInfo { path: path.clone(), file: file.clone(), salt: header.salt, max_index: scan.max_index };
         if !scan.sealed {
             if !is_last {
                 let why = match scan.stopped {
@@ -185,16 +170,16 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path) -> Result<Recovered, WalError> {
                     format!("damaged record ({why}) is followed by a later synced batch at offset {later}"),
                 ));
             }
-            zero_tail(&*file, &path, &bytes, scan.end)?;
+            if let Some(last_nonzero) = bytes[scan.end as usize..].iter().rposition(|&b| b != 0) {
+                let torn = last_nonzero as u64 + 1;
+                repairs.push(format!("cut a torn tail of {torn} bytes at offset {} of {}", scan.end, path.display()));
+                if mode == Mode::Repair {
+                    zero_tail(&*file, &path, scan.end, torn)?;
+                }
+            }
         }
         segments.insert(seq, info);
-        tail = Some(Tail {
-            seq,
-            file,
-            salt: header.salt,
-            pos: scan.end,
-            sealed: scan.sealed,
-        });
+        tail = Some(Tail { seq, file, salt: header.salt, pos: scan.end, sealed: scan.sealed });
     }
     Ok(Recovered {
         segments,
@@ -203,6 +188,7 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path) -> Result<Recovered, WalError> {
         meta: replay.meta,
         tail,
         spare_exists,
+        repairs,
     })
 }
 
@@ -231,21 +217,11 @@ impl Replay {
             let rec = match format::decode_record(rest, salt, pos) {
                 Ok(rec) => rec,
                 Err(e) => {
-                    return Ok(SegmentScan {
-                        end: pos,
-                        sealed: false,
-                        stopped: Some(e),
-                        max_index,
-                    });
+                    return Ok(SegmentScan { end: pos, sealed: false, stopped: Some(e), max_index });
                 }
             };
             if rec.kind == RecordKind::Seal {
-                return Ok(SegmentScan {
-                    end: pos + rec.encoded_len() as u64,
-                    sealed: true,
-                    stopped: None,
-                    max_index,
-                });
+                return Ok(SegmentScan { end: pos + rec.encoded_len() as u64, sealed: true, stopped: None, max_index });
             }
             if rec.kind == RecordKind::Entry {
                 max_index = max_index.max(Some(rec.index));
@@ -258,14 +234,8 @@ impl Replay {
     fn apply(&mut self, rec: &RecordRef<'_>, seq: u64, offset: u64) -> Result<(), String> {
         match rec.kind {
             RecordKind::Entry => {
-                let loc = Loc::Disk {
-                    seq,
-                    offset,
-                    len: rec.encoded_len() as u32,
-                };
-                self.index
-                    .push(rec.index, Slot { term: rec.term, loc })
-                    .map_err(|g| g.to_string())
+                let loc = Loc::Disk { seq, offset, len: rec.encoded_len() as u32 };
+                self.index.push(rec.index, Slot { term: rec.term, loc }).map_err(|g| g.to_string())
             }
             RecordKind::Truncate => {
                 if self.purged.is_some_and(|p| rec.index <= p.index) {
@@ -277,10 +247,7 @@ impl Replay {
                 if self.purged.is_some_and(|p| rec.index < p.index) {
                     return Err(format!("purge point moves back to {}", rec.index));
                 }
-                self.purged = Some(LogPos {
-                    index: rec.index,
-                    term: rec.term,
-                });
+                self.purged = Some(LogPos { index: rec.index, term: rec.term });
                 self.index.purge_to(rec.index);
                 Ok(())
             }
@@ -313,20 +280,11 @@ fn later_batch_after(bytes: &[u8], salt: u32, bad_at: u64) -> Option<u64> {
     })
 }
 
-/// Overwrites with zeros every byte from `from` to the last non-zero byte, and syncs, so that a
-/// later write at `from` can never be followed by a stale record.
-fn zero_tail(file: &dyn FsFile, path: &Path, bytes: &[u8], from: u64) -> Result<(), WalError> {
-    let tail = &bytes[from as usize..];
-    let Some(last_nonzero) = tail.iter().rposition(|&b| b != 0) else {
-        return Ok(());
-    };
-    let zeros = vec![0u8; last_nonzero + 1];
-    tracing::warn!(
-        "{}: cutting a torn tail of {} bytes at offset {from}",
-        path.display(),
-        zeros.len()
-    );
-    file.write_all_at(&zeros, from)
-        .map_err(io_err(format!("zeroing the torn tail of {}", path.display())))?;
+/// Overwrites `len` bytes from `from` with zeros, and syncs, so that a later write at `from` can
+/// never be followed by a stale record.
+fn zero_tail(file: &dyn FsFile, path: &Path, from: u64, len: u64) -> Result<(), WalError> {
+    tracing::warn!("{}: cutting a torn tail of {len} bytes at offset {from}", path.display());
+    let zeros = vec![0u8; len as usize];
+    file.write_all_at(&zeros, from).map_err(io_err(format!("zeroing the torn tail of {}", path.display())))?;
     file.sync_data().map_err(io_err(format!("syncing {}", path.display())))
 }

@@ -116,13 +116,7 @@ impl Preallocator {
         if !spare_exists {
             create_zeroed(&*fs, &dir, SPARE_NAME, len)?;
         }
-        let state = Arc::new((
-            Mutex::new(PreallocState {
-                ready: true,
-                ..Default::default()
-            }),
-            Condvar::new(),
-        ));
+        let state = Arc::new((Mutex::new(PreallocState { ready: true, ..Default::default() }), Condvar::new()));
         let thread_state = state.clone();
         let thread_dir = dir.clone();
         let thread = std::thread::Builder::new().name("wal-prealloc".into()).spawn(move || {
@@ -147,11 +141,7 @@ impl Preallocator {
                 }
             }
         })?;
-        Ok(Self {
-            dir,
-            state,
-            thread: Some(thread),
-        })
+        Ok(Self { dir, state, thread: Some(thread) })
     }
 
     /// Takes the ready spare's path, if one is ready. The next spare is made only after
@@ -191,13 +181,7 @@ mod tests {
     #[test]
     fn names_round_trip_and_strangers_are_ignored() {
         assert_eq!(parse_segment_name(&segment_name(42)), Some(42));
-        for stranger in [
-            "spare.wal",
-            "1.wal",
-            "00000000000000000001.wal.tmp",
-            "0000000000000000000x.wal",
-            "LOCK",
-        ] {
+        for stranger in ["spare.wal", "1.wal", "00000000000000000001.wal.tmp", "0000000000000000000x.wal", "LOCK"] {
             assert_eq!(parse_segment_name(stranger), None, "{stranger}");
         }
     }

@@ -246,15 +246,8 @@ fn not_found(path: &Path) -> io::Error {
 /// sector or per 4 KiB page (chosen at random per file): bytes test torn records, whole sectors
 /// and pages let a later record survive intact while an earlier one is lost.
 fn power_loss_image(ino: &Inode, rng: &mut SimRng) -> Inode {
-    let (lo, hi) = (
-        ino.durable.len().min(ino.current.len()),
-        ino.durable.len().max(ino.current.len()),
-    );
-    let len = if ino.dirty.is_empty() {
-        ino.durable.len()
-    } else {
-        lo + rng.below((hi - lo) as u64 + 1) as usize
-    };
+    let (lo, hi) = (ino.durable.len().min(ino.current.len()), ino.durable.len().max(ino.current.len()));
+    let len = if ino.dirty.is_empty() { ino.durable.len() } else { lo + rng.below((hi - lo) as u64 + 1) as usize };
     let unit = [1usize, 512, 4096][rng.below(3) as usize];
     let mut out = ino.durable.clone();
     out.resize(len, 0);
@@ -270,11 +263,7 @@ fn power_loss_image(ino: &Inode, rng: &mut SimRng) -> Inode {
             at = block_end;
         }
     }
-    Inode {
-        current: out.clone(),
-        durable: out,
-        dirty: Vec::new(),
-    }
+    Inode { current: out.clone(), durable: out, dirty: Vec::new() }
 }
 
 impl Fs for SimFs {
@@ -293,11 +282,7 @@ impl Fs for SimFs {
                 format!("{} is locked by another process", dir.join("LOCK").display()),
             ));
         }
-        Ok(Box::new(SimLock {
-            fs: self.clone(),
-            dir: dir.to_path_buf(),
-            generation: st.generation,
-        }))
+        Ok(Box::new(SimLock { fs: self.clone(), dir: dir.to_path_buf(), generation: st.generation }))
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
@@ -319,38 +304,25 @@ impl Fs for SimFs {
             return Err(crashed_error());
         }
         let inode = st.names.get(path).ok_or_else(|| not_found(path))?.clone();
-        Ok(Arc::new(SimFile {
-            fs: self.clone(),
-            inode,
-            generation: st.generation,
-        }))
+        Ok(Arc::new(SimFile { fs: self.clone(), inode, generation: st.generation }))
     }
 
     fn create(&self, path: &Path) -> io::Result<Arc<dyn FsFile>> {
         let mut st = self.mutate()?;
         if st.names.contains_key(path) {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{} exists", path.display()),
-            ));
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", path.display())));
         }
         let inode = InodeRef::default();
         st.names.insert(path.to_path_buf(), inode.clone());
-        st.pending_dir_ops
-            .push(DirOp::Create(path.to_path_buf(), inode.clone()));
-        Ok(Arc::new(SimFile {
-            fs: self.clone(),
-            inode,
-            generation: st.generation,
-        }))
+        st.pending_dir_ops.push(DirOp::Create(path.to_path_buf(), inode.clone()));
+        Ok(Arc::new(SimFile { fs: self.clone(), inode, generation: st.generation }))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut st = self.mutate()?;
         let inode = st.names.remove(from).ok_or_else(|| not_found(from))?;
         st.names.insert(to.to_path_buf(), inode);
-        st.pending_dir_ops
-            .push(DirOp::Rename(from.to_path_buf(), to.to_path_buf()));
+        st.pending_dir_ops.push(DirOp::Rename(from.to_path_buf(), to.to_path_buf()));
         Ok(())
     }
 
@@ -405,10 +377,7 @@ impl FsFile for SimFile {
         self.live(&lock(&self.fs.state))?;
         let ino = lock(&self.inode);
         let start = usize::try_from(offset).map_err(|_| io::ErrorKind::UnexpectedEof)?;
-        let src = ino
-            .current
-            .get(start..start.saturating_add(buf.len()))
-            .ok_or(io::ErrorKind::UnexpectedEof)?;
+        let src = ino.current.get(start..start.saturating_add(buf.len())).ok_or(io::ErrorKind::UnexpectedEof)?;
         buf.copy_from_slice(src);
         Ok(())
     }
@@ -525,13 +494,7 @@ mod tests {
         fs.sync_dir(dir).expect("sync dir");
         fs.reboot();
         let data = fs.read_file(&dir.join("a")).expect("read");
-        assert!(
-            data.iter().all(|&b| b == 0),
-            "the failed sync's bytes were lost, got {data:?}"
-        );
-        assert!(
-            f.write_all_at(b"x", 0).is_err(),
-            "handles from before the reboot are dead"
-        );
+        assert!(data.iter().all(|&b| b == 0), "the failed sync's bytes were lost, got {data:?}");
+        assert!(f.write_all_at(b"x", 0).is_err(), "handles from before the reboot are dead");
     }
 }

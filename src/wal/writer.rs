@@ -111,11 +111,7 @@ impl Writer {
                     for (index, term, payload) in entries {
                         self.make_room(payload.len())?;
                         let loc = self.encode(RecordKind::Entry, *index, *term, payload);
-                        self.placed.push(Placed {
-                            index: *index,
-                            payload: payload.clone(),
-                            loc,
-                        });
+                        self.placed.push(Placed { index: *index, payload: payload.clone(), loc });
                         self.written.push(*index, ()).map_err(invalid)?;
                     }
                 }
@@ -147,20 +143,8 @@ impl Writer {
     fn encode(&mut self, kind: RecordKind, index: u64, term: u64, payload: &[u8]) -> Loc {
         let offset = self.batch_start + self.buf.len() as u64;
         let t = &self.active.tail;
-        format::encode_record(
-            &mut self.buf,
-            t.salt,
-            kind,
-            index,
-            term,
-            self.batch_start as u32,
-            payload,
-        );
-        Loc::Disk {
-            seq: t.seq,
-            offset,
-            len: (RECORD_HEADER_LEN + payload.len()) as u32,
-        }
+        format::encode_record(&mut self.buf, t.salt, kind, index, term, self.batch_start as u32, payload);
+        Loc::Disk { seq: t.seq, offset, len: (RECORD_HEADER_LEN + payload.len()) as u32 }
     }
 
     /// Writes the batch buffer at its place in the active segment and syncs it.
@@ -206,26 +190,11 @@ impl Writer {
         let fs = &*self.shared.fs;
         let file = segment::activate(fs, &self.shared.dir, &header, &head, self.prealloc.as_ref())?;
         let path = self.shared.dir.join(segment::segment_name(seq));
-        lock(&self.shared.state).segments.insert(
-            seq,
-            SegmentInfo {
-                path,
-                file: file.clone(),
-                salt: header.salt,
-                max_index: None,
-            },
-        );
+        lock(&self.shared.state)
+            .segments
+            .insert(seq, SegmentInfo { path, file: file.clone(), salt: header.salt, max_index: None });
         let pos = (SEGMENT_HEADER_LEN + head.len()) as u64;
-        self.active = Active {
-            tail: Tail {
-                seq,
-                file,
-                salt: header.salt,
-                pos,
-                sealed: false,
-            },
-            holds_ops: false,
-        };
+        self.active = Active { tail: Tail { seq, file, salt: header.salt, pos, sealed: false }, holds_ops: false };
         self.batch_start = pos;
         Ok(())
     }
@@ -273,20 +242,14 @@ impl Writer {
 
     /// Marks the log failed and fails every waiter: this batch's, and all queued after it.
     fn fail(&mut self, e: io::Error, dones: Vec<Option<Done>>) {
-        tracing::error!(
-            "WAL in {} failed and refuses writes until reopened: {e}",
-            self.shared.dir.display()
-        );
+        tracing::error!("WAL in {} failed and refuses writes until reopened: {e}", self.shared.dir.display());
         let reason = format!("an earlier write or sync failed: {e}");
         let queued = {
             let mut st = lock(&self.shared.state);
             st.failed = Some((e.kind(), reason.clone()));
             std::mem::take(&mut st.queue)
         };
-        let all = dones
-            .into_iter()
-            .flatten()
-            .chain(queued.into_iter().filter_map(|op| op.done));
+        let all = dones.into_iter().flatten().chain(queued.into_iter().filter_map(|op| op.done));
         for done in all {
             done(Err(io::Error::new(e.kind(), reason.clone())));
         }

@@ -64,10 +64,8 @@ impl RaftSnapshotBuilder<TestConfig> for CountingStateMachine {
     type SnapshotData = Vec<u8>;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<TestConfig, Vec<u8>>, io::Error> {
-        let meta = SnapshotMetaOf::<TestConfig> {
-            last_log_id: self.last_applied,
-            last_membership: self.membership.clone(),
-        };
+        let meta =
+            SnapshotMetaOf::<TestConfig> { last_log_id: self.last_applied, last_membership: self.membership.clone() };
         let data = self.applied.to_le_bytes().to_vec();
         *self.current.lock().expect("lock") = Some((meta.clone(), data.clone()));
         Ok(openraft::Snapshot { meta, snapshot: data })
@@ -124,11 +122,6 @@ impl RaftStateMachine<TestConfig> for CountingStateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TestConfig, Vec<u8>>>, io::Error> {
-        Ok(self
-            .current
-            .lock()
-            .expect("lock")
-            .clone()
-            .map(|(meta, snapshot)| openraft::Snapshot { meta, snapshot }))
+        Ok(self.current.lock().expect("lock").clone().map(|(meta, snapshot)| openraft::Snapshot { meta, snapshot }))
     }
 }

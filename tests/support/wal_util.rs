@@ -8,19 +8,12 @@ use ahnlich_raft::wal::{self, Entry, Wal, WalError};
 /// A payload that can be recomputed from its index and term, with a length that varies.
 pub fn payload_for(index: u64, term: u64) -> Arc<[u8]> {
     let len = (index.wrapping_mul(37) % 120 + 1) as usize;
-    (0..len)
-        .map(|i| (index as u8).wrapping_mul(31) ^ (term as u8) ^ (i as u8))
-        .collect::<Vec<u8>>()
-        .into()
+    (0..len).map(|i| (index as u8).wrapping_mul(31) ^ (term as u8) ^ (i as u8)).collect::<Vec<u8>>().into()
 }
 
 /// The entry at `index` of `term` with its recomputable payload.
 pub fn entry(index: u64, term: u64) -> Entry {
-    Entry {
-        index,
-        term,
-        payload: payload_for(index, term),
-    }
+    Entry { index, term, payload: payload_for(index, term) }
 }
 
 /// Appends entries and waits until they are durable.
