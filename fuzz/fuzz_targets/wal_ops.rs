@@ -54,10 +54,8 @@ fn open(fs: &SimFs, opts: &WalOptions) -> (Wal, bool) {
 
 fuzz_target!(|input: Input| {
     let fs = SimFs::new(input.seed);
-    let opts = WalOptions {
-        segment_size: 4096 * (1 + u64::from(input.segment_kib % 4)),
-        preallocate: input.preallocate,
-    };
+    let opts =
+        WalOptions { segment_size: 4096 * (1 + u64::from(input.segment_kib % 4)), preallocate: input.preallocate };
     let (mut wal, _) = open(&fs, &opts);
     let mut base = LogModel::default();
     let mut front = base.clone();
@@ -83,11 +81,7 @@ fuzz_target!(|input: Input| {
             Op::Append { count, len } => {
                 let next = front.next_index();
                 let entries: Vec<Entry> = (0..u64::from(count % 8) + 1)
-                    .map(|i| Entry {
-                        index: next + i,
-                        term,
-                        payload: vec![len; usize::from(len)].into(),
-                    })
+                    .map(|i| Entry { index: next + i, term, payload: vec![len; usize::from(len)].into() })
                     .collect();
                 recs.extend(entries.iter().cloned().map(Issued::Entry));
                 wal.append(entries, done(recs.len()))
@@ -100,15 +94,9 @@ fuzz_target!(|input: Input| {
                 wal.truncate_from(at, done(1))
             }
             Op::Purge { back } if !front.entries.is_empty() => {
-                let e = &front.entries[front
-                    .entries
-                    .len()
-                    .saturating_sub(1 + usize::from(back))
-                    .min(front.entries.len() - 1)];
-                let p = LogPos {
-                    index: e.index,
-                    term: e.term,
-                };
+                let e = &front.entries
+                    [front.entries.len().saturating_sub(1 + usize::from(back)).min(front.entries.len() - 1)];
+                let p = LogPos { index: e.index, term: e.term };
                 recs.push(Issued::Purge(p));
                 wal.purge_to(p, done(1))
             }
@@ -140,10 +128,7 @@ fuzz_target!(|input: Input| {
                 let crashed = crashed || crashed_in_recovery;
                 let found = LogModel::read_from(&wal, META_SLOTS).expect("read");
                 let k = matching_prefix(&base, &issued, acked.load(Ordering::SeqCst), &found);
-                assert!(
-                    k.is_some(),
-                    "recovered log is no prefix holding every acknowledged write: {found:?}"
-                );
+                assert!(k.is_some(), "recovered log is no prefix holding every acknowledged write: {found:?}");
                 if !crashed {
                     assert_eq!(k, Some(issued.len()), "a clean reopen must keep every write");
                 }

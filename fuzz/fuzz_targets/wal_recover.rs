@@ -31,11 +31,7 @@ enum Input {
     /// Raw files named as consecutive segments (and maybe a spare).
     Raw { files: Vec<Vec<u8>>, spare: bool },
     /// Valid segments built from record descriptions, then damaged.
-    Built {
-        segments: Vec<Vec<Rec>>,
-        damage: Vec<(u16, u8)>,
-        cut: Option<u16>,
-    },
+    Built { segments: Vec<Vec<Rec>>, damage: Vec<(u16, u8)>, cut: Option<u16> },
 }
 
 /// An entry as encoded: index, term, payload.
@@ -61,15 +57,7 @@ fn build_segment(seq: u64, first_index: u64, recs: &[Rec]) -> (Vec<u8>, Vec<Writ
         if kind == RecordKind::Entry {
             entries.push((u64::from(r.index), u64::from(r.term), payload.clone()));
         }
-        encode_record(
-            &mut bytes,
-            salt,
-            kind,
-            u64::from(r.index),
-            u64::from(r.term),
-            batch_start,
-            &payload,
-        );
+        encode_record(&mut bytes, salt, kind, u64::from(r.index), u64::from(r.term), batch_start, &payload);
     }
     (bytes, entries)
 }
@@ -98,10 +86,7 @@ fuzz_target!(|input: Input| {
             known_payloads = true;
             let n = segments.len().min(4);
             for (i, recs) in segments.iter().take(4).enumerate() {
-                let first = recs
-                    .iter()
-                    .find(|r| r.kind % 5 == 0)
-                    .map_or(u64::MAX, |r| u64::from(r.index));
+                let first = recs.iter().find(|r| r.kind % 5 == 0).map_or(u64::MAX, |r| u64::from(r.index));
                 let (mut bytes, entries) = build_segment(i as u64 + 1, first, recs);
                 if i + 1 == n {
                     for &(at, x) in damage.iter().take(8) {
@@ -118,10 +103,7 @@ fuzz_target!(|input: Input| {
         }
     }
     fs.sync_dir(dir).expect("sync dir");
-    let opts = WalOptions {
-        segment_size: 4096,
-        preallocate: false,
-    };
+    let opts = WalOptions { segment_size: 4096, preallocate: false };
     let Ok(wal) = Wal::open_with_fs(Arc::new(fs.clone()), dir, opts.clone()) else {
         return;
     };
@@ -129,9 +111,7 @@ fuzz_target!(|input: Input| {
     if known_payloads {
         for e in &entries {
             assert!(
-                written
-                    .iter()
-                    .any(|(i, t, p)| *i == e.index && *t == e.term && p[..] == e.payload[..]),
+                written.iter().any(|(i, t, p)| *i == e.index && *t == e.term && p[..] == e.payload[..]),
                 "entry {} was never validly written",
                 e.index
             );
@@ -140,9 +120,5 @@ fuzz_target!(|input: Input| {
     // Recovery is idempotent: a second open finds the same log.
     drop(wal);
     let wal = Wal::open_with_fs(Arc::new(fs), dir, opts).expect("second open of a log that opened");
-    assert_eq!(
-        wal.read(0..u64::MAX).expect("read"),
-        entries,
-        "recovery is not idempotent"
-    );
+    assert_eq!(wal.read(0..u64::MAX).expect("read"), entries, "recovery is not idempotent");
 });
