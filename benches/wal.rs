@@ -8,7 +8,8 @@
 //! under the same conditions) and prints median latencies and the ratio WAL/raw throughput.
 //!
 //! Run: `cargo bench --bench wal` (set `WAL_BENCH_DIR` to pick the file system; default: a
-//! temporary directory under `target/`).
+//! temporary directory under `target/`; `WAL_BENCH_TABLE_ONLY=1` prints just the interleaved
+//! table).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -23,6 +24,8 @@ const SIZES: [usize; 3] = [64, 1024, 16 << 10];
 const BATCHES: [usize; 3] = [1, 16, 256];
 const RECORD_HEADER: usize = 32;
 const RAW_FILE_LEN: u64 = 256 << 20;
+/// Purge cadence in entries, near openraft's default snapshot policy (every 5000 entries).
+const PURGE_EVERY: u64 = 4096;
 
 /// A pre-zeroed file that batches are written into, wrapping around at the end.
 struct RawBaseline {
@@ -53,8 +56,8 @@ impl RawBaseline {
     }
 }
 
-/// The WAL under test, fed batches of fresh entries and purged now and then so the directory
-/// stays bounded (as Raft purges after snapshots).
+/// The WAL under test, fed batches of fresh entries and purged every `PURGE_EVERY` entries, as
+/// Raft purges after each snapshot; purged segments are recycled as spares.
 struct WalUnderTest {
     wal: Wal,
     next: u64,
@@ -75,7 +78,7 @@ impl WalUnderTest {
             .collect();
         self.next += self.batch as u64;
         wal::wait(|done| self.wal.append(entries, done)).expect("wal append");
-        if self.next % (1 << 16) < self.batch as u64 {
+        if self.next % PURGE_EVERY < self.batch as u64 {
             let upto = LogPos { index: self.next - 1, term: 1 };
             self.wal.purge_to(upto, Box::new(|_| {})).expect("purge");
         }
@@ -157,8 +160,10 @@ fn main() {
     let root = bench_dir();
     let mut c = Criterion::default().configure_from_args();
     let filtered = std::env::args().skip(1).any(|a| !a.starts_with('-'));
-    criterion_points(&mut c, &root);
-    c.final_summary();
+    if std::env::var_os("WAL_BENCH_TABLE_ONLY").is_none() {
+        criterion_points(&mut c, &root);
+        c.final_summary();
+    }
     if !filtered && std::env::var_os("WAL_BENCH_SKIP_TABLE").is_none() {
         interleaved_table(&root);
     }

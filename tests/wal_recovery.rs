@@ -259,19 +259,20 @@ fn inspect_reports_a_torn_tail_without_touching_it() {
     let dir = TempDir::new().expect("tempdir");
     write_log(dir.path(), 10, small_segments());
     let seg = segment_files(dir.path()).pop().expect("segment");
-    let mut bytes = std::fs::read(&seg).expect("read");
-    let garbage_at = bytes.len();
-    bytes.extend_from_slice(&[0xee; 100]);
-    std::fs::write(&seg, &bytes).expect("append garbage");
+    let whole = std::fs::read(&seg).expect("read");
+    let torn_at = last_record_offset(&whole);
+    let torn = &whole[..whole.len() - 5];
+    std::fs::write(&seg, torn).expect("tear the last record");
 
     let fs = ahnlich_raft::wal::fs::OsFs;
     let report = ahnlich_raft::wal::inspect(&fs, dir.path()).expect("inspect");
-    assert_eq!(report.bounds.last.map(|p| p.index), Some(10));
+    assert_eq!(report.bounds.last.map(|p| p.index), Some(9));
     assert_eq!(report.repairs.len(), 1, "{report}");
-    assert!(report.repairs[0].contains(&format!("offset {garbage_at}")), "{report}");
-    assert_eq!(std::fs::read(&seg).expect("read"), bytes, "inspect changed the file");
+    assert!(report.repairs[0].contains(&format!("offset {torn_at}")), "{report}");
+    assert_eq!(std::fs::read(&seg).expect("read"), torn, "inspect changed the file");
 
     drop(Wal::open(dir.path(), small_segments()).expect("open repairs"));
     let report = ahnlich_raft::wal::inspect(&fs, dir.path()).expect("inspect");
     assert!(report.repairs.is_empty(), "{report}");
+    assert_eq!(report.bounds.last.map(|p| p.index), Some(9));
 }

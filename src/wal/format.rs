@@ -25,7 +25,7 @@
 //! |     16 |    8 | term (entry term; purge term; zero otherwise)                         |
 //! |     24 |    4 | batch start: segment offset of the first record of this write batch   |
 //! |     28 |    1 | kind: 1 entry, 2 truncate, 3 purge, 4 meta, 5 seal                    |
-//! |     29 |    3 | reserved, zero                                                        |
+//! |     29 |    3 | the low 24 bits of the segment salt (`salt_tag`)                      |
 //! |     32 |  len | payload                                                               |
 //!
 //! Records follow each other with no padding. A segment's unused space is zero; a zero
@@ -33,7 +33,8 @@
 //! record ends the scan.
 //!
 //! The salt is chosen at random when a segment is opened, so a record left behind by an earlier
-//! use of the same bytes can never pass the check of the current segment. The batch start lets
+//! use of the same bytes (a recycled segment file) fails the check of the current segment: first
+//! cheaply, by its salt tag (1 in 2^24 to pass), then by its checksum (1 in 2^32). The batch start lets
 //! recovery tell a torn write (damage inside the last, unsynced batch) from corruption (damage
 //! in a batch that a later batch follows, which the writer only starts after the earlier batch
 //! was synced): see `recovery`.
@@ -185,7 +186,8 @@ pub fn encode_record(
     out.extend_from_slice(&index.to_le_bytes());
     out.extend_from_slice(&term.to_le_bytes());
     out.extend_from_slice(&batch_start.to_le_bytes());
-    out.extend_from_slice(&[kind as u8, 0, 0, 0]);
+    let tag = salt_tag(salt);
+    out.extend_from_slice(&[kind as u8, tag[0], tag[1], tag[2]]);
     out.extend_from_slice(payload);
     let mut h = crc32fast::Hasher::new_with_initial(salt);
     h.update(&out[start + 4..]);
@@ -199,8 +201,8 @@ pub fn decode_record(buf: &[u8], salt: u32, offset: u64) -> Result<RecordRef<'_>
         return Err(DecodeError::Incomplete);
     }
     let kind = RecordKind::from_byte(buf[28]).ok_or(DecodeError::Malformed("unknown record kind"))?;
-    if buf[29..32] != [0, 0, 0] {
-        return Err(DecodeError::Malformed("reserved record bytes are not zero"));
+    if buf[29..32] != salt_tag(salt) {
+        return Err(DecodeError::Malformed("record belongs to another segment (salt tag mismatch)"));
     }
     let len = u32_at(buf, 4) as usize;
     if len > MAX_PAYLOAD_LEN {
@@ -226,6 +228,21 @@ pub fn decode_record(buf: &[u8], salt: u32, offset: u64) -> Result<RecordRef<'_>
         batch_start,
         payload: &buf[RECORD_HEADER_LEN..end],
     })
+}
+
+/// The three salt bytes every record of a segment carries at offset 29.
+pub fn salt_tag(salt: u32) -> [u8; 3] {
+    let b = salt.to_le_bytes();
+    [b[0], b[1], b[2]]
+}
+
+/// Whether the bytes at the start of `buf` could be a record of the segment with `salt` at
+/// `offset` whose batch started after `after`: the cheap checks that come before the checksum.
+pub fn plausible_record_start(buf: &[u8], salt: u32, offset: u64) -> bool {
+    buf.len() >= RECORD_HEADER_LEN
+        && RecordKind::from_byte(buf[28]).is_some()
+        && buf[29..32] == salt_tag(salt)
+        && (SEGMENT_HEADER_LEN as u64..=offset).contains(&u64::from(u32_at(buf, 24)))
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {

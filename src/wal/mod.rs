@@ -17,25 +17,27 @@
 //!
 //! # Files
 //! A data directory holds `LOCK` (an exclusive `flock` for the life of the process), numbered
-//! segments `00000000000000000001.wal`, `…02.wal`, …, at most one `spare.wal` (a zero-filled
-//! segment made ahead of need), and `*.tmp` files being created (removed on open). The byte
-//! layout of a segment is the table in [`format`].
+//! segments `00000000000000000001.wal`, `…02.wal`, …, up to four spares
+//! `spare-00000000000000000001.wal`, … (purged segments kept for reuse, or zero-filled files made
+//! ahead of need), and `*.tmp` files being created (removed on open). The byte layout of a
+//! segment is the table in [`format`].
 //!
 //! # Writing
 //! One writer thread owns the active segment. [`Wal::append`] and the other writes put their
 //! records in the in-memory index at once (readable immediately) and queue them; the writer
 //! takes everything queued, encodes it into one buffer, writes it and syncs once, then moves
 //! the readers to the on-disk copies and completes every waiter. A segment is closed by a seal
-//! record when the next record would not fit; the next segment is made durable (header written
-//! and synced, renamed into place, directory synced) before any record goes into it, and the
-//! purge point and every metadata value are written again at its head, so that deleting older
-//! segments never loses them.
+//! record when the next record would not fit. The next segment is made from a spare: its header
+//! and its head (the purge point and every metadata value, written again so that removing older
+//! segments never loses them) are written and synced, then it is renamed into place and the
+//! directory synced, all before any other record goes into it.
 //!
 //! # Truncation, purge and metadata
 //! Truncation writes a record saying "entries from index `i` on are gone"; replaying the log
 //! applies it to what came before, so an old entry can never come back. Purge writes the purge
-//! point; once that record is synced, the oldest segments holding nothing above it are deleted,
-//! oldest first, each removal synced before the next. Metadata slots (the Raft vote, the
+//! point; once that record is synced, the oldest segments holding nothing above it are removed,
+//! oldest first, each removal synced before the next: renamed into the spare pool while it has
+//! room (their records then fail every check of the segment they become), deleted otherwise. Metadata slots (the Raft vote, the
 //! committed id, …) are records too, so every write reaches the disk in the order it was issued.
 //!
 //! # Recovery
@@ -44,7 +46,9 @@
 //! segment's salt, index continuity). In the last segment the first bad record ends the log if
 //! it is a torn write: no valid record of a *later* write batch follows it (the writer starts a
 //! batch only after the previous one was synced, and each record names its batch's start).
-//! The torn bytes are then zeroed and synced before any new write. Any other failed check is
+//! Every record of this segment that is still valid after the cut, and the torn record itself,
+//! are then zeroed and synced before any new write; nothing else there can pass a check (stale
+//! bytes of a recycled file carry another salt), so nothing cut can come back. Any other failed check is
 //! corruption: opening fails with the file and offset, and the node refuses to start rather
 //! than drop acknowledged data. Damage inside the last synced batch cannot be told from a torn
 //! write and is cut like one.
@@ -245,7 +249,7 @@ impl Wal {
         }
 
         let prealloc = if opts.preallocate {
-            let p = segment::Preallocator::start(fs.clone(), dir.to_path_buf(), opts.segment_size, rec.spare_exists);
+            let p = segment::Preallocator::start(fs.clone(), dir.to_path_buf(), opts.segment_size, &rec.spares);
             Some(p.map_err(io_ctx("starting the WAL preallocation thread".into()))?)
         } else {
             None
@@ -415,8 +419,17 @@ impl Wal {
                 wanted.push((i, slot.term, source));
             }
         }
-        let dir = self.shared.dir.clone();
-        wanted.into_iter().map(|(index, term, from)| from.load(&dir, index, term)).collect()
+        let mut entries = Vec::with_capacity(wanted.len());
+        for (index, term, from) in wanted {
+            match from.load(&self.shared.dir, index, term) {
+                Ok(entry) => entries.push(entry),
+                // Purged since it was looked up, and its segment file recycled: the read ends
+                // where the log now begins, as it would have a moment later.
+                Err(_) if self.term_of(index).is_none() => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(entries)
     }
 
     /// Blocks until everything queued so far is durable (a convenience for tests and tools).

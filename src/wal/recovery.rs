@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::format::{self, DecodeError, RecordKind, RecordRef, SEGMENT_HEADER_LEN, SegmentHeader};
 use super::fs::{Fs, FsFile};
 use super::index::LogIndex;
-use super::segment::{SPARE_NAME, TEMP_SUFFIX, parse_segment_name};
+use super::segment::{TEMP_SUFFIX, parse_segment_name, parse_spare_name};
 use super::{LogPos, WalError};
 
 /// Where a live entry's record is.
@@ -63,7 +63,8 @@ pub(crate) struct Recovered {
     pub purged: Option<LogPos>,
     pub meta: BTreeMap<u8, Arc<[u8]>>,
     pub tail: Option<Tail>,
-    pub spare_exists: bool,
+    /// Numbers of the spare files found.
+    pub spares: Vec<u64>,
     /// What recovery repaired (or, inspecting, would repair), one line each.
     pub repairs: Vec<String>,
 }
@@ -93,13 +94,13 @@ fn io_err(context: String) -> impl FnOnce(std::io::Error) -> WalError {
 pub(crate) fn recover(fs: &dyn Fs, dir: &Path, mode: Mode) -> Result<Recovered, WalError> {
     let names = fs.list(dir).map_err(io_err(format!("listing {}", dir.display())))?;
     let mut seqs = Vec::new();
-    let mut spare_exists = false;
+    let mut spares = Vec::new();
     let mut repairs = Vec::new();
     for name in &names {
         if let Some(seq) = parse_segment_name(name) {
             seqs.push(seq);
-        } else if name == SPARE_NAME {
-            spare_exists = true;
+        } else if let Some(n) = parse_spare_name(name) {
+            spares.push(n);
         } else if name.ends_with(TEMP_SUFFIX) {
             let path = dir.join(name);
             repairs.push(format!("remove the unfinished file {}", path.display()));
@@ -162,7 +163,8 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, mode: Mode) -> Result<Recovered, 
                 };
                 return Err(corrupt(&path, scan.end, why));
             }
-            if let Some(later) = later_batch_after(&bytes, header.salt, scan.end) {
+            let after = scan_after_cut(&bytes, header.salt, scan.end);
+            if let Some(later) = after.later_batch {
                 let why = scan.stopped.map_or_else(String::new, |e| e.to_string());
                 return Err(corrupt(
                     &path,
@@ -170,26 +172,22 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, mode: Mode) -> Result<Recovered, 
                     format!("damaged record ({why}) is followed by a later synced batch at offset {later}"),
                 ));
             }
-            if let Some(last_nonzero) = bytes[scan.end as usize..].iter().rposition(|&b| b != 0) {
-                let torn = last_nonzero as u64 + 1;
-                repairs.push(format!("cut a torn tail of {torn} bytes at offset {} of {}", scan.end, path.display()));
+            if after.zero_until > scan.end {
+                let len = after.zero_until - scan.end;
+                repairs.push(format!(
+                    "cut a torn tail at offset {} of {} (zeroing {len} bytes)",
+                    scan.end,
+                    path.display()
+                ));
                 if mode == Mode::Repair {
-                    zero_tail(&*file, &path, scan.end, torn)?;
+                    zero_tail(&*file, &path, scan.end, len)?;
                 }
             }
         }
         segments.insert(seq, info);
         tail = Some(Tail { seq, file, salt: header.salt, pos: scan.end, sealed: scan.sealed });
     }
-    Ok(Recovered {
-        segments,
-        index: replay.index,
-        purged: replay.purged,
-        meta: replay.meta,
-        tail,
-        spare_exists,
-        repairs,
-    })
+    Ok(Recovered { segments, index: replay.index, purged: replay.purged, meta: replay.meta, tail, spares, repairs })
 }
 
 struct Replay {
@@ -261,23 +259,43 @@ impl Replay {
     }
 }
 
-/// The offset of a valid record past `bad_at` that belongs to a later write batch than the one
-/// `bad_at` is in. The writer starts a batch only after the batch before it was synced, so such
-/// a record proves the damage at `bad_at` is not a torn write.
-fn later_batch_after(bytes: &[u8], salt: u32, bad_at: u64) -> Option<u64> {
-    let start = bad_at as usize + 1;
-    let last = bytes.len().checked_sub(format::RECORD_HEADER_LEN)?;
-    (start..=last).map(|y| y as u64).find(|&y| {
-        let at = &bytes[y as usize..];
-        // Cheap filters before the checksum: a known kind, zero reserved bytes, and a batch
-        // start that lies after the damage and not after the record itself.
-        let batch_start = u64::from(u32::from_le_bytes([at[24], at[25], at[26], at[27]]));
-        (1..=5).contains(&at[28])
-            && at[29..32] == [0, 0, 0]
-            && batch_start > bad_at
-            && batch_start <= y
-            && format::decode_record(at, salt, y).is_ok()
-    })
+/// What lies after the point where a segment's records stop.
+struct AfterCut {
+    /// A valid record of a later write batch than the one the cut is in, if any: proof that
+    /// the damage at the cut is corruption, not a torn write.
+    later_batch: Option<u64>,
+    /// End of the bytes that must be zeroed: the last valid record of this segment after the
+    /// cut, or the torn record at the cut. Nothing else there can ever pass a check, so nothing
+    /// else can come back after new writes.
+    zero_until: u64,
+}
+
+/// Scans every offset after `cut` for records of this segment (salt tag and checksum). The
+/// writer starts a batch only after the previous one was synced, and every record names its
+/// batch's start, so a valid record whose batch starts after `cut` proves the damage at `cut`
+/// is not a torn write.
+fn scan_after_cut(bytes: &[u8], salt: u32, cut: u64) -> AfterCut {
+    let at_cut = &bytes[cut as usize..];
+    let mut zero_until = cut;
+    if at_cut.len() >= format::RECORD_HEADER_LEN && at_cut[29..32] == format::salt_tag(salt) {
+        // A torn record of this segment: its whole claimed extent, as far as the file goes.
+        let claimed = u32::from_le_bytes([at_cut[4], at_cut[5], at_cut[6], at_cut[7]]) as u64;
+        zero_until = (cut + format::RECORD_HEADER_LEN as u64 + claimed).min(bytes.len() as u64);
+    } else if !at_cut.is_empty() && at_cut.len() < format::RECORD_HEADER_LEN {
+        zero_until = bytes.len() as u64;
+    }
+    for y in cut as usize + 1..bytes.len().saturating_sub(format::RECORD_HEADER_LEN - 1) {
+        let at = &bytes[y..];
+        if !format::plausible_record_start(at, salt, y as u64) {
+            continue;
+        }
+        let Ok(rec) = format::decode_record(at, salt, y as u64) else { continue };
+        if u64::from(rec.batch_start) > cut {
+            return AfterCut { later_batch: Some(y as u64), zero_until };
+        }
+        zero_until = zero_until.max(y as u64 + rec.encoded_len() as u64);
+    }
+    AfterCut { later_batch: None, zero_until }
 }
 
 /// Overwrites `len` bytes from `from` with zeros, and syncs, so that a later write at `from` can

@@ -1,5 +1,8 @@
-//! Segment files: their names, their creation, and the spare that a background thread keeps
-//! ready so that rotation never waits on zero-filling a file.
+//! Segment files: their names, their creation, and the pool of spare files that rotation takes
+//! from. A spare is either a purged segment kept for reuse (its old records fail every check of
+//! the segment it becomes, whose salt is new) or a zero-filled file made by a background thread
+//! when the pool is empty. Either way, rotation overwrites allocated blocks instead of growing a
+//! file, which syncs several times faster, and never waits on zero-filling.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -11,8 +14,10 @@ use super::fs::{Fs, FsFile};
 
 /// File name suffix of segments: `00000000000000000001.wal`.
 const SEGMENT_SUFFIX: &str = ".wal";
-/// Name of the ready, zero-filled, synced spare segment.
-pub(crate) const SPARE_NAME: &str = "spare.wal";
+/// File name prefix of spares: `spare-00000000000000000001.wal`.
+const SPARE_PREFIX: &str = "spare-";
+/// Most spares kept: purged segments beyond this are deleted rather than recycled.
+pub(crate) const MAX_SPARES: usize = 4;
 /// Suffix of files that may be incomplete; removed on open.
 pub(crate) const TEMP_SUFFIX: &str = ".tmp";
 /// Zero-fill in chunks of this size.
@@ -30,6 +35,16 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
         return None;
     }
     digits.parse().ok()
+}
+
+/// The file name of spare number `n`.
+pub(crate) fn spare_name(n: u64) -> String {
+    format!("{SPARE_PREFIX}{n:020}{SEGMENT_SUFFIX}")
+}
+
+/// The number in a spare's file name, or `None` if `name` is not a spare's.
+pub(crate) fn parse_spare_name(name: &str) -> Option<u64> {
+    parse_segment_name(name.strip_prefix(SPARE_PREFIX)?)
 }
 
 /// A random salt for a new segment's record checksums.
@@ -94,48 +109,60 @@ pub(crate) fn activate(
     Ok(file)
 }
 
-#[derive(Default)]
-struct PreallocState {
-    ready: bool,
+struct PoolState {
+    ready: Vec<PathBuf>,
+    next_name: u64,
     wanted: bool,
     stop: bool,
 }
 
-/// Keeps one zero-filled spare segment ready on a background thread.
+/// The pool of spare segment files, refilled with a zero-filled file by a background thread
+/// whenever rotation finds it empty.
 pub(crate) struct Preallocator {
     dir: PathBuf,
-    state: Arc<(Mutex<PreallocState>, Condvar)>,
+    state: Arc<(Mutex<PoolState>, Condvar)>,
     thread: Option<JoinHandle<()>>,
 }
 
+fn lock_pool(m: &Mutex<PoolState>) -> std::sync::MutexGuard<'_, PoolState> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Preallocator {
-    /// Starts the thread; `spare_exists` says whether a spare survived from an earlier run. If
-    /// none did, the first spare is made before returning, so that even the first segment is
-    /// written over zeroed blocks rather than grown.
-    pub(crate) fn start(fs: Arc<dyn Fs>, dir: PathBuf, len: u64, spare_exists: bool) -> io::Result<Self> {
-        if !spare_exists {
-            create_zeroed(&*fs, &dir, SPARE_NAME, len)?;
+    /// Starts the pool with the spares `spares` (numbers) found on open. If there are none, the
+    /// first is made before returning, so that even the first segment is written over
+    /// allocated blocks rather than grown.
+    pub(crate) fn start(fs: Arc<dyn Fs>, dir: PathBuf, len: u64, spares: &[u64]) -> io::Result<Self> {
+        let mut next_name = spares.iter().max().map_or(1, |m| m + 1);
+        let mut ready: Vec<PathBuf> = spares.iter().map(|n| dir.join(spare_name(*n))).collect();
+        if ready.is_empty() {
+            let name = spare_name(next_name);
+            next_name += 1;
+            create_zeroed(&*fs, &dir, &name, len)?;
+            ready.push(dir.join(name));
         }
-        let state = Arc::new((Mutex::new(PreallocState { ready: true, ..Default::default() }), Condvar::new()));
+        let state = Arc::new((Mutex::new(PoolState { ready, next_name, wanted: false, stop: false }), Condvar::new()));
         let thread_state = state.clone();
         let thread_dir = dir.clone();
         let thread = std::thread::Builder::new().name("wal-prealloc".into()).spawn(move || {
             let (lock, cvar) = &*thread_state;
             loop {
-                {
-                    let mut st = lock.lock().unwrap_or_else(|p| p.into_inner());
-                    while !st.stop && (!st.wanted || st.ready) {
+                let name = {
+                    let mut st = lock_pool(lock);
+                    while !st.stop && (!st.wanted || !st.ready.is_empty()) {
                         st = cvar.wait(st).unwrap_or_else(|p| p.into_inner());
                     }
                     if st.stop {
                         return;
                     }
-                }
-                let result = create_zeroed(&*fs, &thread_dir, SPARE_NAME, len);
-                let mut st = lock.lock().unwrap_or_else(|p| p.into_inner());
+                    st.next_name += 1;
+                    spare_name(st.next_name - 1)
+                };
+                let result = create_zeroed(&*fs, &thread_dir, &name, len);
+                let mut st = lock_pool(lock);
                 st.wanted = false;
                 match result {
-                    Ok(()) => st.ready = true,
+                    Ok(()) => st.ready.push(thread_dir.join(name)),
                     // Rotation falls back to creating a file inline; the next rotation asks again.
                     Err(e) => tracing::warn!("could not preallocate a WAL segment in {}: {e}", thread_dir.display()),
                 }
@@ -144,20 +171,32 @@ impl Preallocator {
         Ok(Self { dir, state, thread: Some(thread) })
     }
 
-    /// Takes the ready spare's path, if one is ready. The next spare is made only after
-    /// [`Preallocator::want_next`], so it never replaces one still being activated.
+    /// Takes a spare's path, if one is ready.
     fn take(&self) -> Option<PathBuf> {
-        let (lock, _) = &*self.state;
-        let mut st = lock.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::take(&mut st.ready).then(|| self.dir.join(SPARE_NAME))
+        lock_pool(&self.state.0).ready.pop()
     }
 
-    /// Asks the thread for a new spare if none is ready.
+    /// Asks the thread for a new spare if the pool is empty.
     fn want_next(&self) {
         let (lock, cvar) = &*self.state;
-        let mut st = lock.lock().unwrap_or_else(|p| p.into_inner());
-        st.wanted = !st.ready;
+        let mut st = lock_pool(lock);
+        st.wanted = st.ready.is_empty();
         cvar.notify_all();
+    }
+
+    /// Keeps the purged segment at `segment` as a spare instead of deleting it, if the pool has
+    /// room: renamed, directory synced. Returns whether it did.
+    pub(crate) fn recycle(&self, fs: &dyn Fs, segment: &Path) -> io::Result<bool> {
+        let mut st = lock_pool(&self.state.0);
+        if st.ready.len() >= MAX_SPARES {
+            return Ok(false);
+        }
+        let spare = self.dir.join(spare_name(st.next_name));
+        st.next_name += 1;
+        fs.rename(segment, &spare)?;
+        fs.sync_dir(&self.dir)?;
+        st.ready.push(spare);
+        Ok(true)
     }
 }
 
@@ -165,7 +204,7 @@ impl Drop for Preallocator {
     fn drop(&mut self) {
         {
             let (lock, cvar) = &*self.state;
-            lock.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
+            lock_pool(lock).stop = true;
             cvar.notify_all();
         }
         if let Some(t) = self.thread.take() {
@@ -184,5 +223,8 @@ mod tests {
         for stranger in ["spare.wal", "1.wal", "00000000000000000001.wal.tmp", "0000000000000000000x.wal", "LOCK"] {
             assert_eq!(parse_segment_name(stranger), None, "{stranger}");
         }
+        assert_eq!(parse_spare_name(&spare_name(7)), Some(7));
+        assert_eq!(parse_spare_name(&segment_name(7)), None);
+        assert_eq!(parse_segment_name(&spare_name(7)), None);
     }
 }

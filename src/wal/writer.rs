@@ -203,12 +203,16 @@ impl Writer {
     /// largest index each segment now holds.
     fn publish(&mut self) {
         let mut st = lock(&self.shared.state);
+        let mut largest: Option<(u64, u64)> = None; // (segment, index), flushed per segment
         for placed in self.placed.drain(..) {
-            if let Loc::Disk { seq, .. } = placed.loc
-                && let Some(info) = st.segments.get_mut(&seq)
+            let Loc::Disk { seq, .. } = placed.loc else { continue };
+            if let Some((s, index)) = largest
+                && s != seq
+                && let Some(info) = st.segments.get_mut(&s)
             {
-                info.max_index = info.max_index.max(Some(placed.index));
+                info.max_index = info.max_index.max(Some(index));
             }
+            largest = Some((seq, placed.index));
             if let Some(slot) = st.index.get_mut(placed.index) {
                 // The slot may hold a newer entry by now (truncated and re-appended): only the
                 // very payload this batch wrote is replaced.
@@ -217,11 +221,17 @@ impl Writer {
                 }
             }
         }
+        if let Some((s, index)) = largest
+            && let Some(info) = st.segments.get_mut(&s)
+        {
+            info.max_index = info.max_index.max(Some(index));
+        }
     }
 
-    /// Deletes, oldest first, the segments that hold nothing above the durable purge point.
-    /// Only a prefix is ever deleted, each removal synced before the next, so the surviving
-    /// segments are always a contiguous run.
+    /// Removes, oldest first, the segments that hold nothing above the durable purge point:
+    /// kept as spares while the pool has room, deleted otherwise. Only a prefix is ever removed,
+    /// each removal synced before the next, so the surviving segments are always a contiguous
+    /// run.
     fn delete_purged_segments(&mut self, purge: LogPos) -> io::Result<()> {
         loop {
             let victim = {
@@ -234,8 +244,14 @@ impl Writer {
                 }
                 (seq, info.path.clone())
             };
-            self.shared.fs.remove(&victim.1)?;
-            self.shared.fs.sync_dir(&self.shared.dir)?;
+            let recycled = match &self.prealloc {
+                Some(pool) => pool.recycle(&*self.shared.fs, &victim.1)?,
+                None => false,
+            };
+            if !recycled {
+                self.shared.fs.remove(&victim.1)?;
+                self.shared.fs.sync_dir(&self.shared.dir)?;
+            }
             lock(&self.shared.state).segments.remove(&victim.0);
         }
     }
