@@ -16,6 +16,7 @@ use super::{Done, LogPos, OpKind, Shared, lock};
 /// The segment being written.
 struct Active {
     tail: Tail,
+    encoder: format::RecordEncoder,
     /// Whether a record from the queue (not just the re-emitted state) is in this segment.
     holds_ops: bool,
 }
@@ -54,7 +55,7 @@ impl Writer {
         let batch_start = tail.pos;
         Self {
             shared,
-            active: Active { tail, holds_ops: true },
+            active: Active { encoder: format::RecordEncoder::new(tail.salt), tail, holds_ops: true },
             segment_size,
             prealloc,
             written,
@@ -142,9 +143,8 @@ impl Writer {
     /// Encodes one record at the end of the batch buffer; returns where it will be on disk.
     fn encode(&mut self, kind: RecordKind, index: u64, term: u64, payload: &[u8]) -> Loc {
         let offset = self.batch_start + self.buf.len() as u64;
-        let t = &self.active.tail;
-        format::encode_record(&mut self.buf, t.salt, kind, index, term, self.batch_start as u32, payload);
-        Loc::Disk { seq: t.seq, offset, len: (RECORD_HEADER_LEN + payload.len()) as u32 }
+        self.active.encoder.encode(&mut self.buf, kind, index, term, self.batch_start as u32, payload);
+        Loc::Disk { seq: self.active.tail.seq, offset, len: (RECORD_HEADER_LEN + payload.len()) as u32 }
     }
 
     /// Writes the batch buffer at its place in the active segment and syncs it.
@@ -194,7 +194,11 @@ impl Writer {
             .segments
             .insert(seq, SegmentInfo { path, file: file.clone(), salt: header.salt, max_index: None });
         let pos = (SEGMENT_HEADER_LEN + head.len()) as u64;
-        self.active = Active { tail: Tail { seq, file, salt: header.salt, pos, sealed: false }, holds_ops: false };
+        self.active = Active {
+            tail: Tail { seq, file, salt: header.salt, pos, sealed: false },
+            encoder: format::RecordEncoder::new(header.salt),
+            holds_ops: false,
+        };
         self.batch_start = pos;
         Ok(())
     }
@@ -275,12 +279,13 @@ impl Writer {
 /// The records that open a segment: the purge point, then every metadata value.
 pub(crate) fn encode_head(salt: u32, purge: Option<LogPos>, meta: &BTreeMap<u8, Arc<[u8]>>) -> Vec<u8> {
     let start = SEGMENT_HEADER_LEN as u32;
+    let encoder = format::RecordEncoder::new(salt);
     let mut head = Vec::new();
     if let Some(p) = purge {
-        format::encode_record(&mut head, salt, RecordKind::Purge, p.index, p.term, start, &[]);
+        encoder.encode(&mut head, RecordKind::Purge, p.index, p.term, start, &[]);
     }
     for (slot, value) in meta {
-        format::encode_record(&mut head, salt, RecordKind::Meta, u64::from(*slot), 0, start, value);
+        encoder.encode(&mut head, RecordKind::Meta, u64::from(*slot), 0, start, value);
     }
     head
 }
