@@ -1,11 +1,13 @@
 //! ahnlich-raft: a durable, Raft-replicated server for the Ahnlich vector database.
 //!
 //! The layers, each depending only on those below it (see `ARCHITECTURE.md`):
+//! - [`engine`]: the Ahnlich data model and every DB operation, pure and deterministic;
 //! - [`wal`]: the segmented, checksummed, group-committed write-ahead log;
 //! - [`raft`]: openraft's storage traits on top of [`wal`].
 
 #![deny(missing_docs)]
 
+pub mod engine;
 pub mod raft;
 pub mod wal;
 

@@ -1,0 +1,528 @@
+//! One store: its entries in slot-addressed arrays, its key lookup, its predicate indexes and
+//! its non-linear indexes. Callers validate arguments first (see `engine::validate`); the
+//! methods here assume valid input and keep every structure in step.
+//!
+//! Layout (made for snapshots): slot `s` owns `arena[s*d .. (s+1)*d]` (one contiguous `f32`
+//! block for all vectors), `norms[s]` and `values[s]`. Freed slots are reused last-in first-out,
+//! which is deterministic, so replicas that apply the same commands hold identical layouts.
+//! While a k-d tree or HNSW graph exists, a removed slot is quarantined (its vector kept) until
+//! the indexes are rebuilt, since dead nodes still route searches.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::hnsw::Hnsw;
+use super::kdtree::KdTree;
+use super::similarity::{self, cmp_key_bits};
+use super::types::{Condition, Entry, HnswConfig, Metadata, MetadataValue, NonLinearIndex, NonLinearKind, Predicate};
+
+/// Bytes charged per entry on top of its vector and metadata (index and bookkeeping overhead).
+pub const ENTRY_OVERHEAD: usize = 64;
+
+/// A store's description, as GetStore and ListStores report it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreInfo {
+    /// The store's name.
+    pub name: String,
+    /// Live entries.
+    pub len: usize,
+    /// Bytes charged against the memory cap.
+    pub size_in_bytes: usize,
+    /// Vector dimension.
+    pub dimension: usize,
+    /// Indexed metadata keys, sorted.
+    pub predicate_indexes: Vec<String>,
+    /// Non-linear indexes, sorted.
+    pub non_linear_indexes: Vec<NonLinearIndex>,
+}
+
+/// The entries and indexes of one store.
+#[derive(Clone, Debug)]
+pub struct Store {
+    dimension: usize,
+    arena: Vec<f32>,
+    norms: Vec<f32>,
+    values: Vec<Option<Metadata>>,
+    free: Vec<u32>,
+    quarantine: Vec<u32>,
+    by_hash: HashMap<u64, u32>,
+    collisions: HashMap<u64, Vec<u32>>,
+    predicates: BTreeMap<String, BTreeMap<MetadataValue, BTreeSet<u32>>>,
+    kdtree: Option<KdTree>,
+    hnsw: Option<Hnsw>,
+    live: usize,
+    bytes: usize,
+}
+
+/// A key's hash: FNV-1a over its bit patterns, then a mix. Only finds candidates: equality is
+/// always decided on the bits themselves.
+fn key_hash(key: &[f32]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for x in key {
+        h ^= u64::from(x.to_bits());
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^ (h >> 29)
+}
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+/// Bytes charged for an entry of `dimension` with `value`.
+pub fn entry_bytes(dimension: usize, value: &Metadata) -> usize {
+    ENTRY_OVERHEAD + dimension * 4 + value.iter().map(|(k, v)| k.len() + v.accounted_bytes()).sum::<usize>()
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new(dimension: usize, predicates: &[String], non_linear: &[NonLinearIndex]) -> Self {
+        let mut store = Self {
+            dimension,
+            arena: Vec::new(),
+            norms: Vec::new(),
+            values: Vec::new(),
+            free: Vec::new(),
+            quarantine: Vec::new(),
+            by_hash: HashMap::new(),
+            collisions: HashMap::new(),
+            predicates: BTreeMap::new(),
+            kdtree: None,
+            hnsw: None,
+            live: 0,
+            bytes: 0,
+        };
+        store.create_predicate_indexes(predicates);
+        store.create_non_linear_indexes(non_linear);
+        store
+    }
+
+    /// Vector dimension.
+    pub fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    /// Live entries.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// Whether the store has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Bytes charged against the memory cap.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The key stored in `slot` (also for a quarantined slot).
+    pub fn key(&self, slot: u32) -> &[f32] {
+        let start = slot as usize * self.dimension;
+        &self.arena[start..start + self.dimension]
+    }
+
+    /// The entry in a live `slot`.
+    pub fn entry(&self, slot: u32) -> Entry {
+        Entry { key: self.key(slot).to_vec(), value: self.values[slot as usize].clone().unwrap_or_default() }
+    }
+
+    /// The metadata of a live `slot`.
+    pub fn value(&self, slot: u32) -> Option<&Metadata> {
+        self.values.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    /// The slot holding exactly `key` (bit for bit), if any.
+    pub fn find(&self, key: &[f32]) -> Option<u32> {
+        let h = key_hash(key);
+        let primary = self.by_hash.get(&h).copied().filter(|&s| same_bits(self.key(s), key));
+        primary.or_else(|| self.collisions.get(&h)?.iter().copied().find(|&s| same_bits(self.key(s), key)))
+    }
+
+    /// Every live slot, ascending.
+    pub fn live_slots(&self) -> impl Iterator<Item = u32> + '_ {
+        self.values.iter().enumerate().filter(|(_, v)| v.is_some()).map(|(s, _)| s as u32)
+    }
+
+    /// Sorts slots by their keys' bit patterns: the order every listing uses.
+    pub fn sort_by_key(&self, slots: &mut [u32]) {
+        slots.sort_unstable_by(|a, b| cmp_key_bits(self.key(*a), self.key(*b)));
+    }
+
+    /// Bytes a `set` of `entries` would add (negative changes count as zero).
+    pub fn bytes_added_by_set(&self, entries: &[Entry]) -> usize {
+        let mut added = 0usize;
+        let mut freed = 0usize;
+        let mut seen: HashMap<u64, Vec<&[f32]>> = HashMap::new();
+        for e in entries {
+            let new = entry_bytes(self.dimension, &e.value);
+            let bucket = seen.entry(key_hash(&e.key)).or_default();
+            let repeated = bucket.iter().any(|k| same_bits(k, &e.key));
+            match self.find(&e.key) {
+                Some(slot) if !repeated => freed += self.value(slot).map_or(0, |v| entry_bytes(self.dimension, v)),
+                _ => {}
+            }
+            if !repeated {
+                bucket.push(&e.key);
+            }
+            added += new;
+        }
+        added.saturating_sub(freed)
+    }
+
+    /// Inserts or overwrites every entry, in order; returns (inserted, updated).
+    pub fn set(&mut self, entries: Vec<Entry>) -> (usize, usize) {
+        let (mut inserted, mut updated) = (0, 0);
+        for Entry { key, value } in entries {
+            match self.find(&key) {
+                Some(slot) => {
+                    self.replace_value(slot, value);
+                    updated += 1;
+                }
+                None => {
+                    self.insert_new(&key, value);
+                    inserted += 1;
+                }
+            }
+        }
+        self.rebalance_kdtree();
+        (inserted, updated)
+    }
+
+    fn insert_new(&mut self, key: &[f32], value: Metadata) -> u32 {
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                let start = slot as usize * self.dimension;
+                self.arena[start..start + self.dimension].copy_from_slice(key);
+                self.norms[slot as usize] = similarity::norm(key);
+                slot
+            }
+            None => {
+                self.arena.extend_from_slice(key);
+                self.norms.push(similarity::norm(key));
+                self.values.push(None);
+                (self.values.len() - 1) as u32
+            }
+        };
+        let h = key_hash(key);
+        match self.by_hash.entry(h) {
+            std::collections::hash_map::Entry::Occupied(_) => self.collisions.entry(h).or_default().push(slot),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(slot);
+            }
+        }
+        self.bytes += entry_bytes(self.dimension, &value);
+        self.index_value(slot, &value);
+        self.values[slot as usize] = Some(value);
+        self.live += 1;
+        let dimension = self.dimension;
+        let arena = &self.arena;
+        let key_of = |s: u32| &arena[s as usize * dimension..(s as usize + 1) * dimension];
+        if let Some(t) = self.kdtree.as_mut() {
+            t.insert(slot, &key_of);
+        }
+        if let Some(g) = self.hnsw.as_mut() {
+            g.insert(slot, &key_of);
+        }
+        slot
+    }
+
+    /// Replaces the metadata of a live slot.
+    pub fn replace_value(&mut self, slot: u32, value: Metadata) {
+        if let Some(old) = self.values[slot as usize].take() {
+            self.unindex_value(slot, &old);
+            self.bytes -= entry_bytes(self.dimension, &old);
+        }
+        self.bytes += entry_bytes(self.dimension, &value);
+        self.index_value(slot, &value);
+        self.values[slot as usize] = Some(value);
+    }
+
+    /// Removes the live entries in `slots`; returns how many were live.
+    pub fn remove(&mut self, slots: &[u32]) -> usize {
+        let mut removed = 0;
+        for &slot in slots {
+            let Some(old) = self.values[slot as usize].take() else { continue };
+            self.unindex_value(slot, &old);
+            self.bytes -= entry_bytes(self.dimension, &old);
+            let h = key_hash(self.key(slot));
+            if self.by_hash.get(&h) == Some(&slot) {
+                match self.collisions.get_mut(&h).and_then(Vec::pop) {
+                    Some(other) => {
+                        self.by_hash.insert(h, other);
+                    }
+                    None => {
+                        self.by_hash.remove(&h);
+                    }
+                }
+            } else if let Some(list) = self.collisions.get_mut(&h) {
+                list.retain(|&s| s != slot);
+            }
+            if self.collisions.get(&h).is_some_and(Vec::is_empty) {
+                self.collisions.remove(&h);
+            }
+            if let Some(t) = self.kdtree.as_mut() {
+                t.remove(slot);
+            }
+            if let Some(g) = self.hnsw.as_mut() {
+                g.remove(slot);
+            }
+            if self.kdtree.is_some() || self.hnsw.is_some() {
+                self.quarantine.push(slot);
+            } else {
+                self.free.push(slot);
+            }
+            self.live -= 1;
+            removed += 1;
+        }
+        if self.quarantine.len() > self.live.max(64) {
+            self.rebuild_non_linear_indexes();
+        }
+        removed
+    }
+
+    /// Removes every entry; keeps the indexes (emptied). Returns how many were removed.
+    pub fn clear(&mut self) -> usize {
+        let removed = self.live;
+        let predicates: Vec<String> = self.predicates.keys().cloned().collect();
+        let non_linear = self.non_linear_indexes();
+        *self = Store::new(self.dimension, &predicates, &non_linear);
+        removed
+    }
+
+    fn index_value(&mut self, slot: u32, value: &Metadata) {
+        for (key, index) in self.predicates.iter_mut() {
+            if let Some(v) = value.get(key) {
+                index.entry(v.clone()).or_default().insert(slot);
+            }
+        }
+    }
+
+    fn unindex_value(&mut self, slot: u32, value: &Metadata) {
+        for (key, index) in self.predicates.iter_mut() {
+            if let Some(v) = value.get(key)
+                && let Some(set) = index.get_mut(v)
+            {
+                set.remove(&slot);
+                if set.is_empty() {
+                    index.remove(v);
+                }
+            }
+        }
+    }
+
+    /// Starts indexing the metadata keys not indexed yet; returns how many were new.
+    pub fn create_predicate_indexes(&mut self, keys: &[String]) -> usize {
+        let mut created = 0;
+        for key in keys {
+            if self.predicates.contains_key(key) {
+                continue;
+            }
+            let mut index: BTreeMap<MetadataValue, BTreeSet<u32>> = BTreeMap::new();
+            for slot in self.live_slots() {
+                if let Some(v) = self.value(slot).and_then(|m| m.get(key)) {
+                    index.entry(v.clone()).or_default().insert(slot);
+                }
+            }
+            self.predicates.insert(key.clone(), index);
+            created += 1;
+        }
+        created
+    }
+
+    /// Whether `key` is indexed.
+    pub fn has_predicate_index(&self, key: &str) -> bool {
+        self.predicates.contains_key(key)
+    }
+
+    /// Stops indexing `keys`; returns how many were indexed.
+    pub fn drop_predicate_indexes(&mut self, keys: &[String]) -> usize {
+        keys.iter().filter(|k| self.predicates.remove(*k).is_some()).count()
+    }
+
+    /// The non-linear indexes, sorted.
+    pub fn non_linear_indexes(&self) -> Vec<NonLinearIndex> {
+        let mut out = Vec::new();
+        if self.kdtree.is_some() {
+            out.push(NonLinearIndex::KdTree);
+        }
+        if let Some(g) = &self.hnsw {
+            out.push(NonLinearIndex::Hnsw(*g.config()));
+        }
+        out
+    }
+
+    /// Whether an index of `kind` exists.
+    pub fn has_non_linear(&self, kind: NonLinearKind) -> bool {
+        match kind {
+            NonLinearKind::KdTree => self.kdtree.is_some(),
+            NonLinearKind::Hnsw => self.hnsw.is_some(),
+        }
+    }
+
+    /// Builds the indexes of kinds not present yet; returns how many were built.
+    pub fn create_non_linear_indexes(&mut self, indexes: &[NonLinearIndex]) -> usize {
+        let mut created = 0;
+        for idx in indexes {
+            if self.has_non_linear(idx.kind()) {
+                continue;
+            }
+            match idx {
+                NonLinearIndex::KdTree => self.kdtree = Some(self.build_kdtree()),
+                NonLinearIndex::Hnsw(config) => self.hnsw = Some(self.build_hnsw(*config)),
+            }
+            created += 1;
+        }
+        created
+    }
+
+    /// Drops the indexes of `kinds`; returns how many existed.
+    pub fn drop_non_linear_indexes(&mut self, kinds: &[NonLinearKind]) -> usize {
+        let mut dropped = 0;
+        for kind in kinds {
+            let existed = match kind {
+                NonLinearKind::KdTree => self.kdtree.take().is_some(),
+                NonLinearKind::Hnsw => self.hnsw.take().is_some(),
+            };
+            dropped += usize::from(existed);
+        }
+        if self.kdtree.is_none() && self.hnsw.is_none() {
+            self.free.append(&mut self.quarantine);
+        }
+        dropped
+    }
+
+    fn build_kdtree(&self) -> KdTree {
+        let slots: Vec<u32> = self.live_slots().collect();
+        KdTree::build(self.dimension, &slots, &|s| self.key(s))
+    }
+
+    fn build_hnsw(&self, config: HnswConfig) -> Hnsw {
+        let mut g = Hnsw::new(config);
+        for slot in self.live_slots() {
+            g.insert(slot, &|s| self.key(s));
+        }
+        g
+    }
+
+    fn rebalance_kdtree(&mut self) {
+        if self.kdtree.as_ref().is_some_and(KdTree::is_unbalanced) {
+            self.kdtree = Some(self.build_kdtree());
+        }
+    }
+
+    /// Rebuilds the non-linear indexes from the live entries and releases quarantined slots.
+    fn rebuild_non_linear_indexes(&mut self) {
+        if self.kdtree.is_some() {
+            self.kdtree = Some(self.build_kdtree());
+        }
+        if let Some(config) = self.hnsw.as_ref().map(|g| *g.config()) {
+            self.hnsw = Some(self.build_hnsw(config));
+        }
+        self.free.append(&mut self.quarantine);
+    }
+
+    /// The live slots that satisfy `condition`, through indexes where they exist.
+    pub fn matching(&self, condition: &Condition) -> BTreeSet<u32> {
+        match condition {
+            Condition::Value(p) => match self.predicates.get(p.key()) {
+                Some(index) => matching_indexed(index, p),
+                None => self.live_slots().filter(|&s| Condition::Value(p.clone()).accepts_slot(self, s)).collect(),
+            },
+            Condition::And(a, b) => {
+                let (x, y) = (self.matching(a), self.matching(b));
+                x.intersection(&y).copied().collect()
+            }
+            Condition::Or(a, b) => {
+                let mut x = self.matching(a);
+                x.extend(self.matching(b));
+                x
+            }
+        }
+    }
+
+    /// The live slots that satisfy `condition`, by scanning every entry (no index).
+    pub fn matching_by_scan(&self, condition: &Condition) -> BTreeSet<u32> {
+        self.live_slots().filter(|&s| condition.accepts_slot(self, s)).collect()
+    }
+
+    /// The `k` entries closest to `query` under `metric` among `candidates` (all when `None`),
+    /// by linear scan, closest first, with scores.
+    pub fn linear_nearest(
+        &self,
+        metric: super::types::Metric,
+        query: &[f32],
+        k: usize,
+        candidates: Option<&BTreeSet<u32>>,
+    ) -> Vec<(u32, f32)> {
+        let qn = similarity::norm(query);
+        let score = |s: u32| similarity::score(metric, query, qn, self.key(s), self.norms[s as usize]);
+        let scored: Vec<(u32, f32)> = match candidates {
+            Some(c) => c.iter().map(|&s| (s, score(s))).collect(),
+            None => self.live_slots().map(|s| (s, score(s))).collect(),
+        };
+        similarity::top_k(metric, scored, k, |s| self.key(s))
+    }
+
+    /// The k-d tree's `k` nearest among `candidates`, with Euclidean distances.
+    pub fn kdtree_nearest(
+        &self,
+        query: &[f32],
+        k: usize,
+        candidates: Option<&BTreeSet<u32>>,
+    ) -> Option<Vec<(u32, f32)>> {
+        let tree = self.kdtree.as_ref()?;
+        let allowed = |s: u32| candidates.is_none_or(|c| c.contains(&s));
+        Some(tree.nearest(query, k, &allowed, &|s| self.key(s)))
+    }
+
+    /// The HNSW graph's approximately `k` nearest among `candidates`, scored with its metric.
+    pub fn hnsw_nearest(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        candidates: Option<&BTreeSet<u32>>,
+    ) -> Option<Vec<(u32, f32)>> {
+        let g = self.hnsw.as_ref()?;
+        let allowed = |s: u32| candidates.is_none_or(|c| c.contains(&s));
+        let ef = ef.unwrap_or(g.config().ef_search);
+        let slots = g.nearest(query, k, ef, &allowed, &|s| self.key(s));
+        let metric = g.config().metric;
+        let qn = similarity::norm(query);
+        let scored = slots
+            .into_iter()
+            .map(|s| (s, similarity::score(metric, query, qn, self.key(s), self.norms[s as usize])))
+            .collect();
+        Some(similarity::top_k(metric, scored, k, |s| self.key(s)))
+    }
+
+    /// The store's description under `name`.
+    pub fn info(&self, name: &str) -> StoreInfo {
+        StoreInfo {
+            name: name.to_owned(),
+            len: self.live,
+            size_in_bytes: self.bytes,
+            dimension: self.dimension,
+            predicate_indexes: self.predicates.keys().cloned().collect(),
+            non_linear_indexes: self.non_linear_indexes(),
+        }
+    }
+}
+
+fn matching_indexed(index: &BTreeMap<MetadataValue, BTreeSet<u32>>, p: &Predicate) -> BTreeSet<u32> {
+    match p {
+        Predicate::Equals { value, .. } => index.get(value).cloned().unwrap_or_default(),
+        Predicate::In { values, .. } => values.iter().filter_map(|v| index.get(v)).flatten().copied().collect(),
+        Predicate::NotEquals { .. } | Predicate::NotIn { .. } => {
+            index.iter().filter(|(v, _)| p.accepts(v)).flat_map(|(_, slots)| slots.iter().copied()).collect()
+        }
+    }
+}
+
+impl Condition {
+    /// Whether the live entry in `slot` satisfies the condition.
+    fn accepts_slot(&self, store: &Store, slot: u32) -> bool {
+        store.value(slot).is_some_and(|m| self.accepts(m))
+    }
+}
