@@ -3,7 +3,7 @@
 //! Deterministic by construction, so every replica builds the same graph from the same
 //! commands: a node's level comes from a hash of its key's bits (no random generator), every
 //! candidate ordering is total (distance by `total_cmp`, then node id), and neighbour selection
-//! keeps the closest. Removed entries stay in the graph as routing-only nodes until the store
+//! (the paper's diversity heuristic) visits candidates in that order. Removed entries stay in the graph as routing-only nodes until the store
 //! rebuilds it.
 
 use std::cmp::{Ordering, Reverse};
@@ -108,8 +108,7 @@ impl Hnsw {
         }
         for l in (0..=level.min(top)).rev() {
             let found = self.search_layer(key, &[ep], self.config.ef_construction.max(1), l, &|_| true, key_of);
-            let keep = self.max_links(l).min(self.config.m.max(2));
-            let chosen: Vec<u32> = found.iter().take(keep).map(|c| c.1).collect();
+            let chosen = self.diverse(&found, self.config.m.max(2), key_of);
             for &n in &chosen {
                 self.link(n, id, l, key_of);
             }
@@ -121,7 +120,25 @@ impl Hnsw {
         }
     }
 
-    /// Adds `to` to `from`'s links at `level`, keeping only the closest when over the limit.
+    /// Picks at most `max` of `candidates` (sorted closest first to some base): a candidate is
+    /// kept only if it is closer to the base than to every one kept before it, which spreads
+    /// links over directions instead of clustering them (the heuristic of the HNSW paper).
+    fn diverse<'a>(&self, candidates: &[Cand], max: usize, key_of: &impl Fn(u32) -> &'a [f32]) -> Vec<u32> {
+        let mut kept: Vec<u32> = Vec::with_capacity(max);
+        for c in candidates {
+            if kept.len() >= max {
+                break;
+            }
+            let point = key_of(self.nodes[c.1 as usize].slot);
+            let dominated = kept.iter().any(|&k| self.distance(point, key_of(self.nodes[k as usize].slot)) < c.0);
+            if !dominated {
+                kept.push(c.1);
+            }
+        }
+        kept
+    }
+
+    /// Adds `to` to `from`'s links at `level`, re-selecting them when over the limit.
     fn link<'a>(&mut self, from: u32, to: u32, level: usize, key_of: &impl Fn(u32) -> &'a [f32]) {
         let max = self.max_links(level);
         let links = &mut self.nodes[from as usize].links[level];
@@ -135,8 +152,7 @@ impl Hnsw {
             .map(|&n| Cand(self.distance(base, key_of(self.nodes[n as usize].slot)), n))
             .collect();
         ranked.sort_unstable();
-        ranked.truncate(max);
-        self.nodes[from as usize].links[level] = ranked.into_iter().map(|c| c.1).collect();
+        self.nodes[from as usize].links[level] = self.diverse(&ranked, max, key_of);
     }
 
     fn greedy<'a>(&self, query: &[f32], mut at: u32, level: usize, key_of: &impl Fn(u32) -> &'a [f32]) -> u32 {
