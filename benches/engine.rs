@@ -1,0 +1,115 @@
+//! Engine throughput and latency: Set (batches of 1 and 1,000 entries of 128-d with three
+//! metadata fields), GetSimN (linear cosine and HNSW, 10k and 100k × 128-d, k = 10), and a
+//! predicate query with and without an index (100k entries).
+//!
+//! Run: `cargo bench --bench engine`. Single-threaded: each figure is per core.
+
+use std::hint::black_box;
+
+use ahnlich_raft::engine::{
+    Algorithm, Command, Condition, Engine, Entry, HnswConfig, Metadata, MetadataValue, Metric, NonLinearIndex, Predicate,
+    Query, StoreRef,
+};
+use ahnlich_raft::wal::sim_fs::SimRng;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+const DIM: usize = 128;
+
+fn vector(rng: &mut SimRng) -> Vec<f32> {
+    (0..DIM).map(|_| (rng.below(1 << 20) as f32 / (1 << 19) as f32) - 1.0).collect()
+}
+
+fn metadata(i: u64) -> Metadata {
+    Metadata::from([
+        ("author".to_string(), MetadataValue::RawString(format!("author-{}", i % 100))),
+        ("lang".to_string(), MetadataValue::RawString(["en", "fr", "yo"][(i % 3) as usize].to_string())),
+        ("id".to_string(), MetadataValue::RawString(i.to_string())),
+    ])
+}
+
+fn store_with(name: &str, n: usize, predicates: &[&str], non_linear: Vec<NonLinearIndex>) -> (Engine, StoreRef) {
+    let e = Engine::default();
+    let store = StoreRef::public(name);
+    e.apply(&Command::CreateStore {
+        store: store.clone(),
+        dimension: DIM,
+        predicates: predicates.iter().map(|p| p.to_string()).collect(),
+        non_linear,
+        error_if_exists: true,
+    })
+    .expect("create");
+    let mut rng = SimRng::new(7);
+    let mut i = 0;
+    while i < n as u64 {
+        let entries = (i..(i + 1000).min(n as u64)).map(|j| Entry { key: vector(&mut rng), value: metadata(j) }).collect();
+        e.apply(&Command::Set { store: store.clone(), entries }).expect("set");
+        i += 1000;
+    }
+    (e, store)
+}
+
+fn set_throughput(c: &mut Criterion) {
+    let mut group = c.benchmark_group("set");
+    for batch in [1u64, 1000] {
+        let (e, store) = store_with("s", 0, &["author"], vec![]);
+        let mut rng = SimRng::new(batch);
+        let mut next = 0u64;
+        group.throughput(Throughput::Elements(batch));
+        group.bench_function(BenchmarkId::from_parameter(batch), |b| {
+            b.iter(|| {
+                let entries = (next..next + batch).map(|j| Entry { key: vector(&mut rng), value: metadata(j) }).collect();
+                next += batch;
+                e.apply(&Command::Set { store: store.clone(), entries }).expect("set")
+            })
+        });
+    }
+    group.finish();
+}
+
+fn get_sim_n(c: &mut Criterion) {
+    let mut group = c.benchmark_group("get_sim_n");
+    group.sample_size(30);
+    for n in [10_000usize, 100_000] {
+        let hnsw = HnswConfig { m: 16, ef_construction: 100, ef_search: 64, metric: Metric::Euclidean };
+        let (e, store) = store_with("v", n, &[], vec![NonLinearIndex::Hnsw(hnsw)]);
+        let mut rng = SimRng::new(99);
+        let queries: Vec<Vec<f32>> = (0..64).map(|_| vector(&mut rng)).collect();
+        for (label, algorithm) in
+            [("linear_cosine", Algorithm::Linear(Metric::Cosine)), ("hnsw_ef64", Algorithm::Hnsw { ef_search: None })]
+        {
+            let mut at = 0;
+            group.bench_function(BenchmarkId::new(label, n), |b| {
+                b.iter(|| {
+                    at = (at + 1) % queries.len();
+                    let q = Query::GetSimN {
+                        store: store.clone(),
+                        search: queries[at].clone(),
+                        closest_n: 10,
+                        algorithm,
+                        condition: None,
+                    };
+                    black_box(e.query(&q).expect("query"))
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn predicate_query(c: &mut Criterion) {
+    let mut group = c.benchmark_group("get_pred_100k");
+    group.sample_size(30);
+    let condition = Condition::Value(Predicate::Equals {
+        key: "author".into(),
+        value: MetadataValue::RawString("author-42".into()),
+    });
+    for (label, predicates) in [("indexed", vec!["author"]), ("scan", vec![])] {
+        let (e, store) = store_with("p", 100_000, &predicates, vec![]);
+        let q = Query::GetPred { store, condition: condition.clone() };
+        group.bench_function(label, |b| b.iter(|| black_box(e.query(&q).expect("pred"))));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, set_throughput, get_sim_n, predicate_query);
+criterion_main!(benches);
