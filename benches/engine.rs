@@ -7,8 +7,8 @@
 use std::hint::black_box;
 
 use ahnlich_raft::engine::{
-    Algorithm, Command, Condition, Engine, Entry, HnswConfig, Metadata, MetadataValue, Metric, NonLinearIndex, Predicate,
-    Query, StoreRef,
+    Algorithm, Command, Condition, Engine, Entry, HnswConfig, Metadata, MetadataValue, Metric, NonLinearIndex,
+    Predicate, Query, StoreRef,
 };
 use ahnlich_raft::wal::sim_fs::SimRng;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -41,7 +41,8 @@ fn store_with(name: &str, n: usize, predicates: &[&str], non_linear: Vec<NonLine
     let mut rng = SimRng::new(7);
     let mut i = 0;
     while i < n as u64 {
-        let entries = (i..(i + 1000).min(n as u64)).map(|j| Entry { key: vector(&mut rng), value: metadata(j) }).collect();
+        let entries =
+            (i..(i + 1000).min(n as u64)).map(|j| Entry { key: vector(&mut rng), value: metadata(j) }).collect();
         e.apply(&Command::Set { store: store.clone(), entries }).expect("set");
         i += 1000;
     }
@@ -57,7 +58,8 @@ fn set_throughput(c: &mut Criterion) {
         group.throughput(Throughput::Elements(batch));
         group.bench_function(BenchmarkId::from_parameter(batch), |b| {
             b.iter(|| {
-                let entries = (next..next + batch).map(|j| Entry { key: vector(&mut rng), value: metadata(j) }).collect();
+                let entries =
+                    (next..next + batch).map(|j| Entry { key: vector(&mut rng), value: metadata(j) }).collect();
                 next += batch;
                 e.apply(&Command::Set { store: store.clone(), entries }).expect("set")
             })

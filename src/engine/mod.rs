@@ -25,6 +25,7 @@ mod command;
 mod error;
 mod hnsw;
 mod kdtree;
+mod meta_arena;
 mod similarity;
 mod store;
 mod types;
@@ -177,7 +178,7 @@ impl Engine {
                         "upsert's new key already belongs to another entry in {store}"
                     )));
                 }
-                let old = s.value(slot).cloned().unwrap_or_default();
+                let old = s.value(slot).unwrap_or_default();
                 let value = upserted_value(&old, new_value.as_ref(), *merge_metadata);
                 let (before, after) =
                     (store::entry_bytes(s.dimension(), &old), store::entry_bytes(s.dimension(), &value));

@@ -3,7 +3,8 @@
 //! methods here assume valid input and keep every structure in step.
 //!
 //! Layout (made for snapshots): slot `s` owns `arena[s*d .. (s+1)*d]` (one contiguous `f32`
-//! block for all vectors), `norms[s]` and `values[s]`. Freed slots are reused last-in first-out,
+//! block for all vectors), `norms[s]` and its metadata in the store's [`MetaArena`] (one byte
+//! buffer for all metadata). Freed slots are reused last-in first-out,
 //! which is deterministic, so replicas that apply the same commands hold identical layouts.
 //! While a k-d tree or HNSW graph exists, a removed slot is quarantined (its vector kept) until
 //! the indexes are rebuilt, since dead nodes still route searches.
@@ -12,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::hnsw::Hnsw;
 use super::kdtree::KdTree;
+use super::meta_arena::{MetaArena, ValueRef};
 use super::similarity::{self, cmp_key_bits};
 use super::types::{Condition, Entry, HnswConfig, Metadata, MetadataValue, NonLinearIndex, NonLinearKind, Predicate};
 
@@ -41,7 +43,7 @@ pub struct Store {
     dimension: usize,
     arena: Vec<f32>,
     norms: Vec<f32>,
-    values: Vec<Option<Metadata>>,
+    meta: MetaArena,
     free: Vec<u32>,
     quarantine: Vec<u32>,
     by_hash: HashMap<u64, u32>,
@@ -80,7 +82,7 @@ impl Store {
             dimension,
             arena: Vec::new(),
             norms: Vec::new(),
-            values: Vec::new(),
+            meta: MetaArena::default(),
             free: Vec::new(),
             quarantine: Vec::new(),
             by_hash: HashMap::new(),
@@ -124,12 +126,21 @@ impl Store {
 
     /// The entry in a live `slot`.
     pub fn entry(&self, slot: u32) -> Entry {
-        Entry { key: self.key(slot).to_vec(), value: self.values[slot as usize].clone().unwrap_or_default() }
+        Entry { key: self.key(slot).to_vec(), value: self.meta.get(slot).unwrap_or_default() }
     }
 
-    /// The metadata of a live `slot`.
-    pub fn value(&self, slot: u32) -> Option<&Metadata> {
-        self.values.get(slot as usize).and_then(Option::as_ref)
+    /// A copy of the metadata of a live `slot`.
+    pub fn value(&self, slot: u32) -> Option<Metadata> {
+        self.meta.get(slot)
+    }
+
+    /// The value of metadata `key` in a live `slot`, borrowed.
+    pub fn value_of(&self, slot: u32, key: &str) -> Option<ValueRef<'_>> {
+        self.meta.value_of(slot, key)
+    }
+
+    fn live_entry_bytes(&self, slot: u32) -> usize {
+        ENTRY_OVERHEAD + self.dimension * 4 + self.meta.accounted_bytes(slot)
     }
 
     /// The slot holding exactly `key` (bit for bit), if any.
@@ -141,7 +152,7 @@ impl Store {
 
     /// Every live slot, ascending.
     pub fn live_slots(&self) -> impl Iterator<Item = u32> + '_ {
-        self.values.iter().enumerate().filter(|(_, v)| v.is_some()).map(|(s, _)| s as u32)
+        self.meta.live_slots()
     }
 
     /// Sorts slots by their keys' bit patterns: the order every listing uses.
@@ -159,7 +170,7 @@ impl Store {
             let bucket = seen.entry(key_hash(&e.key)).or_default();
             let repeated = bucket.iter().any(|k| same_bits(k, &e.key));
             match self.find(&e.key) {
-                Some(slot) if !repeated => freed += self.value(slot).map_or(0, |v| entry_bytes(self.dimension, v)),
+                Some(slot) if !repeated => freed += self.live_entry_bytes(slot),
                 _ => {}
             }
             if !repeated {
@@ -200,8 +211,8 @@ impl Store {
             None => {
                 self.arena.extend_from_slice(key);
                 self.norms.push(similarity::norm(key));
-                self.values.push(None);
-                (self.values.len() - 1) as u32
+                self.meta.push_slot();
+                (self.norms.len() - 1) as u32
             }
         };
         let h = key_hash(key);
@@ -213,7 +224,7 @@ impl Store {
         }
         self.bytes += entry_bytes(self.dimension, &value);
         self.index_value(slot, &value);
-        self.values[slot as usize] = Some(value);
+        self.meta.set(slot, &value);
         self.live += 1;
         let dimension = self.dimension;
         let arena = &self.arena;
@@ -229,22 +240,25 @@ impl Store {
 
     /// Replaces the metadata of a live slot.
     pub fn replace_value(&mut self, slot: u32, value: Metadata) {
-        if let Some(old) = self.values[slot as usize].take() {
-            self.unindex_value(slot, &old);
-            self.bytes -= entry_bytes(self.dimension, &old);
+        if self.meta.is_live(slot) {
+            self.unindex_value(slot);
+            self.bytes -= self.live_entry_bytes(slot);
         }
         self.bytes += entry_bytes(self.dimension, &value);
         self.index_value(slot, &value);
-        self.values[slot as usize] = Some(value);
+        self.meta.set(slot, &value);
     }
 
     /// Removes the live entries in `slots`; returns how many were live.
     pub fn remove(&mut self, slots: &[u32]) -> usize {
         let mut removed = 0;
         for &slot in slots {
-            let Some(old) = self.values[slot as usize].take() else { continue };
-            self.unindex_value(slot, &old);
-            self.bytes -= entry_bytes(self.dimension, &old);
+            if !self.meta.is_live(slot) {
+                continue;
+            }
+            self.unindex_value(slot);
+            self.bytes -= self.live_entry_bytes(slot);
+            self.meta.clear(slot);
             let h = key_hash(self.key(slot));
             if self.by_hash.get(&h) == Some(&slot) {
                 match self.collisions.get_mut(&h).and_then(Vec::pop) {
@@ -298,14 +312,14 @@ impl Store {
         }
     }
 
-    fn unindex_value(&mut self, slot: u32, value: &Metadata) {
+    /// Removes a live slot's current metadata from the predicate indexes.
+    fn unindex_value(&mut self, slot: u32) {
         for (key, index) in self.predicates.iter_mut() {
-            if let Some(v) = value.get(key)
-                && let Some(set) = index.get_mut(v)
-            {
+            let Some(v) = self.meta.value_of(slot, key).map(ValueRef::to_owned_value) else { continue };
+            if let Some(set) = index.get_mut(&v) {
                 set.remove(&slot);
                 if set.is_empty() {
-                    index.remove(v);
+                    index.remove(&v);
                 }
             }
         }
@@ -320,8 +334,8 @@ impl Store {
             }
             let mut index: BTreeMap<MetadataValue, BTreeSet<u32>> = BTreeMap::new();
             for slot in self.live_slots() {
-                if let Some(v) = self.value(slot).and_then(|m| m.get(key)) {
-                    index.entry(v.clone()).or_default().insert(slot);
+                if let Some(v) = self.value_of(slot, key) {
+                    index.entry(v.to_owned_value()).or_default().insert(slot);
                 }
             }
             self.predicates.insert(key.clone(), index);
@@ -521,8 +535,24 @@ fn matching_indexed(index: &BTreeMap<MetadataValue, BTreeSet<u32>>, p: &Predicat
 }
 
 impl Condition {
-    /// Whether the live entry in `slot` satisfies the condition.
+    /// Whether the live entry in `slot` satisfies the condition (read in place, no copies).
     fn accepts_slot(&self, store: &Store, slot: u32) -> bool {
-        store.value(slot).is_some_and(|m| self.accepts(m))
+        match self {
+            Condition::Value(p) => store.value_of(slot, p.key()).is_some_and(|v| p.accepts_ref(v)),
+            Condition::And(a, b) => a.accepts_slot(store, slot) && b.accepts_slot(store, slot),
+            Condition::Or(a, b) => a.accepts_slot(store, slot) || b.accepts_slot(store, slot),
+        }
+    }
+}
+
+impl Predicate {
+    /// Whether an entry whose key holds the borrowed `value` satisfies the predicate.
+    fn accepts_ref(&self, value: ValueRef<'_>) -> bool {
+        match self {
+            Predicate::Equals { value: v, .. } => value.eq_value(v),
+            Predicate::NotEquals { value: v, .. } => !value.eq_value(v),
+            Predicate::In { values, .. } => values.iter().any(|v| value.eq_value(v)),
+            Predicate::NotIn { values, .. } => !values.iter().any(|v| value.eq_value(v)),
+        }
     }
 }
