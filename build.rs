@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY: build scripts are single-threaded; nothing else reads the environment concurrently.
     unsafe { std::env::set_var("PROTOC", protoc) };
     println!("cargo:rerun-if-changed=proto");
-    prost_build::Config::new().compile_protos(&["proto/ahnlich_raft/log.proto"], &["proto"])?;
+    prost_build::Config::new()
+        .compile_protos(&["proto/ahnlich_raft/log.proto", "proto/ahnlich_raft/command.proto"], &["proto"])?;
     Ok(())
 }

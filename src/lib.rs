@@ -18,4 +18,10 @@ pub mod proto {
     pub mod log {
         include!(concat!(env!("OUT_DIR"), "/ahnlich_raft.log.rs"));
     }
+
+    /// The stable encoding of engine commands (`proto/ahnlich_raft/command.proto`).
+    #[allow(missing_docs, clippy::all)]
+    pub mod command {
+        include!(concat!(env!("OUT_DIR"), "/ahnlich_raft.command.rs"));
+    }
 }

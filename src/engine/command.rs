@@ -188,3 +188,42 @@ pub enum Response {
         next_cursor: Option<String>,
     },
 }
+
+impl Command {
+    /// The command's name, as the API calls it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::CreateStore { .. } => "CreateStore",
+            Command::CreatePredIndex { .. } => "CreatePredIndex",
+            Command::CreateNonLinearIndex { .. } => "CreateNonLinearAlgorithmIndex",
+            Command::Set { .. } => "Set",
+            Command::Upsert { .. } => "Upsert",
+            Command::DropPredIndex { .. } => "DropPredIndex",
+            Command::DropNonLinearIndex { .. } => "DropNonLinearAlgorithmIndex",
+            Command::DelKey { .. } => "DelKey",
+            Command::DelPred { .. } => "DelPred",
+            Command::DropStore { .. } => "DropStore",
+            Command::DropSchema { .. } => "DropSchema",
+            Command::ClearStore { .. } => "ClearStore",
+        }
+    }
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::DropSchema { schema } => write!(f, "DropSchema {schema}"),
+            Command::Set { store, entries } => write!(f, "Set {} entries in {store}", entries.len()),
+            Command::DelKey { store, keys } => write!(f, "DelKey {} keys in {store}", keys.len()),
+            Command::CreateStore { store, .. }
+            | Command::CreatePredIndex { store, .. }
+            | Command::CreateNonLinearIndex { store, .. }
+            | Command::Upsert { store, .. }
+            | Command::DropPredIndex { store, .. }
+            | Command::DropNonLinearIndex { store, .. }
+            | Command::DelPred { store, .. }
+            | Command::DropStore { store, .. }
+            | Command::ClearStore { store } => write!(f, "{} {store}", self.name()),
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! openraft glue: the type configuration and the log storage on top of [`crate::wal`].
 
 pub mod codec;
+pub mod command;
 pub mod log_store;
 pub mod types;

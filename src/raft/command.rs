@@ -1,0 +1,302 @@
+//! The engine's [`Command`] in its stable log encoding (`proto/ahnlich_raft/command.proto`).
+//! Decoding is total: anything that is not a well-formed command of this version is an error
+//! naming what is wrong, never a panic and never a guess.
+
+use prost::Message;
+
+use super::codec::CommandCodec;
+use crate::engine::{
+    Command, Condition, Entry, HnswConfig, Metadata, MetadataValue, Metric, NonLinearIndex, NonLinearKind, Predicate,
+    StoreRef,
+};
+use crate::proto::command as pb;
+
+impl CommandCodec for Command {
+    fn encode_command(&self) -> Vec<u8> {
+        pb::Command { kind: Some(encode(self)) }.encode_to_vec()
+    }
+
+    fn decode_command(bytes: &[u8]) -> Result<Self, String> {
+        let msg = pb::Command::decode(bytes).map_err(|e| format!("not a command message: {e}"))?;
+        decode(msg.kind.ok_or("command has no kind (written by a newer version?)")?)
+    }
+}
+
+fn store(r: &StoreRef) -> Option<pb::StoreRef> {
+    Some(pb::StoreRef { schema: r.schema.clone(), name: r.name.clone() })
+}
+
+fn key(k: &[f32]) -> pb::Key {
+    pb::Key { components: k.to_vec() }
+}
+
+fn value(v: &MetadataValue) -> pb::MetadataValue {
+    use pb::metadata_value::Value;
+    let value = match v {
+        MetadataValue::RawString(s) => Value::RawString(s.clone()),
+        MetadataValue::Image(b) => Value::Image(b.clone()),
+        MetadataValue::Audio(b) => Value::Audio(b.clone()),
+    };
+    pb::MetadataValue { value: Some(value) }
+}
+
+fn metadata(m: &Metadata) -> pb::Metadata {
+    pb::Metadata {
+        entries: m.iter().map(|(k, v)| pb::MetadataEntry { key: k.clone(), value: Some(value(v)) }).collect(),
+    }
+}
+
+fn condition(c: &Condition) -> pb::Condition {
+    use pb::condition::Kind;
+    let pair = |a: &Condition, b: &Condition| pb::ConditionPair {
+        left: Some(Box::new(condition(a))),
+        right: Some(Box::new(condition(b))),
+    };
+    let kind = match c {
+        Condition::Value(p) => {
+            let (op, values) = match p {
+                Predicate::Equals { value: v, .. } => (pb::PredicateOp::Equals, vec![value(v)]),
+                Predicate::NotEquals { value: v, .. } => (pb::PredicateOp::NotEquals, vec![value(v)]),
+                Predicate::In { values, .. } => (pb::PredicateOp::In, values.iter().map(value).collect()),
+                Predicate::NotIn { values, .. } => (pb::PredicateOp::NotIn, values.iter().map(value).collect()),
+            };
+            Kind::Value(pb::Predicate { key: p.key().to_owned(), op: op as i32, values })
+        }
+        Condition::And(a, b) => Kind::And(Box::new(pair(a, b))),
+        Condition::Or(a, b) => Kind::Or(Box::new(pair(a, b))),
+    };
+    pb::Condition { kind: Some(kind) }
+}
+
+fn metric(m: Metric) -> pb::Metric {
+    match m {
+        Metric::Cosine => pb::Metric::Cosine,
+        Metric::Euclidean => pb::Metric::Euclidean,
+        Metric::DotProduct => pb::Metric::DotProduct,
+    }
+}
+
+fn non_linear(i: &NonLinearIndex) -> pb::NonLinearIndex {
+    use pb::non_linear_index::Kind;
+    let kind = match i {
+        NonLinearIndex::KdTree => Kind::KdTree(pb::KdTree {}),
+        NonLinearIndex::Hnsw(c) => Kind::Hnsw(pb::HnswConfig {
+            m: c.m as u32,
+            ef_construction: c.ef_construction as u32,
+            ef_search: c.ef_search as u32,
+            metric: metric(c.metric) as i32,
+        }),
+    };
+    pb::NonLinearIndex { kind: Some(kind) }
+}
+
+fn kind(k: NonLinearKind) -> i32 {
+    match k {
+        NonLinearKind::KdTree => pb::NonLinearKind::KdTree as i32,
+        NonLinearKind::Hnsw => pb::NonLinearKind::Hnsw as i32,
+    }
+}
+
+fn encode(cmd: &Command) -> pb::command::Kind {
+    use pb::command::Kind;
+    match cmd {
+        Command::CreateStore { store: s, dimension, predicates, non_linear: nl, error_if_exists } => {
+            Kind::CreateStore(pb::CreateStore {
+                store: store(s),
+                dimension: *dimension as u64,
+                predicates: predicates.clone(),
+                non_linear: nl.iter().map(non_linear).collect(),
+                error_if_exists: *error_if_exists,
+            })
+        }
+        Command::CreatePredIndex { store: s, predicates } => {
+            Kind::CreatePredIndex(pb::CreatePredIndex { store: store(s), predicates: predicates.clone() })
+        }
+        Command::CreateNonLinearIndex { store: s, indexes } => Kind::CreateNonLinearIndex(pb::CreateNonLinearIndex {
+            store: store(s),
+            indexes: indexes.iter().map(non_linear).collect(),
+        }),
+        Command::Set { store: s, entries } => Kind::Set(pb::Set {
+            store: store(s),
+            entries: entries
+                .iter()
+                .map(|e| pb::Entry { key: Some(key(&e.key)), value: Some(metadata(&e.value)) })
+                .collect(),
+        }),
+        Command::Upsert { store: s, condition: c, new_key, new_value, merge_metadata } => Kind::Upsert(pb::Upsert {
+            store: store(s),
+            condition: Some(condition(c)),
+            new_key: new_key.as_deref().map(key),
+            new_value: new_value.as_ref().map(metadata),
+            merge_metadata: *merge_metadata,
+        }),
+        Command::DropPredIndex { store: s, predicates, error_if_not_exists } => {
+            Kind::DropPredIndex(pb::DropPredIndex {
+                store: store(s),
+                predicates: predicates.clone(),
+                error_if_not_exists: *error_if_not_exists,
+            })
+        }
+        Command::DropNonLinearIndex { store: s, kinds, error_if_not_exists } => {
+            Kind::DropNonLinearIndex(pb::DropNonLinearIndex {
+                store: store(s),
+                kinds: kinds.iter().map(|k| kind(*k)).collect(),
+                error_if_not_exists: *error_if_not_exists,
+            })
+        }
+        Command::DelKey { store: s, keys } => {
+            Kind::DelKey(pb::DelKey { store: store(s), keys: keys.iter().map(|k| key(k)).collect() })
+        }
+        Command::DelPred { store: s, condition: c } => {
+            Kind::DelPred(pb::DelPred { store: store(s), condition: Some(condition(c)) })
+        }
+        Command::DropStore { store: s, error_if_not_exists } => {
+            Kind::DropStore(pb::DropStore { store: store(s), error_if_not_exists: *error_if_not_exists })
+        }
+        Command::DropSchema { schema } => Kind::DropSchema(pb::DropSchema { schema: schema.clone() }),
+        Command::ClearStore { store: s } => Kind::ClearStore(pb::ClearStore { store: store(s) }),
+    }
+}
+
+fn need<T>(field: Option<T>, what: &str) -> Result<T, String> {
+    field.ok_or_else(|| format!("{what} is missing"))
+}
+
+fn d_store(r: Option<pb::StoreRef>) -> Result<StoreRef, String> {
+    let r = need(r, "store")?;
+    Ok(StoreRef { schema: r.schema, name: r.name })
+}
+
+fn d_value(v: pb::MetadataValue) -> Result<MetadataValue, String> {
+    use pb::metadata_value::Value;
+    Ok(match need(v.value, "metadata value")? {
+        Value::RawString(s) => MetadataValue::RawString(s),
+        Value::Image(b) => MetadataValue::Image(b),
+        Value::Audio(b) => MetadataValue::Audio(b),
+    })
+}
+
+fn d_metadata(m: pb::Metadata) -> Result<Metadata, String> {
+    m.entries.into_iter().map(|e| Ok((e.key, d_value(need(e.value, "metadata value")?)?))).collect()
+}
+
+fn d_condition(c: pb::Condition) -> Result<Condition, String> {
+    use pb::condition::Kind;
+    let pair = |p: pb::ConditionPair| -> Result<(Box<Condition>, Box<Condition>), String> {
+        Ok((
+            Box::new(d_condition(*need(p.left, "condition operand")?)?),
+            Box::new(d_condition(*need(p.right, "condition operand")?)?),
+        ))
+    };
+    Ok(match need(c.kind, "condition")? {
+        Kind::Value(p) => {
+            let mut values = p.values.into_iter().map(d_value).collect::<Result<Vec<_>, _>>()?;
+            let single = |values: &mut Vec<MetadataValue>| match values.len() {
+                1 => Ok(values.remove(0)),
+                n => Err(format!("predicate on {:?} needs exactly one value, has {n}", p.key)),
+            };
+            let op = pb::PredicateOp::try_from(p.op).map_err(|_| format!("unknown predicate operator {}", p.op))?;
+            Condition::Value(match op {
+                pb::PredicateOp::Equals => Predicate::Equals { value: single(&mut values)?, key: p.key },
+                pb::PredicateOp::NotEquals => Predicate::NotEquals { value: single(&mut values)?, key: p.key },
+                pb::PredicateOp::In => Predicate::In { key: p.key, values },
+                pb::PredicateOp::NotIn => Predicate::NotIn { key: p.key, values },
+            })
+        }
+        Kind::And(p) => {
+            let (a, b) = pair(*p)?;
+            Condition::And(a, b)
+        }
+        Kind::Or(p) => {
+            let (a, b) = pair(*p)?;
+            Condition::Or(a, b)
+        }
+    })
+}
+
+fn d_non_linear(i: pb::NonLinearIndex) -> Result<NonLinearIndex, String> {
+    use pb::non_linear_index::Kind;
+    Ok(match need(i.kind, "non-linear index")? {
+        Kind::KdTree(_) => NonLinearIndex::KdTree,
+        Kind::Hnsw(c) => {
+            let metric = match pb::Metric::try_from(c.metric).map_err(|_| format!("unknown metric {}", c.metric))? {
+                pb::Metric::Cosine => Metric::Cosine,
+                pb::Metric::Euclidean => Metric::Euclidean,
+                pb::Metric::DotProduct => Metric::DotProduct,
+            };
+            NonLinearIndex::Hnsw(HnswConfig {
+                m: c.m as usize,
+                ef_construction: c.ef_construction as usize,
+                ef_search: c.ef_search as usize,
+                metric,
+            })
+        }
+    })
+}
+
+fn d_kind(k: i32) -> Result<NonLinearKind, String> {
+    match pb::NonLinearKind::try_from(k).map_err(|_| format!("unknown non-linear index kind {k}"))? {
+        pb::NonLinearKind::KdTree => Ok(NonLinearKind::KdTree),
+        pb::NonLinearKind::Hnsw => Ok(NonLinearKind::Hnsw),
+    }
+}
+
+fn decode(kind: pb::command::Kind) -> Result<Command, String> {
+    use pb::command::Kind;
+    Ok(match kind {
+        Kind::CreateStore(c) => Command::CreateStore {
+            store: d_store(c.store)?,
+            dimension: usize::try_from(c.dimension).map_err(|_| format!("dimension {} is too large", c.dimension))?,
+            predicates: c.predicates,
+            non_linear: c.non_linear.into_iter().map(d_non_linear).collect::<Result<_, _>>()?,
+            error_if_exists: c.error_if_exists,
+        },
+        Kind::CreatePredIndex(c) => Command::CreatePredIndex { store: d_store(c.store)?, predicates: c.predicates },
+        Kind::CreateNonLinearIndex(c) => Command::CreateNonLinearIndex {
+            store: d_store(c.store)?,
+            indexes: c.indexes.into_iter().map(d_non_linear).collect::<Result<_, _>>()?,
+        },
+        Kind::Set(c) => Command::Set {
+            store: d_store(c.store)?,
+            entries: c
+                .entries
+                .into_iter()
+                .map(|e| {
+                    Ok(Entry {
+                        key: need(e.key, "entry key")?.components,
+                        value: e.value.map(d_metadata).transpose()?.unwrap_or_default(),
+                    })
+                })
+                .collect::<Result<_, String>>()?,
+        },
+        Kind::Upsert(c) => Command::Upsert {
+            store: d_store(c.store)?,
+            condition: d_condition(need(c.condition, "upsert condition")?)?,
+            new_key: c.new_key.map(|k| k.components),
+            new_value: c.new_value.map(d_metadata).transpose()?,
+            merge_metadata: c.merge_metadata,
+        },
+        Kind::DropPredIndex(c) => Command::DropPredIndex {
+            store: d_store(c.store)?,
+            predicates: c.predicates,
+            error_if_not_exists: c.error_if_not_exists,
+        },
+        Kind::DropNonLinearIndex(c) => Command::DropNonLinearIndex {
+            store: d_store(c.store)?,
+            kinds: c.kinds.into_iter().map(d_kind).collect::<Result<_, _>>()?,
+            error_if_not_exists: c.error_if_not_exists,
+        },
+        Kind::DelKey(c) => {
+            Command::DelKey { store: d_store(c.store)?, keys: c.keys.into_iter().map(|k| k.components).collect() }
+        }
+        Kind::DelPred(c) => Command::DelPred {
+            store: d_store(c.store)?,
+            condition: d_condition(need(c.condition, "delete condition")?)?,
+        },
+        Kind::DropStore(c) => {
+            Command::DropStore { store: d_store(c.store)?, error_if_not_exists: c.error_if_not_exists }
+        }
+        Kind::DropSchema(c) => Command::DropSchema { schema: c.schema },
+        Kind::ClearStore(c) => Command::ClearStore { store: d_store(c.store)? },
+    })
+}
