@@ -12,13 +12,13 @@ use std::collections::{BinaryHeap, HashMap};
 use super::similarity::{dot, squared_distance};
 use super::types::{HnswConfig, Metric};
 
-const MAX_LEVEL: usize = 16;
+pub(super) const MAX_LEVEL: usize = 16;
 
 #[derive(Clone, Debug)]
-struct Node {
-    slot: u32,
-    links: Vec<Vec<u32>>,
-    alive: bool,
+pub(super) struct Node {
+    pub(super) slot: u32,
+    pub(super) links: Vec<Vec<u32>>,
+    pub(super) alive: bool,
 }
 
 /// A candidate: distance, then node id, in a total order.
@@ -42,10 +42,10 @@ impl PartialOrd for Cand {
 /// The graph.
 #[derive(Clone, Debug)]
 pub struct Hnsw {
-    config: HnswConfig,
-    nodes: Vec<Node>,
-    node_of_slot: HashMap<u32, u32>,
-    entry: Option<u32>,
+    pub(super) config: HnswConfig,
+    pub(super) nodes: Vec<Node>,
+    pub(super) node_of_slot: HashMap<u32, u32>,
+    pub(super) entry: Option<u32>,
 }
 
 /// The level of a key: geometric with ratio 1/m, drawn from a hash of the key's bits.

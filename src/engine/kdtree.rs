@@ -12,25 +12,25 @@ use std::collections::HashMap;
 use super::similarity::{cmp_ranked, squared_distance};
 use super::types::Metric;
 
-const NONE: u32 = u32::MAX;
+pub(super) const NONE: u32 = u32::MAX;
 
 #[derive(Clone, Debug)]
-struct Node {
-    slot: u32,
-    axis: u32,
-    left: u32,
-    right: u32,
-    alive: bool,
+pub(super) struct Node {
+    pub(super) slot: u32,
+    pub(super) axis: u32,
+    pub(super) left: u32,
+    pub(super) right: u32,
+    pub(super) alive: bool,
 }
 
 /// The tree.
 #[derive(Clone, Debug, Default)]
 pub struct KdTree {
-    nodes: Vec<Node>,
-    root: u32,
-    node_of_slot: HashMap<u32, u32>,
+    pub(super) nodes: Vec<Node>,
+    pub(super) root: u32,
+    pub(super) node_of_slot: HashMap<u32, u32>,
     /// An insert went deeper than a balanced tree would: the store should rebuild it.
-    unbalanced: bool,
+    pub(super) unbalanced: bool,
 }
 
 impl KdTree {

@@ -51,9 +51,9 @@ impl ValueRef<'_> {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Span {
-    offset: u64,
-    len: u32,
+pub(super) struct Span {
+    pub(super) offset: u64,
+    pub(super) len: u32,
 }
 
 /// Compaction runs once garbage exceeds both this many bytes and the live bytes.
@@ -62,9 +62,9 @@ const COMPACT_MIN_GARBAGE: usize = 1 << 16;
 /// Every slot's metadata in one buffer.
 #[derive(Clone, Debug, Default)]
 pub struct MetaArena {
-    bytes: Vec<u8>,
-    spans: Vec<Option<Span>>,
-    garbage: usize,
+    pub(super) bytes: Vec<u8>,
+    pub(super) spans: Vec<Option<Span>>,
+    pub(super) garbage: usize,
 }
 
 fn encode(m: &Metadata, out: &mut Vec<u8>) {

@@ -24,6 +24,7 @@
 mod command;
 mod error;
 mod hnsw;
+mod image;
 mod kdtree;
 mod meta_arena;
 mod similarity;
@@ -35,6 +36,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use self::command::{Command, Query, Response};
 pub use self::error::{EngineError, ErrorCode};
+pub use self::image::{ArchivedEngineImage, EngineImage};
 pub use self::store::{ENTRY_OVERHEAD, Store, StoreInfo};
 pub use self::types::{
     Algorithm, Condition, DEFAULT_SCHEMA, Entry, HnswConfig, Metadata, MetadataValue, Metric, NonLinearIndex,

@@ -40,19 +40,19 @@ pub struct StoreInfo {
 /// The entries and indexes of one store.
 #[derive(Clone, Debug)]
 pub struct Store {
-    dimension: usize,
-    arena: Vec<f32>,
-    norms: Vec<f32>,
-    meta: MetaArena,
-    free: Vec<u32>,
-    quarantine: Vec<u32>,
-    by_hash: HashMap<u64, u32>,
-    collisions: HashMap<u64, Vec<u32>>,
-    predicates: BTreeMap<String, BTreeMap<MetadataValue, BTreeSet<u32>>>,
-    kdtree: Option<KdTree>,
-    hnsw: Option<Hnsw>,
-    live: usize,
-    bytes: usize,
+    pub(super) dimension: usize,
+    pub(super) arena: Vec<f32>,
+    pub(super) norms: Vec<f32>,
+    pub(super) meta: MetaArena,
+    pub(super) free: Vec<u32>,
+    pub(super) quarantine: Vec<u32>,
+    pub(super) by_hash: HashMap<u64, u32>,
+    pub(super) collisions: HashMap<u64, Vec<u32>>,
+    pub(super) predicates: BTreeMap<String, BTreeMap<MetadataValue, BTreeSet<u32>>>,
+    pub(super) kdtree: Option<KdTree>,
+    pub(super) hnsw: Option<Hnsw>,
+    pub(super) live: usize,
+    pub(super) bytes: usize,
 }
 
 /// A key's hash: FNV-1a over its bit patterns, then a mix. Only finds candidates: equality is
@@ -158,6 +158,30 @@ impl Store {
     /// Sorts slots by their keys' bit patterns: the order every listing uses.
     pub fn sort_by_key(&self, slots: &mut [u32]) {
         slots.sort_unstable_by(|a, b| cmp_key_bits(self.key(*a), self.key(*b)));
+    }
+
+    /// Rebuilds the key lookup from the live slots; fails if two live slots hold the same key.
+    pub(super) fn rebuild_key_lookup(&mut self) -> Result<(), String> {
+        self.by_hash.clear();
+        self.collisions.clear();
+        let d = self.dimension;
+        for slot in self.meta.live_slots() {
+            let key = &self.arena[slot as usize * d..(slot as usize + 1) * d];
+            let h = key_hash(key);
+            let same = |s: u32| same_bits(&self.arena[s as usize * d..(s as usize + 1) * d], key);
+            if self.by_hash.get(&h).is_some_and(|&s| same(s))
+                || self.collisions.get(&h).is_some_and(|l| l.iter().any(|&s| same(s)))
+            {
+                return Err(format!("slots hold the same key twice (slot {slot})"));
+            }
+            match self.by_hash.entry(h) {
+                std::collections::hash_map::Entry::Occupied(_) => self.collisions.entry(h).or_default().push(slot),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(slot);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Bytes a `set` of `entries` would add (negative changes count as zero).
