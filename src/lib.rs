@@ -3,12 +3,14 @@
 //! The layers, each depending only on those below it (see `ARCHITECTURE.md`):
 //! - [`engine`]: the Ahnlich data model and every DB operation, pure and deterministic;
 //! - [`wal`]: the segmented, checksummed, group-committed write-ahead log;
+//! - [`snapshot`]: engine state as rkyv snapshot files, mapped back and checked;
 //! - [`raft`]: openraft's storage traits on top of [`wal`].
 
 #![deny(missing_docs)]
 
 pub mod engine;
 pub mod raft;
+pub mod snapshot;
 pub mod wal;
 
 /// Types generated from `proto/` at build time.
