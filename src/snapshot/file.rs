@@ -124,7 +124,7 @@ impl SnapshotStore {
                 out.push((id, entry.path()));
             }
         }
-        out.sort_by(|a, b| b.0.cmp(&a.0));
+        out.sort_by_key(|x| std::cmp::Reverse(x.0));
         Ok(out)
     }
 
