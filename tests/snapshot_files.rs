@@ -98,7 +98,7 @@ fn a_damaged_newest_snapshot_falls_back_to_its_predecessor() {
     assert!(skipped[0].1.to_string().contains(&newest.display().to_string()), "the error names the file");
     assert_eq!(restored(&snap).digest(), older.digest());
 
-    let mut older_bytes = std::fs::read(&snap.path().to_path_buf()).expect("read");
+    let mut older_bytes = std::fs::read(snap.path()).expect("read");
     older_bytes.truncate(100);
     std::fs::write(snap.path(), &older_bytes).expect("damage");
     assert!(store.load_newest().is_err(), "no valid snapshot left is an error, not a silent empty state");
@@ -120,10 +120,13 @@ fn only_the_newest_two_are_kept_and_temporaries_are_removed() {
     assert!(!Path::new(&stray).exists(), "a leftover temporary is removed on open");
 }
 
+/// Damages an image in one way.
+type Breaker = Box<dyn Fn(&mut EngineImage)>;
+
 #[test]
 fn images_that_break_an_invariant_are_refused_without_panicking() {
     let base = engine(50, 5).image();
-    let breakers: Vec<(&str, Box<dyn Fn(&mut EngineImage)>)> = vec![
+    let breakers: Vec<(&str, Breaker)> = vec![
         ("arena shorter than its slots", Box::new(|i| i.stores[0].arena.truncate(3))),
         ("free slot out of range", Box::new(|i| i.stores[0].free.push(1_000_000))),
         ("free slot holding an entry", Box::new(|i| i.stores[0].free.push(0))),
