@@ -5,8 +5,10 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ahnlich_raft::engine::{Command, StoreRef};
 use ahnlich_raft::raft::codec::log_id;
 use ahnlich_raft::raft::log_store::LogStore;
+use ahnlich_raft::raft::types::TypeConfig;
 use ahnlich_raft::wal::WalOptions;
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::type_config::TypeConfigExt;
@@ -14,26 +16,26 @@ use openraft::type_config::alias::{EntryOf, LogIdOf, VoteOf};
 use openraft::vote::leader_id_std::LeaderId;
 use openraft::{BasicNode, Entry, EntryPayload, LogState, Membership, RaftLogReader, Vote};
 use support::wal_util::segment_files;
-use support::{Cmd, TestConfig};
 
-type Store = LogStore<TestConfig>;
+type Store = LogStore<TypeConfig>;
 
 fn opts() -> WalOptions {
     WalOptions { segment_size: 4096, preallocate: true }
 }
 
-fn normal(term: u64, index: u64) -> EntryOf<TestConfig> {
-    Entry { log_id: log_id(term, index), payload: EntryPayload::Normal(Cmd(format!("command {index} of term {term}"))) }
+fn normal(term: u64, index: u64) -> EntryOf<TypeConfig> {
+    let store = StoreRef::public(format!("store-{index}-of-term-{term}"));
+    Entry { log_id: log_id(term, index), payload: EntryPayload::Normal(Command::ClearStore { store }) }
 }
 
-async fn append(store: &mut Store, entries: Vec<EntryOf<TestConfig>>) {
-    let (tx, rx) = TestConfig::oneshot();
+async fn append(store: &mut Store, entries: Vec<EntryOf<TypeConfig>>) {
+    let (tx, rx) = TypeConfig::oneshot();
     store.append(entries, IOFlushed::signal(tx)).await.expect("append");
     rx.await.expect("flush callback").expect("flushed");
 }
 
 type Snapshot =
-    (LogState<TestConfig>, Vec<EntryOf<TestConfig>>, Option<VoteOf<TestConfig>>, Option<LogIdOf<TestConfig>>);
+    (LogState<TypeConfig>, Vec<EntryOf<TypeConfig>>, Option<VoteOf<TypeConfig>>, Option<LogIdOf<TypeConfig>>);
 
 async fn observe(store: &mut Store) -> Snapshot {
     let state = store.get_log_state().await.expect("log state");

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
 use openraft::vote::leader_id_std::{CommittedLeaderId, LeaderId};
-use openraft::{BasicNode, EntryPayload, LogId, Membership, Vote};
+use openraft::{BasicNode, EntryPayload, LogId, Membership, SnapshotMeta, StoredMembership, Vote};
 use prost::Message;
 
 use crate::proto::log as pb;
@@ -95,6 +95,36 @@ pub fn encode_committed(c: Option<&LogIdStd>) -> Vec<u8> {
 pub fn decode_committed(bytes: &[u8]) -> io::Result<Option<LogIdStd>> {
     let c = pb::Committed::decode(bytes).map_err(|e| invalid("committed log id", e))?;
     Ok(c.log_id.map(|l| log_id(l.term, l.index)))
+}
+
+/// The snapshot meta type of this project's Raft configuration.
+pub type SnapshotMetaStd = SnapshotMeta<CommittedLeaderId<u64>, u64, BasicNode>;
+
+fn pb_log_id(l: &LogIdStd) -> pb::LogId {
+    pb::LogId { term: l.leader_id.term, index: l.index }
+}
+
+/// Encodes a snapshot's Raft meta.
+pub fn encode_snapshot_meta(m: &SnapshotMetaStd) -> Vec<u8> {
+    pb::SnapshotMeta {
+        last_log_id: m.last_log_id.as_ref().map(pb_log_id),
+        membership_log_id: m.last_membership.log_id().as_ref().map(pb_log_id),
+        membership: Some(encode_membership(m.last_membership.membership())),
+    }
+    .encode_to_vec()
+}
+
+/// Decodes a snapshot's Raft meta.
+pub fn decode_snapshot_meta(bytes: &[u8]) -> io::Result<SnapshotMetaStd> {
+    let m = pb::SnapshotMeta::decode(bytes).map_err(|e| invalid("snapshot meta", e))?;
+    let membership = match m.membership {
+        Some(pm) if !pm.configs.is_empty() => decode_membership(pm)?,
+        _ => Membership::default(),
+    };
+    Ok(SnapshotMeta {
+        last_log_id: m.last_log_id.map(|l| log_id(l.term, l.index)),
+        last_membership: StoredMembership::new(m.membership_log_id.map(|l| log_id(l.term, l.index)), membership),
+    })
 }
 
 /// A log id from its term and index.

@@ -3,4 +3,5 @@
 pub mod codec;
 pub mod command;
 pub mod log_store;
+pub mod state_machine;
 pub mod types;

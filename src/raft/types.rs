@@ -27,3 +27,20 @@ pub trait DurableConfig:
     /// The replicated application command.
     type Command: CommandCodec;
 }
+
+/// What applying a command answers: the engine's response, or the user error it produced
+/// (the same on every replica; never a storage error).
+pub type CommandResult = Result<crate::engine::Response, crate::engine::EngineError>;
+
+openraft::declare_raft_types!(
+    /// The Raft type configuration of ahnlich-raft: engine commands in, their results out.
+    pub TypeConfig:
+        D = crate::engine::Command,
+        R = CommandResult,
+        Node = BasicNode,
+        LeaderId = LeaderId<u64, u64>,
+);
+
+impl DurableConfig for TypeConfig {
+    type Command = crate::engine::Command;
+}

@@ -173,6 +173,36 @@ impl SnapshotStore {
         Ok(())
     }
 
+    /// Makes `snap` (checked, possibly received from a leader and stored elsewhere) a snapshot
+    /// of this directory under its id: copied in under a temporary name and synced unless it is
+    /// already here, renamed into place, directory synced, older ones pruned. Returns it as
+    /// mapped from its final place. Blocking.
+    pub fn adopt(&self, snap: &MappedSnapshot) -> Result<MappedSnapshot, SnapshotError> {
+        let id = snap.id();
+        let final_path = self.dir.join(id.file_name());
+        if snap.path().parent() == Some(self.dir.as_path()) && snap.path() != final_path {
+            // Received into this directory: already synced by the receiver, so a rename will do.
+            File::open(snap.path())
+                .and_then(|f| f.sync_all())
+                .map_err(io(format!("syncing {}", snap.path().display())))?;
+            std::fs::rename(snap.path(), &final_path).map_err(io(format!("renaming {}", snap.path().display())))?;
+            sync_dir(&self.dir)?;
+        } else if snap.path() != final_path {
+            let tmp = self.dir.join(format!("{}{TEMP_SUFFIX}", id.file_name()));
+            std::fs::write(&tmp, snap.bytes()).map_err(io(format!("writing {}", tmp.display())))?;
+            File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(format!("syncing {}", tmp.display())))?;
+            std::fs::rename(&tmp, &final_path).map_err(io(format!("renaming {}", tmp.display())))?;
+            sync_dir(&self.dir)?;
+        }
+        self.prune()?;
+        MappedSnapshot::open(&final_path, id)
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The newest snapshot that opens and checks, with the newer ones that did not and why.
     /// `Ok(None)` if there is no snapshot at all.
     #[allow(clippy::type_complexity)]
