@@ -1,0 +1,192 @@
+//! A real single-node Raft (openraft with the WAL log store and the engine state machine):
+//! every committed command answers with the engine's own result, user errors included, and
+//! after restarts at random points, with snapshots and log purges in between, the recovered
+//! state equals that of an engine that never restarted.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ahnlich_raft::engine::{
+    Command, Condition, Engine, Entry, HnswConfig, Limits, Metadata, MetadataValue, NonLinearIndex, Predicate, StoreRef,
+};
+use ahnlich_raft::raft::log_store::LogStore;
+use ahnlich_raft::raft::state_machine::{SnapshotData, StateMachine};
+use ahnlich_raft::raft::types::TypeConfig;
+use ahnlich_raft::wal::WalOptions;
+use ahnlich_raft::wal::sim_fs::SimRng;
+use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::type_config::alias::{SnapshotOf, VoteOf};
+use openraft::{BasicNode, Config, OptionalSend, Raft, ServerState, SnapshotPolicy};
+
+/// A single node never sends RPCs; any attempt is answered as unreachable.
+struct NoPeers;
+struct NoPeer;
+
+impl RaftNetworkFactory<TypeConfig> for NoPeers {
+    type Network = NoPeer;
+    async fn new_client(&mut self, _target: u64, _node: &BasicNode) -> NoPeer {
+        NoPeer
+    }
+}
+
+fn unreachable() -> Unreachable<TypeConfig> {
+    Unreachable::from_string("single-node test: no peers")
+}
+
+impl RaftNetworkV2<TypeConfig> for NoPeer {
+    type SnapshotData = SnapshotData;
+
+    async fn append_entries(
+        &mut self,
+        _rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        Err(RPCError::Unreachable(unreachable()))
+    }
+
+    async fn vote(
+        &mut self,
+        _rpc: VoteRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        Err(RPCError::Unreachable(unreachable()))
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        _vote: VoteOf<TypeConfig>,
+        _snapshot: SnapshotOf<TypeConfig, SnapshotData>,
+        _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        Err(StreamingError::Unreachable(unreachable()))
+    }
+}
+
+/// Starts the node; also returns what the state machine restored, before Raft replays anything.
+async fn start(dir: &Path) -> (Raft<TypeConfig, StateMachine>, StateMachine, Option<u64>) {
+    // openraft's tasks drop their log readers shortly after `shutdown` returns; the directory
+    // lock is free once the last one is gone (a new process would not wait at all).
+    let mut attempts = 0;
+    let log = loop {
+        match LogStore::<TypeConfig>::open(dir.join("log"), WalOptions { segment_size: 64 << 10, preallocate: true }) {
+            Ok(log) => break log,
+            Err(ahnlich_raft::wal::WalError::Locked { .. }) if attempts < 200 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            Err(e) => panic!("open log: {e}"),
+        }
+    };
+    let purged = log.wal().bounds().purged.map(|p| p.index);
+    let sm = StateMachine::open(&dir.join("snapshots"), Limits::default(), purged).expect("open state machine");
+    let restored = sm.last_applied().map(|l| l.index);
+    let config = Config {
+        heartbeat_interval: 50,
+        election_timeout_min: 150,
+        election_timeout_max: 300,
+        snapshot_policy: SnapshotPolicy::Never,
+        max_in_snapshot_log_to_keep: 0,
+        ..Default::default()
+    };
+    let raft =
+        Raft::new(1, Arc::new(config.validate().expect("config")), NoPeers, log, sm.clone()).await.expect("raft");
+    (raft, sm, restored)
+}
+
+/// The last log index covered by the newest snapshot file in `dir`.
+fn newest_snapshot_index(dir: &Path) -> Option<u64> {
+    let names = std::fs::read_dir(dir).ok()?;
+    names.filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".snap")?.split('-').next()?.parse().ok()).max()
+}
+
+fn random_command(rng: &mut SimRng) -> Command {
+    let store = StoreRef::public(["a", "b"][rng.below(2) as usize]);
+    let key = |rng: &mut SimRng| (0..3).map(|_| rng.below(7) as f32 - 3.0).collect::<Vec<f32>>();
+    let value =
+        |rng: &mut SimRng| Metadata::from([("c".to_string(), MetadataValue::RawString(rng.below(3).to_string()))]);
+    let cond = |rng: &mut SimRng| {
+        Condition::Value(Predicate::Equals {
+            key: "c".into(),
+            value: MetadataValue::RawString(rng.below(3).to_string()),
+        })
+    };
+    match rng.below(9) {
+        0 => Command::CreateStore {
+            store,
+            dimension: 3,
+            predicates: vec!["c".into()],
+            non_linear: vec![NonLinearIndex::Hnsw(HnswConfig { m: 4, ef_construction: 16, ..HnswConfig::default() })],
+            error_if_exists: rng.coin(),
+        },
+        1..=4 => Command::Set {
+            store,
+            entries: (0..rng.below(10)).map(|_| Entry { key: key(rng), value: value(rng) }).collect(),
+        },
+        // A wrong dimension: a user error that must come back as the response.
+        5 => Command::Set { store, entries: vec![Entry { key: vec![1.0], value: Metadata::new() }] },
+        6 => Command::DelKey { store, keys: (0..3).map(|_| key(rng)).collect() },
+        7 => Command::Upsert {
+            store,
+            condition: cond(rng),
+            new_key: None,
+            new_value: Some(value(rng)),
+            merge_metadata: true,
+        },
+        _ => Command::DelPred { store, condition: cond(rng) },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_with_snapshots_recover_the_state_of_a_node_that_never_restarted() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let reference = Engine::default();
+    let mut rng = SimRng::new(2024);
+    let mut user_errors = 0;
+    let mut last_index = 0;
+    let mut snapshot_at: Option<u64> = None;
+    for round in 0..5 {
+        let (raft, sm, restored) = start(dir.path()).await;
+        // Opening restores the newest snapshot on disk before openraft replays the log after it.
+        let newest = newest_snapshot_index(&dir.path().join("snapshots"));
+        assert_eq!(restored, newest, "round {round}: restored from the newest snapshot");
+        assert!(newest >= snapshot_at, "round {round}: a triggered snapshot is on disk");
+        if round == 0 {
+            raft.initialize(BTreeMap::from([(1u64, BasicNode::default())])).await.expect("initialize");
+        }
+        raft.wait(Some(Duration::from_secs(10))).state(ServerState::Leader, "leader").await.expect("leader");
+        raft.wait(Some(Duration::from_secs(10)))
+            .applied_index_at_least(Some(last_index), "replayed")
+            .await
+            .expect("replay committed entries");
+        assert_eq!(sm.engine().digest(), reference.digest(), "round {round}: recovered state differs");
+
+        for _ in 0..40 + rng.below(80) {
+            let cmd = random_command(&mut rng);
+            let response = raft.client_write(cmd.clone()).await.expect("client write");
+            let expected = reference.apply(&cmd);
+            user_errors += usize::from(expected.is_err());
+            assert_eq!(response.data, expected, "round {round}: {cmd}");
+            last_index = response.log_id.index;
+            if rng.below(25) == 0 {
+                raft.trigger().snapshot().await.expect("trigger snapshot");
+                raft.wait(Some(Duration::from_secs(10)))
+                    .metrics(|m| m.snapshot.is_some_and(|s| s.index == last_index), "snapshot built")
+                    .await
+                    .expect("snapshot");
+                snapshot_at = Some(last_index);
+            }
+        }
+        assert_eq!(sm.engine().digest(), reference.digest());
+        raft.shutdown().await.expect("shutdown");
+        drop((raft, sm));
+    }
+    assert!(user_errors > 10, "the run mixed in user errors ({user_errors})");
+    let snapshots = std::fs::read_dir(dir.path().join("snapshots")).expect("dir").count();
+    assert!(snapshots >= 1, "snapshots were taken");
+}
