@@ -150,7 +150,7 @@ async fn restarts_with_snapshots_recover_the_state_of_a_node_that_never_restarte
     let mut user_errors = 0;
     let mut last_index = 0;
     let mut snapshot_at: Option<u64> = None;
-    for round in 0..5 {
+    for round in 0..8 {
         let (raft, sm, restored) = start(dir.path()).await;
         // Opening restores the newest snapshot on disk before openraft replays the log after it.
         let newest = newest_snapshot_index(&dir.path().join("snapshots"));
@@ -166,7 +166,7 @@ async fn restarts_with_snapshots_recover_the_state_of_a_node_that_never_restarte
             .expect("replay committed entries");
         assert_eq!(sm.engine().digest(), reference.digest(), "round {round}: recovered state differs");
 
-        for _ in 0..40 + rng.below(80) {
+        for _ in 0..200 + rng.below(300) {
             let cmd = random_command(&mut rng);
             let response = raft.client_write(cmd.clone()).await.expect("client write");
             let expected = reference.apply(&cmd);
@@ -183,6 +183,27 @@ async fn restarts_with_snapshots_recover_the_state_of_a_node_that_never_restarte
             }
         }
         assert_eq!(sm.engine().digest(), reference.digest());
+        // A duplicate CreateStore with error_if_exists answers AlreadyExists, and the next
+        // command applies normally.
+        let dup = Command::CreateStore {
+            store: StoreRef::public("dup"),
+            dimension: 2,
+            predicates: vec![],
+            non_linear: vec![],
+            error_if_exists: true,
+        };
+        let first = raft.client_write(dup.clone()).await.expect("write").data;
+        let second = raft.client_write(dup.clone()).await.expect("write").data;
+        assert_eq!(first.is_ok(), round == 0, "round {round}");
+        assert_eq!(second.map_err(|e| e.code()), Err(ahnlich_raft::engine::ErrorCode::AlreadyExists));
+        reference.apply(&dup).ok();
+        let next = Command::Set {
+            store: StoreRef::public("dup"),
+            entries: vec![Entry { key: vec![round as f32, 0.0], value: Metadata::new() }],
+        };
+        let applied = raft.client_write(next.clone()).await.expect("write");
+        assert_eq!(applied.data, reference.apply(&next));
+        last_index = applied.log_id.index;
         raft.shutdown().await.expect("shutdown");
         drop((raft, sm));
     }
