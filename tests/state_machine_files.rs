@@ -4,7 +4,6 @@
 use ahnlich_raft::engine::{Command, Engine, Entry, Limits, Metadata, StoreRef};
 use ahnlich_raft::raft::codec::log_id;
 use ahnlich_raft::raft::state_machine::{StartError, StateMachine};
-use ahnlich_raft::raft::types::TypeConfig;
 use futures_util::stream;
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder};
