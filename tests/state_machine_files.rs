@@ -94,3 +94,21 @@ async fn a_damaged_newest_snapshot_falls_back_only_when_the_log_covers_the_gap()
     reference.apply(&set(10, 0.0)).expect("set");
     assert_eq!(sm.engine().digest(), reference.digest());
 }
+
+#[tokio::test]
+async fn a_snapshot_holds_exactly_the_state_at_capture() {
+    let dir = TempDir::new().expect("tempdir");
+    let mut sm = StateMachine::open(dir.path(), Limits::default(), None).expect("open");
+    apply(&mut sm, 1, vec![create(), set(50, 0.0)]).await;
+    let at_capture = sm.engine().digest();
+    let mut builder = sm.get_snapshot_builder().await;
+    // Writes applied while the snapshot is still to be written must not leak into it.
+    apply(&mut sm, 3, vec![set(50, 1000.0), Command::ClearStore { store: StoreRef::public("s") }]).await;
+    let after = sm.engine().digest();
+    assert_ne!(after, at_capture);
+    let built = builder.build_snapshot().await.expect("build");
+    assert_eq!(built.meta.last_log_id, Some(log_id(1, 2)));
+    let restored = Engine::restore(built.snapshot.image().expect("image"), Limits::default()).expect("restore");
+    assert_eq!(restored.digest(), at_capture, "the snapshot is the state at capture");
+    assert_eq!(sm.engine().digest(), after, "the live state kept the later writes");
+}

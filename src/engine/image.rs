@@ -420,11 +420,31 @@ fn restore_hnsw(g: &ArchivedHnswImage, slots: usize) -> Result<Hnsw, String> {
     Ok(Hnsw { config, nodes, node_of_slot, entry })
 }
 
-impl Engine {
-    /// A copy of the whole state as an image. Holds each store's read lock while copying it.
+/// The engine's state at one instant, held by reference (see [`Engine::capture`]).
+pub struct Capture {
+    stores: Vec<(String, String, Arc<Store>)>,
+}
+
+impl Capture {
+    /// The captured state as an image (a copy; run it off the apply path).
     pub fn image(&self) -> EngineImage {
+        EngineImage { stores: self.stores.iter().map(|(schema, name, s)| s.image(schema, name)).collect() }
+    }
+}
+
+impl Engine {
+    /// The state as it is now, by reference: one `Arc` clone per store. Later writes copy the
+    /// stores they touch instead of changing what the capture holds.
+    pub fn capture(&self) -> Capture {
         let stores = read(&self.stores);
-        EngineImage { stores: stores.iter().map(|((schema, name), s)| read(s).image(schema, name)).collect() }
+        Capture {
+            stores: stores.iter().map(|((schema, name), s)| (schema.clone(), name.clone(), read(s).clone())).collect(),
+        }
+    }
+
+    /// A copy of the whole state as an image.
+    pub fn image(&self) -> EngineImage {
+        self.capture().image()
     }
 
     /// An engine with `limits` holding the state of an archived image.
@@ -435,7 +455,7 @@ impl Engine {
             let store = Store::restore(s)?;
             used += store.bytes();
             let key = (s.schema.as_str().to_owned(), s.name.as_str().to_owned());
-            if stores.insert(key, Arc::new(RwLock::new(store))).is_some() {
+            if stores.insert(key, Arc::new(RwLock::new(Arc::new(store)))).is_some() {
                 return Err(format!("store {}.{} appears twice", s.schema, s.name));
             }
         }

@@ -14,6 +14,9 @@
 //!   another, held only to find a store. Reads of one store never wait for writes to another,
 //!   and reads of one store run in parallel. Mutations are applied one at a time (as a Raft
 //!   state machine applies them anyway).
+//! - **Snapshots.** [`Engine::capture`] takes the state as it is now by cloning one `Arc` per
+//!   store: nothing waits on it. A store written while a capture still holds it is copied once
+//!   (copy-on-write at store granularity), so the capture never sees a later write.
 //! - **Input rules.** Key components must be finite (NaN and ±∞ are InvalidArgument), names
 //!   and metadata keys non-empty, dimensions in `1..=Limits::max_dimension`, conditions at most
 //!   `Limits::max_condition_depth` deep, `closest_n` positive (fewer results come back when the
@@ -36,7 +39,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use self::command::{Command, Query, Response};
 pub use self::error::{EngineError, ErrorCode};
-pub use self::image::{ArchivedEngineImage, EngineImage};
+pub use self::image::{ArchivedEngineImage, Capture, EngineImage};
 pub use self::store::{ENTRY_OVERHEAD, Store, StoreInfo};
 pub use self::types::{
     Algorithm, Condition, DEFAULT_SCHEMA, Entry, HnswConfig, Metadata, MetadataValue, Metric, NonLinearIndex,
@@ -64,11 +67,15 @@ impl Default for Limits {
 
 type StoreKey = (String, String);
 
+/// A store behind its lock. The `Arc` inside lets a snapshot capture the store by reference;
+/// a write to a captured store copies it first (`Arc::make_mut`), once per capture.
+type SharedStore = Arc<RwLock<Arc<Store>>>;
+
 /// The engine: every schema and store.
 #[derive(Default)]
 pub struct Engine {
     limits: Limits,
-    stores: RwLock<BTreeMap<StoreKey, Arc<RwLock<Store>>>>,
+    stores: RwLock<BTreeMap<StoreKey, SharedStore>>,
     writes: Mutex<()>,
     used_bytes: Mutex<usize>,
 }
@@ -105,7 +112,7 @@ impl Engine {
         *lock(&self.used_bytes)
     }
 
-    fn store(&self, r: &StoreRef) -> Result<Arc<RwLock<Store>>, EngineError> {
+    fn store(&self, r: &StoreRef) -> Result<SharedStore, EngineError> {
         self.check_store_ref(r)?;
         read(&self.stores).get(&key_of(r)).cloned().ok_or_else(|| EngineError::StoreNotFound(r.clone()))
     }
@@ -235,7 +242,7 @@ impl Engine {
                 let mut stores = write(&self.stores);
                 stores
                     .entry(key_of(store))
-                    .or_insert_with(|| Arc::new(RwLock::new(Store::new(*dimension, predicates, non_linear))));
+                    .or_insert_with(|| Arc::new(RwLock::new(Arc::new(Store::new(*dimension, predicates, non_linear)))));
                 Response::Unit
             }
             Command::CreatePredIndex { store, predicates } => {
@@ -303,9 +310,10 @@ impl Engine {
         let Some(store) = read(&self.stores).get(&key_of(r)).cloned() else {
             return Response::Count(0);
         };
-        let mut s = write(&store);
+        let mut guard = write(&store);
+        let s = Arc::make_mut(&mut guard);
         let before = s.bytes();
-        let response = f(&mut s);
+        let response = f(s);
         let after = s.bytes();
         let mut used = lock(&self.used_bytes);
         *used = *used - before + after;

@@ -4,10 +4,12 @@
 //!   with the command's own result, user errors included: a user error is a response, the same
 //!   on every replica, and never stops the node. Only an undecodable entry (surfacing from the
 //!   log reader) or real I/O failure is an error here.
-//! - A snapshot is captured in `get_snapshot_builder` (between two applies, so it is exactly
-//!   the state at `last_applied`) and written by the builder on a blocking thread: temporary
-//!   file, fsync, rename, directory fsync. openraft purges the log only after the builder
-//!   returns, so the log is never purged past a snapshot that is not durable.
+//! - A snapshot is captured in `get_snapshot_builder`, between two applies, so it is exactly
+//!   the state at `last_applied`. The capture clones one `Arc` per store and stalls nothing;
+//!   the builder copies and writes it on a blocking thread (temporary file, fsync, rename,
+//!   directory fsync) while applies go on. A store written before the builder is done is
+//!   copied once by that write (copy-on-write per store). openraft purges the log only after
+//!   the builder returns, so the log is never purged past a snapshot that is not durable.
 //! - `SnapshotData` is a handle to a checked, mapped snapshot file, never a copy in memory.
 //!   `install_snapshot` makes the file durable under its final name first and only then swaps
 //!   the engine: a crash in between leaves the old snapshot as the newest, never a mix.
@@ -15,9 +17,9 @@
 //!   older one is used only when the log still holds every entry after it (nothing past it was
 //!   purged); otherwise the node refuses to start and the error names the damaged file.
 //!
-//! Capture cost: `Engine::image` copies each store under its read lock (writes to that store
-//! wait for the copy; about 0.3 s per 512 MB of vectors measured here). Copy-on-write chunks
-//! would make it a few pointer copies; not done yet.
+//! Cost of copy-on-write per store: a write that lands on a store while its snapshot is being
+//! written pays one copy of that store (about 0.3 s per 512 MB of vectors here). Copy-on-write
+//! per chunk of the vector arena would bound that to the chunks written; not done yet.
 
 use std::io;
 use std::path::Path;
@@ -30,7 +32,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 
 use super::codec::{LogIdStd, decode_snapshot_meta, encode_snapshot_meta};
 use super::types::TypeConfig;
-use crate::engine::{Engine, EngineImage, Limits, Response};
+use crate::engine::{Capture, Engine, Limits, Response};
 use crate::snapshot::{MappedSnapshot, SnapshotError, SnapshotId, SnapshotStore};
 
 /// A snapshot as openraft passes it around: the checked, mapped file.
@@ -142,7 +144,7 @@ impl StateMachine {
 /// Writes a captured state as a snapshot file.
 pub struct SnapshotBuilder {
     shared: Arc<Shared>,
-    image: Option<EngineImage>,
+    capture: Option<Capture>,
     meta: SnapshotMetaOf<TypeConfig>,
 }
 
@@ -150,7 +152,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, SnapshotData>, io::Error> {
-        let image = self.image.take().ok_or_else(|| other("snapshot builder used twice"))?;
+        let capture = self.capture.take().ok_or_else(|| other("snapshot builder used twice"))?;
         let meta = self.meta.clone();
         let shared = self.shared.clone();
         let id = SnapshotId {
@@ -159,6 +161,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let meta_bytes = encode_snapshot_meta(&meta);
         let snap = blocking(move || {
+            let image = capture.image();
+            drop(capture);
             let path = shared.snapshots.write(id, &meta_bytes, &image).map_err(other)?;
             let snap = Arc::new(MappedSnapshot::open(&path, id).map_err(other)?);
             *lock(&shared.current) = Some(snap.clone());
@@ -207,7 +211,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let meta =
             SnapshotMetaOf::<TypeConfig> { last_log_id: applied.last, last_membership: applied.membership.clone() };
         drop(applied);
-        SnapshotBuilder { shared: self.shared.clone(), image: Some(engine.image()), meta }
+        SnapshotBuilder { shared: self.shared.clone(), capture: Some(engine.capture()), meta }
     }
 
     async fn install_snapshot(
