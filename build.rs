@@ -1,5 +1,23 @@
 //! Generates the Rust types for `proto/` with a vendored `protoc`, so a fresh machine needs
-//! nothing but a Rust toolchain.
+//! nothing but a Rust toolchain: our own log and command encodings (prost), and Ahnlich's DB
+//! API with its gRPC service (tonic).
+
+const AHNLICH: &[&str] = &[
+    "proto/ahnlich/metadata.proto",
+    "proto/ahnlich/keyval.proto",
+    "proto/ahnlich/predicates.proto",
+    "proto/ahnlich/similarity.proto",
+    "proto/ahnlich/client.proto",
+    "proto/ahnlich/server_types.proto",
+    "proto/ahnlich/algorithm/algorithms.proto",
+    "proto/ahnlich/algorithm/nonlinear.proto",
+    "proto/ahnlich/shared/info.proto",
+    "proto/ahnlich/shared/cluster.proto",
+    "proto/ahnlich/db/query.proto",
+    "proto/ahnlich/db/server.proto",
+    "proto/ahnlich/db/pipeline.proto",
+    "proto/ahnlich/services/db_service.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
@@ -8,5 +26,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     prost_build::Config::new()
         .compile_protos(&["proto/ahnlich_raft/log.proto", "proto/ahnlich_raft/command.proto"], &["proto"])?;
+    tonic_prost_build::configure().build_server(true).build_client(true).compile_protos(AHNLICH, &["proto"])?;
     Ok(())
 }

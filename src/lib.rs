@@ -26,4 +26,38 @@ pub mod proto {
     pub mod command {
         include!(concat!(env!("OUT_DIR"), "/ahnlich_raft.command.rs"));
     }
+
+    /// Ahnlich's public DB API (`proto/ahnlich/`), one module per protobuf package.
+    #[allow(missing_docs, clippy::all)]
+    pub mod ahnlich {
+        macro_rules! package {
+            ($name:ident, $file:literal) => {
+                pub mod $name {
+                    include!(concat!(env!("OUT_DIR"), "/", $file));
+                }
+            };
+        }
+        package!(metadata, "metadata.rs");
+        package!(keyval, "keyval.rs");
+        package!(predicates, "predicates.rs");
+        package!(similarity, "similarity.rs");
+        package!(client, "client.rs");
+        package!(server_types, "server_types.rs");
+        pub mod algorithm {
+            package!(algorithms, "algorithm.algorithms.rs");
+            package!(nonlinear, "algorithm.nonlinear.rs");
+        }
+        pub mod shared {
+            package!(info, "shared.info.rs");
+            package!(cluster, "shared.cluster.rs");
+        }
+        pub mod db {
+            package!(query, "db.query.rs");
+            package!(server, "db.server.rs");
+            package!(pipeline, "db.pipeline.rs");
+        }
+        pub mod services {
+            package!(db_service, "services.db_service.rs");
+        }
+    }
 }
