@@ -10,6 +10,7 @@
 
 pub mod engine;
 pub mod raft;
+pub mod server;
 pub mod snapshot;
 pub mod wal;
 

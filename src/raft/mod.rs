@@ -4,5 +4,6 @@ pub mod codec;
 pub mod command;
 pub mod config;
 pub mod log_store;
+pub mod network;
 pub mod state_machine;
 pub mod types;

@@ -222,7 +222,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Wal {
     shared: Arc<Shared>,
     writer: Option<JoinHandle<()>>,
-    _lock: DirLock,
+    lock: Option<DirLock>,
+    closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Wal {
@@ -296,7 +297,12 @@ impl Wal {
             .name("wal-writer".into())
             .spawn(move || w.run())
             .map_err(io_ctx("starting the WAL writer thread".into()))?;
-        Ok(Self { shared, writer: Some(writer), _lock: dir_lock })
+        Ok(Self {
+            shared,
+            writer: Some(writer),
+            lock: Some(dir_lock),
+            closed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        })
     }
 
     /// Queues `entries` (contiguous, continuing the log) and returns once they are readable;
@@ -453,6 +459,14 @@ impl Wal {
     }
 }
 
+impl Wal {
+    /// A flag that turns true once this log is fully closed: its writer stopped and its
+    /// directory unlocked (so another open in this process can succeed).
+    pub fn closed_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.closed.clone()
+    }
+}
+
 impl Drop for Wal {
     fn drop(&mut self) {
         lock(&self.shared.state).closing = true;
@@ -460,6 +474,8 @@ impl Drop for Wal {
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
+        drop(self.lock.take());
+        self.closed.store(true, std::sync::atomic::Ordering::Release);
     }
 }
 

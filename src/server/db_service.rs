@@ -1,0 +1,490 @@
+//! Ahnlich's `services.db_service.DBService` on a Raft node.
+//!
+//! - Writes are checked against the current state first ([`Engine::validate`]): a bad write is
+//!   answered at once and never proposed. A good one is proposed through Raft and answered
+//!   with the result its application produced (which may still be a user error, the same on
+//!   every replica).
+//! - Reads are linearizable: the node confirms its leadership and waits until it has applied
+//!   the read index, then answers from its engine.
+//! - `Pipeline` runs its queries in order; each slot gets its own result or error, and one
+//!   failing query does not stop the others.
+//!
+//! This node serves as the leader of its own cluster; forwarding from followers arrives with
+//! multi-node support.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::{Raft, ReadPolicy, ServerState};
+use tonic::{Request, Response as Reply, Status};
+
+use super::convert::{self, status};
+use crate::engine::{Command, Engine, Query, Response};
+use crate::proto::ahnlich::db::{pipeline as pl, query as q, server as s};
+use crate::proto::ahnlich::services::db_service::db_service_server::DbService;
+use crate::proto::ahnlich::shared::{cluster, info};
+use crate::proto::ahnlich::{client, server_types};
+use crate::raft::state_machine::StateMachine;
+use crate::raft::types::TypeConfig;
+
+/// How long a client counts as connected after its last request.
+const CLIENT_IDLE: Duration = Duration::from_secs(300);
+
+/// The DB API of one node.
+pub struct DbApi {
+    raft: Raft<TypeConfig, StateMachine>,
+    state: StateMachine,
+    address: String,
+    clients: Mutex<BTreeMap<String, (SystemTime, SystemTime)>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("no leader can serve the request right now: {e}"))
+}
+
+fn unexpected(what: &str) -> Status {
+    Status::internal(format!("the engine answered {what} with an unexpected response kind"))
+}
+
+fn count(r: Response, what: &str) -> Result<u64, Status> {
+    match r {
+        Response::Count(n) => Ok(n as u64),
+        _ => Err(unexpected(what)),
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> String {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()).to_string()
+}
+
+impl DbApi {
+    /// The API over `raft` and its state machine, announcing `address`.
+    pub fn new(raft: Raft<TypeConfig, StateMachine>, state: StateMachine, address: String) -> Self {
+        Self { raft, state, address, clients: Mutex::new(BTreeMap::new()) }
+    }
+
+    fn engine(&self) -> std::sync::Arc<Engine> {
+        self.state.engine()
+    }
+
+    fn seen<T>(&self, req: &Request<T>) {
+        if let Some(peer) = req.remote_addr() {
+            let now = SystemTime::now();
+            let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+            clients.entry(peer.to_string()).or_insert((now, now)).1 = now;
+            clients.retain(|_, (_, last)| now.duration_since(*last).unwrap_or_default() < CLIENT_IDLE);
+        }
+    }
+
+    async fn write(&self, cmd: Command) -> Result<Response, Status> {
+        self.engine().validate(&cmd).map_err(status)?;
+        let reply = self.raft.client_write(cmd).await.map_err(unavailable)?;
+        reply.data.map_err(status)
+    }
+
+    async fn read(&self, query: Query) -> Result<Response, Status> {
+        self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await.map_err(unavailable)?;
+        self.engine().query(&query).map_err(status)
+    }
+
+    async fn create_store(&self, r: q::CreateStore) -> Result<s::Unit, Status> {
+        let cmd = Command::CreateStore {
+            store: convert::store_ref(r.schema, r.store),
+            dimension: r.dimension as usize,
+            predicates: r.create_predicates,
+            non_linear: r.non_linear_indices.into_iter().map(convert::non_linear).collect::<Result<_, _>>()?,
+            error_if_exists: r.error_if_exists,
+        };
+        self.write(cmd).await.map(|_| s::Unit {})
+    }
+
+    async fn create_pred_index(&self, r: q::CreatePredIndex) -> Result<s::CreateIndex, Status> {
+        let cmd = Command::CreatePredIndex { store: convert::store_ref(r.schema, r.store), predicates: r.predicates };
+        Ok(s::CreateIndex { created_indexes: count(self.write(cmd).await?, "CreatePredIndex")? })
+    }
+
+    async fn create_non_linear(&self, r: q::CreateNonLinearAlgorithmIndex) -> Result<s::CreateIndex, Status> {
+        let cmd = Command::CreateNonLinearIndex {
+            store: convert::store_ref(r.schema, r.store),
+            indexes: r.non_linear_indices.into_iter().map(convert::non_linear).collect::<Result<_, _>>()?,
+        };
+        Ok(s::CreateIndex { created_indexes: count(self.write(cmd).await?, "CreateNonLinearAlgorithmIndex")? })
+    }
+
+    async fn get_key(&self, r: q::GetKey) -> Result<s::Get, Status> {
+        let query = Query::GetKey { store: convert::store_ref(r.schema, r.store), keys: convert::keys(r.keys) };
+        match self.read(query).await? {
+            Response::Entries(v) => Ok(s::Get { entries: v.into_iter().map(convert::entry_out).collect() }),
+            _ => Err(unexpected("GetKey")),
+        }
+    }
+
+    async fn get_pred(&self, r: q::GetPred) -> Result<s::Get, Status> {
+        let condition = convert::condition(r.condition, "the condition")?;
+        let query = Query::GetPred { store: convert::store_ref(r.schema, r.store), condition };
+        match self.read(query).await? {
+            Response::Entries(v) => Ok(s::Get { entries: v.into_iter().map(convert::entry_out).collect() }),
+            _ => Err(unexpected("GetPred")),
+        }
+    }
+
+    async fn get_sim_n(&self, r: q::GetSimN) -> Result<s::GetSimN, Status> {
+        let query = Query::GetSimN {
+            store: convert::store_ref(r.schema, r.store),
+            search: convert::key(r.search_input, "search_input")?,
+            closest_n: usize::try_from(r.closest_n).unwrap_or(usize::MAX),
+            algorithm: convert::algorithm(r.algorithm, r.ef_search)?,
+            condition: r.condition.map(|c| convert::condition(Some(c), "the condition")).transpose()?,
+        };
+        match self.read(query).await? {
+            Response::Similar(v) => Ok(s::GetSimN {
+                entries: v
+                    .into_iter()
+                    .map(|(e, score)| {
+                        let e = convert::entry_out(e);
+                        s::GetSimNEntry {
+                            key: e.key,
+                            value: e.value,
+                            similarity: Some(crate::proto::ahnlich::similarity::Similarity { value: score }),
+                        }
+                    })
+                    .collect(),
+            }),
+            _ => Err(unexpected("GetSimN")),
+        }
+    }
+
+    async fn get_store(&self, r: q::GetStore) -> Result<s::StoreInfo, Status> {
+        match self.read(Query::GetStore { store: convert::store_ref(r.schema, r.store) }).await? {
+            Response::Store(i) => Ok(convert::store_info_out(i)),
+            _ => Err(unexpected("GetStore")),
+        }
+    }
+
+    async fn list_store_entries(&self, r: q::ListStoreEntries) -> Result<s::ListStoreEntries, Status> {
+        let query = Query::ListStoreEntries {
+            store: convert::store_ref(r.schema, r.store),
+            cursor: r.cursor,
+            limit: r.limit.map_or(100, |l| l as usize),
+            condition: r.condition.map(|c| convert::condition(Some(c), "the condition")).transpose()?,
+        };
+        match self.read(query).await? {
+            Response::Page { entries, next_cursor } => {
+                Ok(s::ListStoreEntries { entries: entries.into_iter().map(convert::entry_out).collect(), next_cursor })
+            }
+            _ => Err(unexpected("ListStoreEntries")),
+        }
+    }
+
+    async fn set(&self, r: q::Set) -> Result<s::Set, Status> {
+        let cmd = Command::Set { store: convert::store_ref(r.schema, r.store), entries: convert::entries(r.inputs)? };
+        match self.write(cmd).await? {
+            Response::Set { inserted, updated } => {
+                Ok(s::Set { upsert: Some(info::StoreUpsert { inserted: inserted as u64, updated: updated as u64 }) })
+            }
+            _ => Err(unexpected("Set")),
+        }
+    }
+
+    async fn upsert(&self, r: q::Upsert) -> Result<s::Set, Status> {
+        let cmd = Command::Upsert {
+            store: convert::store_ref(r.schema, r.store),
+            condition: convert::condition(r.condition, "the condition")?,
+            new_key: r.new_key.map(|k| k.key),
+            new_value: r.new_value.map(|v| convert::metadata(Some(v))).transpose()?,
+            merge_metadata: r.merge_metadata,
+        };
+        match self.write(cmd).await? {
+            Response::Set { inserted, updated } => {
+                Ok(s::Set { upsert: Some(info::StoreUpsert { inserted: inserted as u64, updated: updated as u64 }) })
+            }
+            _ => Err(unexpected("Upsert")),
+        }
+    }
+
+    async fn deleted(&self, cmd: Command) -> Result<s::Del, Status> {
+        let name = cmd.name();
+        Ok(s::Del { deleted_count: count(self.write(cmd).await?, name)? })
+    }
+
+    async fn drop_pred_index(&self, r: q::DropPredIndex) -> Result<s::Del, Status> {
+        self.deleted(Command::DropPredIndex {
+            store: convert::store_ref(r.schema, r.store),
+            predicates: r.predicates,
+            error_if_not_exists: r.error_if_not_exists,
+        })
+        .await
+    }
+
+    async fn drop_non_linear(&self, r: q::DropNonLinearAlgorithmIndex) -> Result<s::Del, Status> {
+        self.deleted(Command::DropNonLinearIndex {
+            store: convert::store_ref(r.schema, r.store),
+            kinds: r.non_linear_indices.into_iter().map(convert::non_linear_kind).collect::<Result<_, _>>()?,
+            error_if_not_exists: r.error_if_not_exists,
+        })
+        .await
+    }
+
+    async fn del_key(&self, r: q::DelKey) -> Result<s::Del, Status> {
+        self.deleted(Command::DelKey { store: convert::store_ref(r.schema, r.store), keys: convert::keys(r.keys) })
+            .await
+    }
+
+    async fn del_pred(&self, r: q::DelPred) -> Result<s::Del, Status> {
+        let condition = convert::condition(r.condition, "the condition")?;
+        self.deleted(Command::DelPred { store: convert::store_ref(r.schema, r.store), condition }).await
+    }
+
+    async fn drop_store(&self, r: q::DropStore) -> Result<s::Del, Status> {
+        let store = convert::store_ref(r.schema, r.store);
+        self.deleted(Command::DropStore { store, error_if_not_exists: r.error_if_not_exists }).await
+    }
+
+    async fn drop_schema(&self, r: q::DropSchema) -> Result<s::Del, Status> {
+        self.deleted(Command::DropSchema { schema: r.schema }).await
+    }
+
+    async fn clear_store(&self, r: q::ClearStore) -> Result<s::Del, Status> {
+        self.deleted(Command::ClearStore { store: convert::store_ref(r.schema, r.store) }).await
+    }
+
+    fn list_clients(&self) -> s::ClientList {
+        let clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        s::ClientList {
+            clients: clients
+                .iter()
+                .map(|(address, (first, _))| client::ConnectedClient {
+                    address: address.clone(),
+                    time_connected: unix_seconds(*first),
+                })
+                .collect(),
+        }
+    }
+
+    async fn list_stores(&self, r: q::ListStores) -> Result<s::StoreList, Status> {
+        match self.read(Query::ListStores { schema: r.schema }).await? {
+            Response::Stores(v) => Ok(s::StoreList { stores: v.into_iter().map(convert::store_info_out).collect() }),
+            _ => Err(unexpected("ListStores")),
+        }
+    }
+
+    fn info_server(&self) -> s::InfoServer {
+        let engine = self.engine();
+        let limit = engine.limits().max_memory_bytes.map_or(u64::MAX, |l| l as u64);
+        s::InfoServer {
+            info: Some(info::ServerInfo {
+                address: self.address.clone(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                r#type: server_types::ServerType::Database as i32,
+                limit,
+                remaining: limit.saturating_sub(engine.used_bytes() as u64),
+            }),
+        }
+    }
+
+    fn cluster_info(&self) -> cluster::ClusterInfoResponse {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        let nodes = membership
+            .nodes()
+            .map(|(id, node)| {
+                let role = if m.current_leader == Some(*id) {
+                    cluster::NodeRole::Leader
+                } else if voters.contains(id) {
+                    cluster::NodeRole::Follower
+                } else {
+                    cluster::NodeRole::Learner
+                };
+                let health = if *id == m.id && m.state != ServerState::Shutdown {
+                    cluster::NodeHealthStatus::Healthy
+                } else {
+                    match m.replication.as_ref().and_then(|r| r.get(id)) {
+                        Some(Some(_)) => cluster::NodeHealthStatus::Healthy,
+                        Some(None) => cluster::NodeHealthStatus::Unreachable,
+                        None => cluster::NodeHealthStatus::Unspecified,
+                    }
+                };
+                cluster::ClusterNode {
+                    node_id: *id,
+                    addr: node.addr.clone(),
+                    role: role as i32,
+                    health: health as i32,
+                    term: Some(m.current_term),
+                    commit_index: m.last_applied.map(|l| l.index),
+                }
+            })
+            .collect();
+        cluster::ClusterInfoResponse { nodes }
+    }
+
+    async fn one(&self, query: pl::DbQuery) -> pl::DbServerResponse {
+        use pl::db_query::Query as In;
+        use pl::db_server_response::Response as Out;
+        let result: Result<Out, Status> = match query.query {
+            None => Err(Status::invalid_argument("a pipeline query has no kind set")),
+            Some(In::CreateStore(r)) => self.create_store(r).await.map(Out::Unit),
+            Some(In::GetKey(r)) => self.get_key(r).await.map(Out::Get),
+            Some(In::GetPred(r)) => self.get_pred(r).await.map(Out::Get),
+            Some(In::GetSimN(r)) => self.get_sim_n(r).await.map(Out::GetSimN),
+            Some(In::CreatePredIndex(r)) => self.create_pred_index(r).await.map(Out::CreateIndex),
+            Some(In::CreateNonLinearAlgorithmIndex(r)) => self.create_non_linear(r).await.map(Out::CreateIndex),
+            Some(In::DropPredIndex(r)) => self.drop_pred_index(r).await.map(Out::Del),
+            Some(In::DropNonLinearAlgorithmIndex(r)) => self.drop_non_linear(r).await.map(Out::Del),
+            Some(In::Set(r)) => self.set(r).await.map(Out::Set),
+            Some(In::DelKey(r)) => self.del_key(r).await.map(Out::Del),
+            Some(In::DelPred(r)) => self.del_pred(r).await.map(Out::Del),
+            Some(In::DropStore(r)) => self.drop_store(r).await.map(Out::Del),
+            Some(In::InfoServer(_)) => Ok(Out::InfoServer(self.info_server())),
+            Some(In::ListStores(r)) => self.list_stores(r).await.map(Out::StoreList),
+            Some(In::ListClients(_)) => Ok(Out::ClientList(self.list_clients())),
+            Some(In::Ping(_)) => Ok(Out::Pong(s::Pong {})),
+            Some(In::GetStore(r)) => self.get_store(r).await.map(Out::StoreInfo),
+            Some(In::ClusterInfo(_)) => Ok(Out::ClusterInfo(self.cluster_info())),
+            Some(In::DropSchema(r)) => self.drop_schema(r).await.map(Out::Del),
+            Some(In::Upsert(r)) => self.upsert(r).await.map(Out::Set),
+            Some(In::ListStoreEntries(r)) => self.list_store_entries(r).await.map(Out::ListStoreEntries),
+            Some(In::ClearStore(r)) => self.clear_store(r).await.map(Out::Del),
+        };
+        let response = result.unwrap_or_else(|e| {
+            Out::Error(info::ErrorResponse { message: e.message().to_string(), code: e.code() as i32 })
+        });
+        pl::DbServerResponse { response: Some(response) }
+    }
+}
+
+#[tonic::async_trait]
+impl DbService for DbApi {
+    async fn create_store(&self, request: Request<q::CreateStore>) -> Result<Reply<s::Unit>, Status> {
+        self.seen(&request);
+        DbApi::create_store(self, request.into_inner()).await.map(Reply::new)
+    }
+
+    async fn create_pred_index(&self, request: Request<q::CreatePredIndex>) -> Result<Reply<s::CreateIndex>, Status> {
+        self.seen(&request);
+        DbApi::create_pred_index(self, request.into_inner()).await.map(Reply::new)
+    }
+
+    async fn create_non_linear_algorithm_index(
+        &self,
+        request: Request<q::CreateNonLinearAlgorithmIndex>,
+    ) -> Result<Reply<s::CreateIndex>, Status> {
+        self.seen(&request);
+        self.create_non_linear(request.into_inner()).await.map(Reply::new)
+    }
+
+    async fn get_key(&self, request: Request<q::GetKey>) -> Result<Reply<s::Get>, Status> {
+        self.seen(&request);
+        DbApi::get_key(self, request.into_inner()).await.map(Reply::new)
+    }
+
+    async fn get_pred(&self, request: Request<q::GetPred>) -> Result<Reply<s::Get>, Status> {
+        self.seen(&request);
+        DbApi::get_pred(self, request.into_inner()).await.map(Reply::new)
+    }
+
+    async fn get_sim_n(&self, request: Request<q::GetSimN>) -> Result<Reply<s::GetSimN>, Status> {
+        self.seen(&request);
+        DbApi::get_sim_n(self, request.into_inner()).await.map(Reply::new)
+    }
+
+    async fn get_store(&self, request: Request<q::GetStore>) -> Result<Reply<s::StoreInfo>, Status> {
+        self.seen(&request);
+        DbApi::get_store(self, request.into_inner()).await.map(Reply::new)
+    }
+
+    async fn list_store_entries(
+        &self,
+        request: Request<q::ListStoreEntries>,
+    ) -> Result<Reply<s::ListStoreEntries>, Status> {
+        self.seen(&request);
+        DbApi::list_store_entries(self, request.into_inner()).await.map(Reply::new)
+    }
+
+    async fn set(&self, request: Request<q::Set>) -> Result<Reply<s::Set>, Status> {
+        self.seen(&request);
+        DbApi::set(self, request.into_inner()).await.map(Reply::new)
+    }
+
+    async fn upsert(&self, request: Request<q::Upsert>) -> Result<Reply<s::Set>, Status> {
+        self.seen(&request);
+        DbApi::upsert(self, request.into_inner()).await.map(Reply::new)
+    }
+
+    async fn drop_pred_index(&self, request: Request<q::DropPredIndex>) -> Result<Reply<s::Del>, Status> {
+        self.seen(&request);
+        DbApi::drop_pred_index(self, request.into_inner()).await.map(Reply::new)
+    }
+
+    async fn drop_non_linear_algorithm_index(
+        &self,
+        request: Request<q::DropNonLinearAlgorithmIndex>,
+    ) -> Result<Reply<s::Del>, Status> {
+        self.seen(&request);
+        self.drop_non_linear(request.into_inner()).await.map(Reply::new)
+    }
+
+    async fn del_key(&self, request: Request<q::DelKey>) -> Result<Reply<s::Del>, Status> {
+        self.seen(&request);
+        DbApi::del_key(self, request.into_inner()).await.map(Reply::new)
+    }
+
+    async fn del_pred(&self, request: Request<q::DelPred>) -> Result<Reply<s::Del>, Status> {
+        self.seen(&request);
+        DbApi::del_pred(self, request.into_inner()).await.map(Reply::new)
+    }
+
+    async fn drop_store(&self, request: Request<q::DropStore>) -> Result<Reply<s::Del>, Status> {
+        self.seen(&request);
+        DbApi::drop_store(self, request.into_inner()).await.map(Reply::new)
+    }
+
+    async fn drop_schema(&self, request: Request<q::DropSchema>) -> Result<Reply<s::Del>, Status> {
+        self.seen(&request);
+        DbApi::drop_schema(self, request.into_inner()).await.map(Reply::new)
+    }
+
+    async fn clear_store(&self, request: Request<q::ClearStore>) -> Result<Reply<s::Del>, Status> {
+        self.seen(&request);
+        DbApi::clear_store(self, request.into_inner()).await.map(Reply::new)
+    }
+
+    async fn list_clients(&self, request: Request<q::ListClients>) -> Result<Reply<s::ClientList>, Status> {
+        self.seen(&request);
+        Ok(Reply::new(DbApi::list_clients(self)))
+    }
+
+    async fn list_stores(&self, request: Request<q::ListStores>) -> Result<Reply<s::StoreList>, Status> {
+        self.seen(&request);
+        DbApi::list_stores(self, request.into_inner()).await.map(Reply::new)
+    }
+
+    async fn info_server(&self, request: Request<q::InfoServer>) -> Result<Reply<s::InfoServer>, Status> {
+        self.seen(&request);
+        Ok(Reply::new(DbApi::info_server(self)))
+    }
+
+    async fn cluster_info(
+        &self,
+        request: Request<cluster::ClusterInfoQuery>,
+    ) -> Result<Reply<cluster::ClusterInfoResponse>, Status> {
+        self.seen(&request);
+        Ok(Reply::new(DbApi::cluster_info(self)))
+    }
+
+    async fn ping(&self, request: Request<q::Ping>) -> Result<Reply<s::Pong>, Status> {
+        self.seen(&request);
+        Ok(Reply::new(s::Pong {}))
+    }
+
+    async fn pipeline(&self, request: Request<pl::DbRequestPipeline>) -> Result<Reply<pl::DbResponsePipeline>, Status> {
+        self.seen(&request);
+        let mut responses = Vec::new();
+        for query in request.into_inner().queries {
+            responses.push(self.one(query).await);
+        }
+        Ok(Reply::new(pl::DbResponsePipeline { responses }))
+    }
+}
