@@ -11,9 +11,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command as Process, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ahnlich_raft::engine::{
@@ -22,6 +19,7 @@ use ahnlich_raft::engine::{
 };
 use ahnlich_raft::wal::sim_fs::SimRng;
 use openraft::{BasicNode, ServerState};
+use support::child::{AckingChild, ack};
 use support::node::start;
 
 const DIR_ENV: &str = "AHNLICH_RAFT_CRASH_DIR";
@@ -114,12 +112,7 @@ async fn crash_child_node() {
         raft.client_write(command(next)).await.expect("command");
         raft.client_write(marker(next + 1)).await.expect("marker");
         next += 1;
-        {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "ACK {next}");
-            let _ = out.flush();
-        }
+        ack(next);
         if rng.below(20) == 0 {
             raft.trigger().snapshot().await.expect("snapshot");
         }
@@ -129,36 +122,12 @@ async fn crash_child_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_a_node_never_loses_an_acknowledged_command() {
     let dir = tempfile::TempDir::new().expect("tempdir");
-    let exe = std::env::current_exe().expect("test binary");
     let mut rng = SimRng::new(77);
     let mut acked_total = 0u64;
     for kill in 0..KILLS {
-        let mut child = Process::new(&exe)
-            .args(["--exact", "crash_child_node", "--nocapture", "--test-threads=1"])
-            .env(DIR_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn child");
-        let stdout = child.stdout.take().expect("stdout");
-        let acked = Arc::new(Mutex::new(0u64));
-        let reader = {
-            let acked = acked.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if let Some(n) = line.strip_prefix("ACK ").and_then(|s| s.parse::<u64>().ok()) {
-                        let mut a = acked.lock().expect("lock");
-                        *a = (*a).max(n);
-                    }
-                }
-            })
-        };
+        let child = AckingChild::spawn("crash_child_node", &[(DIR_ENV, dir.path().as_os_str())]);
         tokio::time::sleep(Duration::from_millis(400 + rng.below(600))).await;
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap");
-        reader.join().expect("reader");
-        acked_total = acked_total.max(*acked.lock().expect("lock"));
+        acked_total = acked_total.max(child.kill());
 
         let (raft, sm, _) = start(dir.path()).await;
         raft.wait(Some(Duration::from_secs(20))).state(ServerState::Leader, "leader").await.expect("leader");

@@ -4,14 +4,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ahnlich_raft::wal::sim_fs::SimRng;
 use ahnlich_raft::wal::{Wal, WalOptions};
+use support::child::{AckingChild, ack};
 use support::wal_util::{entry, read_all};
 
 const CHILD_DIR_ENV: &str = "AHNLICH_WAL_CRASH_CHILD_DIR";
@@ -41,10 +40,7 @@ fn crash_child_appender() {
             batch,
             Box::new(move |r| {
                 if r.is_ok() {
-                    use std::io::Write;
-                    let mut out = std::io::stdout().lock();
-                    let _ = writeln!(out, "ACK {last}");
-                    let _ = out.flush();
+                    ack(last);
                 }
             }),
         )
@@ -59,39 +55,18 @@ fn crash_child_appender() {
 #[test]
 fn sigkill_never_loses_an_acknowledged_entry() {
     let dir = tempfile::TempDir::new().expect("tempdir");
-    let exe = std::env::current_exe().expect("test binary");
     let mut rng = SimRng::new(0x5eed);
     // term_of[i] is the term of the child that wrote index i, for every acknowledged index.
     let mut acked_terms: Vec<(u64, u64)> = Vec::new();
     for kill in 0..KILLS {
         let term = kill as u64 + 1;
-        let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child_appender", "--nocapture", "--test-threads=1"])
-            .env(CHILD_DIR_ENV, dir.path())
-            .env(CHILD_TERM_ENV, term.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn child");
-        let stdout = child.stdout.take().expect("child stdout");
-        let acked = Arc::new(Mutex::new(0u64));
-        let reader = {
-            let acked = acked.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if let Some(i) = line.strip_prefix("ACK ").and_then(|s| s.parse::<u64>().ok()) {
-                        let mut a = acked.lock().expect("lock");
-                        *a = (*a).max(i);
-                    }
-                }
-            })
-        };
+        let term_text = term.to_string();
+        let child = AckingChild::spawn(
+            "crash_child_appender",
+            &[(CHILD_DIR_ENV, dir.path().as_os_str()), (CHILD_TERM_ENV, OsStr::new(&term_text))],
+        );
         std::thread::sleep(Duration::from_millis(20 + rng.below(150)));
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap");
-        reader.join().expect("reader");
-        let acked_upto = *acked.lock().expect("lock");
+        let acked_upto = child.kill();
 
         let wal = Wal::open(dir.path(), opts()).unwrap_or_else(|e| panic!("kill {kill}: reopen failed: {e}"));
         let entries = read_all(&wal).expect("read");
