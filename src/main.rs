@@ -11,7 +11,8 @@ const USAGE: &str = "\
 usage:
   ahnlich-raft serve [--data-dir DIR] [--listen ADDR] [--node-id N]
       run a node serving the Ahnlich DB API; a fresh data directory becomes a single-node
-      cluster (defaults: --data-dir ./data, --listen 127.0.0.1:1369, --node-id 1)
+      cluster (defaults: --data-dir ./data, --listen 127.0.0.1:1369, --node-id 1);
+      logs go to stderr, level from AHNLICH_RAFT_LOG (default warn)
   ahnlich-raft wal-inspect DIR
       verify a Raft log directory (DIR/log of a node), read-only, and report it
 ";
@@ -68,7 +69,18 @@ fn serve_config(args: &[String]) -> Result<NodeConfig, String> {
     Ok(config)
 }
 
+/// Logs to stderr at the level named by `AHNLICH_RAFT_LOG` (error, warn, info, debug, trace;
+/// default warn, which shows every repair recovery makes and every failure).
+fn init_logging() {
+    let level = std::env::var("AHNLICH_RAFT_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::WARN);
+    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).init();
+}
+
 fn serve(config: NodeConfig) -> ExitCode {
+    init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
