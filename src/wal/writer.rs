@@ -24,8 +24,14 @@ struct Active {
 /// Where an entry written in this batch landed, to move it from `Pending` to `Disk`.
 struct Placed {
     index: u64,
-    payload: Arc<[u8]>,
+    /// Address of the queued payload, to recognise it in the index without cloning the `Arc`
+    /// (the op keeps it alive, so the address cannot be reused, until `publish` is done).
+    payload: usize,
     loc: Loc,
+}
+
+fn address(payload: &Arc<[u8]>) -> usize {
+    Arc::as_ptr(payload) as *const u8 as usize
 }
 
 pub(crate) struct Writer {
@@ -109,10 +115,15 @@ impl Writer {
         for op in ops {
             match op {
                 OpKind::Append(entries) => {
+                    // Check for room once for the whole append when it fits, else per entry.
+                    let bytes: usize = entries.iter().map(|(_, _, p)| RECORD_HEADER_LEN + p.len()).sum();
+                    let fits = self.room_for(bytes);
                     for (index, term, payload) in entries {
-                        self.make_room(payload.len())?;
+                        if !fits {
+                            self.make_room(payload.len())?;
+                        }
                         let loc = self.encode(RecordKind::Entry, *index, *term, payload);
-                        self.placed.push(Placed { index: *index, payload: payload.clone(), loc });
+                        self.placed.push(Placed { index: *index, payload: address(payload), loc });
                         self.written.push(*index, ()).map_err(invalid)?;
                     }
                 }
@@ -163,9 +174,7 @@ impl Writer {
     /// Rotates to a new segment first if a record with `payload_len` bytes would not fit (a
     /// record larger than a whole segment gets a segment of its own, which grows to hold it).
     fn make_room(&mut self, payload_len: usize) -> io::Result<()> {
-        let end = self.batch_start + self.buf.len() as u64;
-        let need = (2 * RECORD_HEADER_LEN + payload_len) as u64; // the record and a seal after it
-        if !self.active.tail.sealed && (!self.active.holds_ops || end + need <= self.segment_size) {
+        if self.room_for(RECORD_HEADER_LEN + payload_len) || (!self.active.tail.sealed && !self.active.holds_ops) {
             return Ok(());
         }
         if !self.active.tail.sealed {
@@ -174,6 +183,12 @@ impl Writer {
             self.active.tail.sealed = true;
         }
         self.open_next_segment()
+    }
+
+    /// Whether `bytes` of records (and a seal after them) fit the active segment as it is.
+    fn room_for(&self, bytes: usize) -> bool {
+        let end = self.batch_start + self.buf.len() as u64;
+        !self.active.tail.sealed && end + (bytes + RECORD_HEADER_LEN) as u64 <= self.segment_size
     }
 
     /// Opens the next segment with the purge point and every metadata value written again at
@@ -220,7 +235,7 @@ impl Writer {
             if let Some(slot) = st.index.get_mut(placed.index) {
                 // The slot may hold a newer entry by now (truncated and re-appended): only the
                 // very payload this batch wrote is replaced.
-                if matches!(&slot.loc, Loc::Pending(p) if Arc::ptr_eq(p, &placed.payload)) {
+                if matches!(&slot.loc, Loc::Pending(p) if address(p) == placed.payload) {
                     slot.loc = placed.loc;
                 }
             }
