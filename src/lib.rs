@@ -4,7 +4,9 @@
 //! - [`engine`]: the Ahnlich data model and every DB operation, pure and deterministic;
 //! - [`wal`]: the segmented, checksummed, group-committed write-ahead log;
 //! - [`snapshot`]: engine state as rkyv snapshot files, mapped back and checked;
-//! - [`raft`]: openraft's storage traits on top of [`wal`].
+//! - [`raft`]: openraft glue: the log store on [`wal`], the state machine on [`engine`] and
+//!   [`snapshot`], the command encoding, the Raft settings and the (single-node) network;
+//! - [`server`]: the Ahnlich DB API over gRPC and the node that serves it.
 
 #![deny(missing_docs)]
 

@@ -1,4 +1,7 @@
-//! openraft glue: the type configuration and the log storage on top of [`crate::wal`].
+//! openraft glue: the type configuration ([`types`]), the log store on [`crate::wal`]
+//! ([`log_store`], [`codec`]), the state machine on [`crate::engine`] and [`crate::snapshot`]
+//! ([`state_machine`], [`command`]), the Raft settings ([`config`]) and the network
+//! ([`network`], single-node for now).
 
 pub mod codec;
 pub mod command;
