@@ -49,7 +49,8 @@ pub use self::types::{
 /// Bounds on what the engine accepts.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// Total bytes (as charged by [`store::entry_bytes`]) all stores may hold; `None`: no cap.
+    /// Total bytes all stores may hold (each entry charged its vector, its metadata and
+    /// [`ENTRY_OVERHEAD`]); `None`: no cap.
     pub max_memory_bytes: Option<usize>,
     /// Largest vector dimension a store may have.
     pub max_dimension: usize,

@@ -20,7 +20,7 @@
 //! segments `00000000000000000001.wal`, `…02.wal`, …, up to four spares
 //! `spare-00000000000000000001.wal`, … (purged segments kept for reuse, or zero-filled files made
 //! ahead of need), and `*.tmp` files being created (removed on open). The byte layout of a
-//! segment is the table in [`format`].
+//! segment is the table in [`mod@format`].
 //!
 //! # Writing
 //! One writer thread owns the active segment. [`Wal::append`] and the other writes put their
