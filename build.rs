@@ -27,5 +27,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     prost_build::Config::new()
         .compile_protos(&["proto/ahnlich_raft/log.proto", "proto/ahnlich_raft/command.proto"], &["proto"])?;
     tonic_prost_build::configure().build_server(true).build_client(true).compile_protos(AHNLICH, &["proto"])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .extern_path(".ahnlich_raft.log", "crate::proto::log")
+        .compile_protos(&["proto/ahnlich_raft/raft.proto", "proto/ahnlich_raft/admin.proto"], &["proto"])?;
     Ok(())
 }

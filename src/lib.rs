@@ -5,11 +5,14 @@
 //! - [`wal`]: the segmented, checksummed, group-committed write-ahead log;
 //! - [`snapshot`]: engine state as rkyv snapshot files, mapped back and checked;
 //! - [`raft`]: openraft glue: the log store on [`wal`], the state machine on [`engine`] and
-//!   [`snapshot`], the command encoding, the Raft settings and the (single-node) network;
-//! - [`server`]: the Ahnlich DB API over gRPC and the node that serves it.
+//!   [`snapshot`], the command and message encodings, the Raft settings and the gRPC network;
+//! - [`server`]: the Ahnlich DB API, the Raft transport and cluster admin over gRPC, and the
+//!   node that serves them;
+//! - [`cli`]: what the `ahnlich-raft` commands do.
 
 #![deny(missing_docs)]
 
+pub mod cli;
 pub mod engine;
 pub mod raft;
 pub mod server;
@@ -28,6 +31,18 @@ pub mod proto {
     #[allow(missing_docs, clippy::all)]
     pub mod command {
         include!(concat!(env!("OUT_DIR"), "/ahnlich_raft.command.rs"));
+    }
+
+    /// The Raft transport between nodes (`proto/ahnlich_raft/raft.proto`).
+    #[allow(missing_docs, clippy::all)]
+    pub mod raft {
+        include!(concat!(env!("OUT_DIR"), "/ahnlich_raft.raft.rs"));
+    }
+
+    /// Cluster administration (`proto/ahnlich_raft/admin.proto`).
+    #[allow(missing_docs, clippy::all)]
+    pub mod admin {
+        include!(concat!(env!("OUT_DIR"), "/ahnlich_raft.admin.rs"));
     }
 
     /// Ahnlich's public DB API (`proto/ahnlich/`), one module per protobuf package.

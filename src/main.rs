@@ -1,33 +1,134 @@
-//! The `ahnlich-raft` command line: `serve` runs a node; `wal-inspect` checks a log directory.
+//! The `ahnlich-raft` command line. This file only parses; the work is in the library
+//! (`ahnlich_raft::cli`, `ahnlich_raft::wal::inspect`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ahnlich_raft::server::node::{Node, NodeConfig};
+use ahnlich_raft::cli::{self, ClusterCommand};
+use ahnlich_raft::server::context::ReadConsistency;
+use ahnlich_raft::server::node::{MAX_MESSAGE_BYTES, NodeConfig};
 use ahnlich_raft::wal::{self, fs::OsFs};
+use clap::{Args, Parser, Subcommand};
 
-const USAGE: &str = "\
-usage:
-  ahnlich-raft serve [--data-dir DIR] [--listen ADDR] [--node-id N]
-      run a node serving the Ahnlich DB API; a fresh data directory becomes a single-node
-      cluster (defaults: --data-dir ./data, --listen 127.0.0.1:1369, --node-id 1);
-      logs go to stderr, level from AHNLICH_RAFT_LOG (default warn)
-  ahnlich-raft wal-inspect DIR
-      verify a Raft log directory (DIR/log of a node), read-only, and report it
-";
+/// A durable, Raft-replicated server for the Ahnlich vector database.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node serving the Ahnlich DB API, the Raft transport and cluster admin on one port.
+    ///
+    /// An empty data directory becomes a single-node cluster at once, unless --join names a
+    /// member to join through; a directory with a log restarts from it. Logs go to stderr at
+    /// the level in AHNLICH_RAFT_LOG (error, warn, info, debug, trace; default warn).
+    Serve(ServeArgs),
+    /// Administer a running cluster through any of its nodes.
+    Cluster {
+        /// Address (host:port) of a node of the cluster.
+        #[arg(long, env = "AHNLICH_RAFT_ADDR", default_value = "127.0.0.1:1369")]
+        addr: String,
+        #[command(subcommand)]
+        command: ClusterCmd,
+    },
+    /// Verify a Raft log directory (DIR/log of a node) read-only and report what it holds.
+    WalInspect {
+        /// The log directory.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Directory holding this node's log, snapshots and id (created if missing; locked).
+    #[arg(long, env = "AHNLICH_RAFT_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, env = "AHNLICH_RAFT_LISTEN", default_value = "127.0.0.1:1369")]
+    listen: SocketAddr,
+    /// Address peers and clients reach this node at (default: the listen address).
+    #[arg(long, env = "AHNLICH_RAFT_ADVERTISE")]
+    advertise: Option<String>,
+    /// This node's id; default: the id stored in the data directory, or a new random one.
+    #[arg(long, visible_alias = "node-id", env = "AHNLICH_RAFT_ID")]
+    id: Option<u64>,
+    /// A member (host:port) to join through when the data directory is empty.
+    #[arg(long, env = "AHNLICH_RAFT_JOIN")]
+    join: Option<String>,
+    /// Default read consistency: `linearizable`, or `local` (fast, possibly stale on a
+    /// follower). A request may ask for either with the `x-ahnlich-read-consistency` header.
+    #[arg(long, env = "AHNLICH_RAFT_READ_CONSISTENCY", default_value = "linearizable")]
+    read_consistency: ReadConsistency,
+    /// Largest client message in bytes; any write accepted can be replicated.
+    #[arg(long, env = "AHNLICH_RAFT_MAX_MESSAGE_BYTES", default_value_t = MAX_MESSAGE_BYTES)]
+    max_message_bytes: usize,
+    /// Take a snapshot after this many log entries (0: only when asked).
+    #[arg(long, env = "AHNLICH_RAFT_SNAPSHOT_EVERY", default_value_t = ahnlich_raft::raft::config::DEFAULT_SNAPSHOT_EVERY)]
+    snapshot_every: u64,
+    /// Log entries kept behind a snapshot for followers that lag a little.
+    #[arg(long, env = "AHNLICH_RAFT_KEEP_BEHIND_SNAPSHOT", default_value_t = 1000)]
+    keep_behind_snapshot: u64,
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Print the node's view: role, term, log position, members and the leader.
+    Status,
+    /// Add a non-voting member and wait until it has caught up.
+    AddLearner {
+        /// The new member's id.
+        #[arg(long)]
+        id: u64,
+        /// The new member's address (host:port).
+        #[arg(long = "node-addr")]
+        node_addr: String,
+    },
+    /// Make learners voters.
+    Promote {
+        /// Ids of the learners.
+        #[arg(required = true)]
+        ids: Vec<u64>,
+    },
+    /// Remove members from the cluster.
+    Remove {
+        /// Ids of the members.
+        #[arg(required = true)]
+        ids: Vec<u64>,
+    },
+    /// Hand leadership to a voter.
+    TransferLeader {
+        /// Id of the voter to lead.
+        #[arg(long)]
+        to: u64,
+    },
+    /// Take a snapshot on the node now (returns once it is durable).
+    Snapshot,
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("serve") => match serve_config(&args[1..]) {
-            Ok(config) => serve(config),
-            Err(e) => {
-                eprint!("error: {e}\n{USAGE}");
-                ExitCode::from(2)
-            }
-        },
-        Some("wal-inspect") if args.len() == 2 => match wal::inspect(&OsFs, &PathBuf::from(&args[1])) {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Cluster { addr, command } => {
+            let command = match command {
+                ClusterCmd::Status => ClusterCommand::Status,
+                ClusterCmd::AddLearner { id, node_addr } => ClusterCommand::AddLearner { id, addr: node_addr },
+                ClusterCmd::Promote { ids } => ClusterCommand::Promote(ids),
+                ClusterCmd::Remove { ids } => ClusterCommand::Remove(ids),
+                ClusterCmd::TransferLeader { to } => ClusterCommand::TransferLeader(to),
+                ClusterCmd::Snapshot => ClusterCommand::Snapshot,
+            };
+            run(async move {
+                let out = cli::cluster(&addr, command).await?;
+                print!("{out}");
+                Ok(())
+            })
+        }
+        Command::WalInspect { dir } => match wal::inspect(&OsFs, &dir) {
             Ok(report) => {
                 print!("{report}");
                 ExitCode::SUCCESS
@@ -37,50 +138,25 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some("-h" | "--help" | "help") => {
-            print!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprint!("{USAGE}");
-            ExitCode::from(2)
-        }
     }
 }
 
-fn serve_config(args: &[String]) -> Result<NodeConfig, String> {
-    let mut config = NodeConfig::new("data", SocketAddr::from(([127, 0, 0, 1], 1369)));
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--data-dir" => config.data_dir = PathBuf::from(value()?),
-            "--listen" => {
-                let v = value()?;
-                config.listen = v.parse().map_err(|e| format!("--listen {v}: {e}"))?;
-            }
-            "--node-id" => {
-                let v = value()?;
-                config.node_id = v.parse().map_err(|e| format!("--node-id {v}: {e}"))?;
-            }
-            other => return Err(format!("unknown option {other}")),
-        }
-    }
-    Ok(config)
-}
-
-/// Logs to stderr at the level named by `AHNLICH_RAFT_LOG` (error, warn, info, debug, trace;
-/// default warn, which shows every repair recovery makes and every failure).
-fn init_logging() {
-    let level = std::env::var("AHNLICH_RAFT_LOG")
-        .ok()
-        .and_then(|l| l.parse::<tracing::Level>().ok())
-        .unwrap_or(tracing::Level::WARN);
-    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).init();
-}
-
-fn serve(config: NodeConfig) -> ExitCode {
+fn serve(args: ServeArgs) -> ExitCode {
     init_logging();
+    let mut config = NodeConfig::new(args.data_dir, args.listen);
+    config.advertise = args.advertise;
+    config.node_id = args.id;
+    config.join = args.join;
+    config.read_consistency = args.read_consistency;
+    config.max_message_bytes = args.max_message_bytes;
+    config.raft.snapshot_every = args.snapshot_every;
+    config.raft.keep_behind_snapshot = args.keep_behind_snapshot;
+    run(cli::serve(config, |addr| {
+        println!("ahnlich-raft serving the Ahnlich DB API on {addr} (Ctrl-C or SIGTERM to stop)")
+    }))
+}
+
+fn run(work: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -88,24 +164,21 @@ fn serve(config: NodeConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
-        let node = match Node::start(config).await {
-            Ok(node) => node,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        println!("ahnlich-raft serving the Ahnlich DB API on {} (Ctrl-C to stop)", node.addr());
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            eprintln!("error: waiting for Ctrl-C: {e}");
+    match runtime.block_on(work) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
-        match node.shutdown().await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    }
+}
+
+/// Logs to stderr at the level named by `AHNLICH_RAFT_LOG` (default warn, which shows every
+/// repair recovery makes and every failure).
+fn init_logging() {
+    let level = std::env::var("AHNLICH_RAFT_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::WARN);
+    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).init();
 }

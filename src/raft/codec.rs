@@ -75,15 +75,24 @@ fn decode_membership(m: pb::Membership) -> io::Result<Membership<u64, BasicNode>
     Membership::new(configs, nodes).map_err(|e| invalid("membership", e))
 }
 
+/// A vote as its protobuf message.
+pub fn vote_to_pb(v: &VoteStd) -> pb::Vote {
+    pb::Vote { term: v.leader_id.term, voted_for: v.leader_id.voted_for, committed: v.committed }
+}
+
+/// A vote from its protobuf message.
+pub fn vote_from_pb(v: pb::Vote) -> VoteStd {
+    Vote { leader_id: LeaderId { term: v.term, voted_for: v.voted_for }, committed: v.committed }
+}
+
 /// Encodes a vote.
 pub fn encode_vote(v: &VoteStd) -> Vec<u8> {
-    pb::Vote { term: v.leader_id.term, voted_for: v.leader_id.voted_for, committed: v.committed }.encode_to_vec()
+    vote_to_pb(v).encode_to_vec()
 }
 
 /// Decodes a vote.
 pub fn decode_vote(bytes: &[u8]) -> io::Result<VoteStd> {
-    let v = pb::Vote::decode(bytes).map_err(|e| invalid("vote", e))?;
-    Ok(Vote { leader_id: LeaderId { term: v.term, voted_for: v.voted_for }, committed: v.committed })
+    Ok(vote_from_pb(pb::Vote::decode(bytes).map_err(|e| invalid("vote", e))?))
 }
 
 /// Encodes an optional committed log id.
@@ -100,8 +109,14 @@ pub fn decode_committed(bytes: &[u8]) -> io::Result<Option<LogIdStd>> {
 /// The snapshot meta type of this project's Raft configuration.
 pub type SnapshotMetaStd = SnapshotMeta<CommittedLeaderId<u64>, u64, BasicNode>;
 
-fn pb_log_id(l: &LogIdStd) -> pb::LogId {
+/// A log id as its protobuf message.
+pub fn pb_log_id(l: &LogIdStd) -> pb::LogId {
     pb::LogId { term: l.leader_id.term, index: l.index }
+}
+
+/// A log id from its protobuf message.
+pub fn log_id_from_pb(l: pb::LogId) -> LogIdStd {
+    log_id(l.term, l.index)
 }
 
 /// Encodes a snapshot's Raft meta.

@@ -24,8 +24,8 @@ impl Default for RaftSettings {
         Self {
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             keep_behind_snapshot: 1_000,
-            heartbeat_ms: 50,
-            election_timeout_ms: (150, 300),
+            heartbeat_ms: 100,
+            election_timeout_ms: (500, 1000),
         }
     }
 }
@@ -44,6 +44,8 @@ impl RaftSettings {
                 n => SnapshotPolicy::LogsSinceLast(n),
             },
             max_in_snapshot_log_to_keep: self.keep_behind_snapshot,
+            // A node cut off and reconnected asks before it disrupts a healthy leader.
+            enable_pre_vote: Some(true),
             ..Config::default()
         }
         .validate()

@@ -10,3 +10,4 @@ pub mod log_store;
 pub mod network;
 pub mod state_machine;
 pub mod types;
+pub mod wire;

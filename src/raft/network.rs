@@ -1,64 +1,452 @@
-//! The Raft network of a node. A single-node cluster (the default `serve`) never sends an RPC:
-//! every call here answers that the peer is unreachable. The gRPC network between nodes is not
-//! built yet; until it is, membership changes that add peers cannot succeed.
+//! The Raft network between nodes: gRPC (`proto/ahnlich_raft/raft.proto`) over one cached
+//! channel per peer address.
+//!
+//! - Appends never exceed the transport's message limit: a unary append sends the prefix of
+//!   its entries that fits and reports a partial success (openraft sends the rest next); a
+//!   streamed append splits an oversized request into several wire messages and merges their
+//!   replies back into one, so openraft sees one reply per request, in order.
+//! - Snapshots are streamed from the mapped snapshot file while the call is in flight, one
+//!   chunk at a time; the whole file is never copied into memory.
+//! - A peer that cannot be reached is reported as `Unreachable`, which makes openraft back off
+//!   before retrying.
+//! - [`NetFaults`] lets tests cut links, delay and drop messages between nodes running in one
+//!   process; a node without it sends every message.
 
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
+use futures_util::{StreamExt, stream};
+use openraft::base::{BoxFuture, BoxStream};
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
 use openraft::type_config::alias::{SnapshotOf, VoteOf};
 use openraft::{BasicNode, OptionalSend};
+use tonic::transport::{Channel, Endpoint};
 
+use super::codec::{pb_log_id, vote_from_pb, vote_to_pb};
 use super::state_machine::SnapshotData;
 use super::types::TypeConfig;
+use super::wire::{self, entry_wire_len};
+use crate::proto::raft as pb;
+use crate::proto::raft::raft_service_client::RaftServiceClient;
 
-/// The network of a cluster of one.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SingleNodeNetwork;
+/// Bytes of a snapshot file sent per message.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
-/// A connection to a peer a single node does not have.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoPeer;
+/// Room left in every append message for everything but the entries' payloads.
+const APPEND_OVERHEAD: usize = 64 << 10;
 
-impl RaftNetworkFactory<TypeConfig> for SingleNodeNetwork {
-    type Network = NoPeer;
+/// One lazily connected channel per peer address, shared by everything a node sends to its
+/// peers (Raft messages, forwarded requests, admin calls).
+#[derive(Debug, Default)]
+pub struct Channels {
+    by_addr: Mutex<HashMap<String, Channel>>,
+}
 
-    async fn new_client(&mut self, _target: u64, _node: &BasicNode) -> NoPeer {
-        NoPeer
+impl Channels {
+    /// The channel to `addr` (`host:port`), created on first use; it connects when first used
+    /// and reconnects by itself after the peer restarts.
+    pub fn get(&self, addr: &str) -> Result<Channel, String> {
+        let mut map = self.by_addr.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(addr) {
+            return Ok(c.clone());
+        }
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| format!("peer address {addr:?} is not a valid host:port: {e}"))?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(1))
+            .keep_alive_timeout(Duration::from_secs(3))
+            .keep_alive_while_idle(true)
+            .http2_adaptive_window(true)
+            .connect_lazy();
+        map.insert(addr.to_string(), channel.clone());
+        Ok(channel)
     }
 }
 
-fn unreachable() -> Unreachable<TypeConfig> {
-    Unreachable::from_string("this node runs as a single-node cluster and has no network to peers")
+/// Faults injected into the Raft messages between nodes of one process (tests only): cut
+/// links, a delay on every message, and a share of messages dropped.
+#[derive(Debug, Default)]
+pub struct NetFaults {
+    state: Mutex<FaultState>,
 }
 
-impl RaftNetworkV2<TypeConfig> for NoPeer {
+#[derive(Debug, Default)]
+struct FaultState {
+    cut: BTreeSet<(u64, u64)>,
+    delay: Duration,
+    drop_per_mille: u64,
+    rng: u64,
+}
+
+impl NetFaults {
+    /// Cuts every link between `node` and each of `others`, both ways.
+    pub fn isolate(&self, node: u64, others: &[u64]) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        for &o in others {
+            s.cut.insert((node, o));
+            s.cut.insert((o, node));
+        }
+    }
+
+    /// Restores every link and removes delay and drops.
+    pub fn heal(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.cut.clear();
+        s.delay = Duration::ZERO;
+        s.drop_per_mille = 0;
+    }
+
+    /// Delays every message by `delay`.
+    pub fn set_delay(&self, delay: Duration) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).delay = delay;
+    }
+
+    /// Drops `per_mille` of every thousand messages (chosen by a fixed pseudo-random sequence).
+    pub fn set_drop_per_mille(&self, per_mille: u64) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).drop_per_mille = per_mille.min(1000);
+    }
+
+    /// Whether a message from `from` to `to` goes through, and after what delay.
+    fn admit(&self, from: u64, to: u64) -> Result<Duration, Unreachable<TypeConfig>> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.cut.contains(&(from, to)) {
+            return Err(Unreachable::from_string(format!("link {from} -> {to} is cut (injected fault)")));
+        }
+        if s.drop_per_mille > 0 {
+            s.rng = s.rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            if (s.rng >> 33) % 1000 < s.drop_per_mille {
+                return Err(Unreachable::from_string(format!("message {from} -> {to} dropped (injected fault)")));
+            }
+        }
+        Ok(s.delay)
+    }
+}
+
+/// Builds a [`PeerClient`] per target; what openraft asks for.
+#[derive(Clone, Debug)]
+pub struct GrpcNetwork {
+    me: u64,
+    channels: Arc<Channels>,
+    max_message_bytes: usize,
+    faults: Option<Arc<NetFaults>>,
+}
+
+impl GrpcNetwork {
+    /// The network of node `me`, sending messages of at most `max_message_bytes`.
+    pub fn new(me: u64, channels: Arc<Channels>, max_message_bytes: usize, faults: Option<Arc<NetFaults>>) -> Self {
+        Self { me, channels, max_message_bytes, faults }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
+        PeerClient {
+            from: self.me,
+            target,
+            addr: node.addr.clone(),
+            channel: self.channels.get(&node.addr),
+            max_message_bytes: self.max_message_bytes,
+            faults: self.faults.clone(),
+        }
+    }
+}
+
+/// The connection to one peer.
+pub struct PeerClient {
+    from: u64,
+    target: u64,
+    addr: String,
+    channel: Result<Channel, String>,
+    max_message_bytes: usize,
+    faults: Option<Arc<NetFaults>>,
+}
+
+fn unreachable(e: impl std::fmt::Display) -> Unreachable<TypeConfig> {
+    Unreachable::from_string(e)
+}
+
+/// A failed call as openraft's error: unreachable (back off) when the peer is down or gone,
+/// a network error (retry) otherwise.
+fn rpc_error(target: u64, addr: &str, s: tonic::Status) -> RPCError<TypeConfig> {
+    let msg = format!("node {target} at {addr}: {}: {}", s.code(), s.message());
+    match s.code() {
+        tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown => {
+            RPCError::Unreachable(unreachable(msg))
+        }
+        _ => RPCError::Network(NetworkError::from_string(msg)),
+    }
+}
+
+impl PeerClient {
+    async fn client(&self) -> Result<RaftServiceClient<Channel>, Unreachable<TypeConfig>> {
+        if let Some(f) = &self.faults {
+            let delay = f.admit(self.from, self.target)?;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        }
+        let channel = self.channel.clone().map_err(unreachable)?;
+        Ok(RaftServiceClient::new(channel)
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes))
+    }
+
+    fn malformed(&self, e: wire::WireError) -> RPCError<TypeConfig> {
+        RPCError::Network(NetworkError::from_string(format!("node {} at {}: {e}", self.target, self.addr)))
+    }
+
+    async fn unary<T>(
+        &self,
+        option: &RPCOption,
+        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, RPCError<TypeConfig>> {
+        match tokio::time::timeout(option.hard_ttl(), call).await {
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(s)) => Err(rpc_error(self.target, &self.addr, s)),
+            Err(_) => Err(RPCError::Network(NetworkError::from_string(format!(
+                "node {} at {}: no answer within {:?}",
+                self.target,
+                self.addr,
+                option.hard_ttl()
+            )))),
+        }
+    }
+
+    fn entry_budget(&self) -> usize {
+        self.max_message_bytes.saturating_sub(APPEND_OVERHEAD).max(1)
+    }
+}
+
+/// Splits `req` into wire messages whose entries each fit `budget` bytes (a single entry larger
+/// than the budget travels alone), chained by their previous log ids. A message never tells
+/// the follower a commit point beyond its own last entry.
+fn split_chained(req: &AppendEntriesRequest<TypeConfig>, budget: usize) -> Vec<pb::AppendRequest> {
+    let mut out = Vec::new();
+    let mut prev = req.prev_log_id;
+    let mut batch = Vec::new();
+    let mut batch_last = None;
+    let mut size = 0;
+    for e in &req.entries {
+        let w = wire::entry_out(e);
+        let len = entry_wire_len(&w);
+        if !batch.is_empty() && size + len > budget {
+            let commit = req.leader_commit.min(batch_last);
+            out.push(wire::append_parts(&req.vote, prev, commit, std::mem::take(&mut batch)));
+            prev = batch_last;
+            size = 0;
+        }
+        size += len;
+        batch.push(w);
+        batch_last = Some(e.log_id);
+    }
+    out.push(wire::append_parts(&req.vote, prev, req.leader_commit, batch));
+    out
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
     type SnapshotData = SnapshotData;
 
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        Err(RPCError::Unreachable(unreachable()))
+        let budget = self.entry_budget();
+        let mut size = 0;
+        let mut fit = 0;
+        let mut entries = Vec::new();
+        for e in &rpc.entries {
+            let w = wire::entry_out(e);
+            size += entry_wire_len(&w);
+            if fit > 0 && size > budget {
+                break;
+            }
+            entries.push(w);
+            fit += 1;
+        }
+        let partial = fit < rpc.entries.len();
+        let last_sent = if fit > 0 { Some(rpc.entries[fit - 1].log_id) } else { rpc.prev_log_id };
+        let commit = if partial { rpc.leader_commit.min(last_sent) } else { rpc.leader_commit };
+        let msg = wire::append_parts(&rpc.vote, rpc.prev_log_id, commit, entries);
+        let mut client = self.client().await?;
+        let reply = self.unary(&option, client.append(msg)).await?;
+        let reply = wire::append_reply_in(reply).map_err(|e| self.malformed(e))?;
+        Ok(match reply {
+            AppendEntriesResponse::Success if partial => AppendEntriesResponse::PartialSuccess(last_sent),
+            other => other,
+        })
+    }
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>, RPCError<TypeConfig>>,
+    >
+    where
+        S: futures_util::Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        let _ = option;
+        Box::pin(async move {
+            let mut client = self.client().await?;
+            // How many wire messages each request became, in order, so replies can be merged.
+            let parts = Arc::new(Mutex::new(VecDeque::<usize>::new()));
+            let budget = self.entry_budget();
+            let (from, target, faults) = (self.from, self.target, self.faults.clone());
+            let parts_in = parts.clone();
+            let outgoing = input
+                .take_while(move |_| {
+                    // A link cut while the stream is open ends it, as a broken connection would.
+                    let open = faults.as_ref().is_none_or(|f| f.admit(from, target).is_ok());
+                    std::future::ready(open)
+                })
+                .flat_map(move |req| {
+                    let msgs = split_chained(&req, budget);
+                    parts_in.lock().unwrap_or_else(|p| p.into_inner()).push_back(msgs.len());
+                    stream::iter(msgs)
+                });
+            let replies =
+                client.stream_append(outgoing).await.map_err(|s| rpc_error(self.target, &self.addr, s))?.into_inner();
+            let (target, addr) = (self.target, self.addr.clone());
+            let merged = stream::unfold(Some((replies, parts)), move |state| {
+                let addr = addr.clone();
+                async move {
+                    let (mut replies, parts) = state?;
+                    loop {
+                        let next = replies.message().await;
+                        let reply = match next {
+                            Ok(Some(r)) => r,
+                            Ok(None) => {
+                                return Some((
+                                    Err(RPCError::Unreachable(unreachable(format!(
+                                        "node {target} at {addr}: append stream closed"
+                                    )))),
+                                    None,
+                                ));
+                            }
+                            Err(s) => return Some((Err(rpc_error(target, &addr, s)), None)),
+                        };
+                        let result = match wire::stream_reply_in(reply) {
+                            Ok(r) => r,
+                            Err(e) => {
+                                let msg = format!("node {target} at {addr}: {e}");
+                                return Some((Err(RPCError::Network(NetworkError::from_string(msg))), None));
+                            }
+                        };
+                        let failed = result.is_err();
+                        let left = {
+                            let mut p = parts.lock().unwrap_or_else(|p| p.into_inner());
+                            match p.front_mut() {
+                                Some(n) if *n > 1 && !failed => {
+                                    *n -= 1;
+                                    *n
+                                }
+                                _ => {
+                                    p.pop_front();
+                                    0
+                                }
+                            }
+                        };
+                        if left == 0 {
+                            let next_state = if failed { None } else { Some((replies, parts)) };
+                            return Some((Ok(result), next_state));
+                        }
+                    }
+                }
+            });
+            let merged: BoxStream<'s, _> = Box::pin(merged);
+            Ok(merged)
+        })
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        Err(RPCError::Unreachable(unreachable()))
+        let mut client = self.client().await?;
+        let reply = self.unary(&option, client.vote(wire::vote_out(&rpc))).await?;
+        wire::vote_reply_in(reply).map_err(|e| self.malformed(e))
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let mut client = self.client().await?;
+        let reply = self.unary(&option, client.pre_vote(wire::vote_out(&rpc))).await?;
+        wire::vote_reply_in(reply).map_err(|e| self.malformed(e))
     }
 
     async fn full_snapshot(
         &mut self,
-        _vote: VoteOf<TypeConfig>,
-        _snapshot: SnapshotOf<TypeConfig, SnapshotData>,
-        _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        vote: VoteOf<TypeConfig>,
+        snapshot: SnapshotOf<TypeConfig, SnapshotData>,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        Err(StreamingError::Unreachable(unreachable()))
+        let mut client = self.client().await?;
+        let file = snapshot.snapshot;
+        let Some(last) = snapshot.meta.last_log_id else {
+            return Err(StreamingError::Network(NetworkError::from_string("refusing to send a snapshot of nothing")));
+        };
+        let offer = pb::SnapshotChunk {
+            kind: Some(pb::snapshot_chunk::Kind::Offer(pb::SnapshotOffer {
+                vote: Some(vote_to_pb(&vote)),
+                last_log_id: Some(pb_log_id(&last)),
+                length: file.bytes().len() as u64,
+            })),
+        };
+        let chunks = file.bytes().len().div_ceil(SNAPSHOT_CHUNK_BYTES);
+        // Each chunk is copied out of the map only when the transport asks for it.
+        let data = stream::iter(0..chunks).map(move |i| {
+            let bytes = file.bytes();
+            let end = ((i + 1) * SNAPSHOT_CHUNK_BYTES).min(bytes.len());
+            pb::SnapshotChunk {
+                kind: Some(pb::snapshot_chunk::Kind::Data(bytes[i * SNAPSHOT_CHUNK_BYTES..end].to_vec())),
+            }
+        });
+        let outgoing = stream::iter([offer]).chain(data);
+        let sent = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            r = client.install_snapshot(outgoing) => r,
+        };
+        let reply = sent
+            .map_err(|s| match rpc_error(self.target, &self.addr, s) {
+                RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                RPCError::Network(n) => StreamingError::Network(n),
+                other => StreamingError::Network(NetworkError::from_string(other.to_string())),
+            })?
+            .into_inner();
+        let vote = reply.vote.map(vote_from_pb).ok_or_else(|| {
+            StreamingError::Network(NetworkError::from_string(format!(
+                "node {} at {}: snapshot reply without a vote",
+                self.target, self.addr
+            )))
+        })?;
+        Ok(SnapshotResponse::new(vote))
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let mut client = self.client().await?;
+        let reply = self.unary(&option, client.transfer_leader(wire::transfer_out(&req))).await?;
+        wire::transfer_reply_in(reply).map_err(|e| self.malformed(e))
     }
 }

@@ -130,7 +130,12 @@ impl StateMachine {
         })
     }
 
-    /// The engine as of the last applied entry, for reads.
+    /// The directory snapshots are kept in (received ones are written there first).
+    pub fn snapshot_dir(&self) -> std::path::PathBuf {
+        self.shared.snapshots.dir().to_path_buf()
+    }
+
+    /// The engine as of the last applied entry.
     pub fn engine(&self) -> Arc<Engine> {
         self.shared.engine.read().unwrap_or_else(|p| p.into_inner()).clone()
     }

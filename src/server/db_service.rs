@@ -9,34 +9,46 @@
 //! - `Pipeline` runs its queries in order; each slot gets its own result or error, and one
 //!   failing query does not stop the others.
 //!
-//! This node serves as the leader of its own cluster; forwarding from followers arrives with
-//! multi-node support.
+//! - Any node serves any request. A write (or a pipeline holding one) sent to a follower is
+//!   forwarded to the leader, once; with no leader known after a short wait the answer is
+//!   UNAVAILABLE. Reads are served where they arrive, linearizable by default (a follower asks
+//!   the leader for its read index and waits until it has applied it), or from local state
+//!   when the request's `x-ahnlich-read-consistency` is `local` (or the node's default is).
+//! - A write whose encoded command would not fit a Raft message is refused before it is
+//!   proposed (RESOURCE_EXHAUSTED).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::async_runtime::watch::WatchReceiver;
-use openraft::{Raft, ReadPolicy, ServerState};
+use openraft::{ReadPolicy, ServerState};
+use tonic::transport::Channel;
 use tonic::{Request, Response as Reply, Status};
 
+use super::context::{NodeContext, ReadConsistency, Route, forwarded};
 use super::convert::{self, status};
 use crate::engine::{Command, Engine, Query, Response};
 use crate::proto::ahnlich::db::{pipeline as pl, query as q, server as s};
+use crate::proto::ahnlich::services::db_service::db_service_client::DbServiceClient;
 use crate::proto::ahnlich::services::db_service::db_service_server::DbService;
 use crate::proto::ahnlich::shared::{cluster, info};
 use crate::proto::ahnlich::{client, server_types};
-use crate::raft::state_machine::StateMachine;
-use crate::raft::types::TypeConfig;
+use crate::proto::raft::raft_service_client::RaftServiceClient;
+use crate::raft::codec::CommandCodec;
+
+/// How long a follower waits to apply the leader's read index before giving up.
+const READ_INDEX_WAIT: Duration = Duration::from_secs(5);
+
+/// Room left in a Raft message for everything but one command.
+const RAFT_MESSAGE_OVERHEAD: usize = 64 << 10;
 
 /// How long a client counts as connected after its last request.
 const CLIENT_IDLE: Duration = Duration::from_secs(300);
 
 /// The DB API of one node.
 pub struct DbApi {
-    raft: Raft<TypeConfig, StateMachine>,
-    state: StateMachine,
-    address: String,
+    ctx: Arc<NodeContext>,
     clients: Mutex<BTreeMap<String, (SystemTime, SystemTime)>>,
 }
 
@@ -60,13 +72,19 @@ fn unix_seconds(t: SystemTime) -> String {
 }
 
 impl DbApi {
-    /// The API over `raft` and its state machine, announcing `address`.
-    pub fn new(raft: Raft<TypeConfig, StateMachine>, state: StateMachine, address: String) -> Self {
-        Self { raft, state, address, clients: Mutex::new(BTreeMap::new()) }
+    /// The API of the node described by `ctx`.
+    pub fn new(ctx: Arc<NodeContext>) -> Self {
+        Self { ctx, clients: Mutex::new(BTreeMap::new()) }
     }
 
-    fn engine(&self) -> std::sync::Arc<Engine> {
-        self.state.engine()
+    fn engine(&self) -> Arc<Engine> {
+        self.ctx.state.engine()
+    }
+
+    fn leader_client(&self, channel: Channel) -> DbServiceClient<Channel> {
+        DbServiceClient::new(channel)
+            .max_decoding_message_size(self.ctx.max_message_bytes)
+            .max_encoding_message_size(self.ctx.max_message_bytes)
     }
 
     fn seen<T>(&self, req: &Request<T>) {
@@ -78,15 +96,61 @@ impl DbApi {
         }
     }
 
+    /// Proposes `cmd` on this node, which leads (callers route first).
     async fn write(&self, cmd: Command) -> Result<Response, Status> {
         self.engine().validate(&cmd).map_err(status)?;
-        let reply = self.raft.client_write(cmd).await.map_err(unavailable)?;
-        reply.data.map_err(status)
+        let limit = self.ctx.max_raft_message_bytes.saturating_sub(RAFT_MESSAGE_OVERHEAD);
+        let size = cmd.encode_command().len();
+        if size > limit {
+            return Err(Status::resource_exhausted(format!(
+                "this {} is {size} bytes once encoded, more than the {limit} bytes one Raft entry may carry; \
+                 send it in smaller parts",
+                cmd.name()
+            )));
+        }
+        match self.ctx.raft.client_write(cmd).await {
+            Ok(reply) => reply.data.map_err(status),
+            Err(e) => Err(match e.forward_to_leader() {
+                Some(f) => Status::unavailable(format!(
+                    "leadership moved to node {:?} while the write was being proposed; it may not have been \
+                     applied; retry",
+                    f.leader_id
+                )),
+                None => unavailable(e),
+            }),
+        }
     }
 
-    async fn read(&self, query: Query) -> Result<Response, Status> {
-        self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await.map_err(unavailable)?;
+    /// Answers `query` once the consistency asked for is assured.
+    async fn read(&self, query: Query, c: ReadConsistency) -> Result<Response, Status> {
+        if c == ReadConsistency::Linearizable {
+            self.linearize().await?;
+        }
         self.engine().query(&query).map_err(status)
+    }
+
+    /// Returns once this node has applied every write acknowledged before the call.
+    async fn linearize(&self) -> Result<(), Status> {
+        let (leader, addr) = self.ctx.await_leader().await?;
+        if leader == self.ctx.id {
+            return self.ctx.raft.ensure_linearizable(ReadPolicy::ReadIndex).await.map(|_| ()).map_err(unavailable);
+        }
+        let channel = self.ctx.channels.get(&addr).map_err(Status::unavailable)?;
+        let index = RaftServiceClient::new(channel)
+            .read_index(crate::proto::raft::ReadIndexRequest {})
+            .await
+            .map_err(|s| Status::unavailable(format!("asking leader {leader} for a read index: {}", s.message())))?
+            .into_inner()
+            .read_index;
+        self.ctx
+            .raft
+            .wait(Some(READ_INDEX_WAIT))
+            .applied_index_at_least(Some(index), "the leader's read index")
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                Status::unavailable(format!("this follower did not catch up with the leader's read index: {e}"))
+            })
     }
 
     async fn create_store(&self, r: q::CreateStore) -> Result<s::Unit, Status> {
@@ -113,24 +177,24 @@ impl DbApi {
         Ok(s::CreateIndex { created_indexes: count(self.write(cmd).await?, "CreateNonLinearAlgorithmIndex")? })
     }
 
-    async fn get_key(&self, r: q::GetKey) -> Result<s::Get, Status> {
+    async fn get_key(&self, r: q::GetKey, c: ReadConsistency) -> Result<s::Get, Status> {
         let query = Query::GetKey { store: convert::store_ref(r.schema, r.store), keys: convert::keys(r.keys) };
-        match self.read(query).await? {
+        match self.read(query, c).await? {
             Response::Entries(v) => Ok(s::Get { entries: v.into_iter().map(convert::entry_out).collect() }),
             _ => Err(unexpected("GetKey")),
         }
     }
 
-    async fn get_pred(&self, r: q::GetPred) -> Result<s::Get, Status> {
+    async fn get_pred(&self, r: q::GetPred, c: ReadConsistency) -> Result<s::Get, Status> {
         let condition = convert::condition(r.condition, "the condition")?;
         let query = Query::GetPred { store: convert::store_ref(r.schema, r.store), condition };
-        match self.read(query).await? {
+        match self.read(query, c).await? {
             Response::Entries(v) => Ok(s::Get { entries: v.into_iter().map(convert::entry_out).collect() }),
             _ => Err(unexpected("GetPred")),
         }
     }
 
-    async fn get_sim_n(&self, r: q::GetSimN) -> Result<s::GetSimN, Status> {
+    async fn get_sim_n(&self, r: q::GetSimN, c: ReadConsistency) -> Result<s::GetSimN, Status> {
         let query = Query::GetSimN {
             store: convert::store_ref(r.schema, r.store),
             search: convert::key(r.search_input, "search_input")?,
@@ -138,7 +202,7 @@ impl DbApi {
             algorithm: convert::algorithm(r.algorithm, r.ef_search)?,
             condition: r.condition.map(|c| convert::condition(Some(c), "the condition")).transpose()?,
         };
-        match self.read(query).await? {
+        match self.read(query, c).await? {
             Response::Similar(v) => Ok(s::GetSimN {
                 entries: v
                     .into_iter()
@@ -156,21 +220,25 @@ impl DbApi {
         }
     }
 
-    async fn get_store(&self, r: q::GetStore) -> Result<s::StoreInfo, Status> {
-        match self.read(Query::GetStore { store: convert::store_ref(r.schema, r.store) }).await? {
+    async fn get_store(&self, r: q::GetStore, c: ReadConsistency) -> Result<s::StoreInfo, Status> {
+        match self.read(Query::GetStore { store: convert::store_ref(r.schema, r.store) }, c).await? {
             Response::Store(i) => Ok(convert::store_info_out(i)),
             _ => Err(unexpected("GetStore")),
         }
     }
 
-    async fn list_store_entries(&self, r: q::ListStoreEntries) -> Result<s::ListStoreEntries, Status> {
+    async fn list_store_entries(
+        &self,
+        r: q::ListStoreEntries,
+        c: ReadConsistency,
+    ) -> Result<s::ListStoreEntries, Status> {
         let query = Query::ListStoreEntries {
             store: convert::store_ref(r.schema, r.store),
             cursor: r.cursor,
             limit: r.limit.map_or(100, |l| l as usize),
             condition: r.condition.map(|c| convert::condition(Some(c), "the condition")).transpose()?,
         };
-        match self.read(query).await? {
+        match self.read(query, c).await? {
             Response::Page { entries, next_cursor } => {
                 Ok(s::ListStoreEntries { entries: entries.into_iter().map(convert::entry_out).collect(), next_cursor })
             }
@@ -263,8 +331,8 @@ impl DbApi {
         }
     }
 
-    async fn list_stores(&self, r: q::ListStores) -> Result<s::StoreList, Status> {
-        match self.read(Query::ListStores { schema: r.schema }).await? {
+    async fn list_stores(&self, r: q::ListStores, c: ReadConsistency) -> Result<s::StoreList, Status> {
+        match self.read(Query::ListStores { schema: r.schema }, c).await? {
             Response::Stores(v) => Ok(s::StoreList { stores: v.into_iter().map(convert::store_info_out).collect() }),
             _ => Err(unexpected("ListStores")),
         }
@@ -275,7 +343,7 @@ impl DbApi {
         let limit = engine.limits().max_memory_bytes.map_or(u64::MAX, |l| l as u64);
         s::InfoServer {
             info: Some(info::ServerInfo {
-                address: self.address.clone(),
+                address: self.ctx.addr.clone(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 r#type: server_types::ServerType::Database as i32,
                 limit,
@@ -285,7 +353,7 @@ impl DbApi {
     }
 
     fn cluster_info(&self) -> cluster::ClusterInfoResponse {
-        let m = self.raft.metrics().borrow_watched().clone();
+        let m = self.ctx.raft.metrics().borrow_watched().clone();
         let membership = m.membership_config.membership();
         let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
         let nodes = membership
@@ -320,15 +388,15 @@ impl DbApi {
         cluster::ClusterInfoResponse { nodes }
     }
 
-    async fn one(&self, query: pl::DbQuery) -> pl::DbServerResponse {
+    async fn one(&self, query: pl::DbQuery, c: ReadConsistency) -> pl::DbServerResponse {
         use pl::db_query::Query as In;
         use pl::db_server_response::Response as Out;
         let result: Result<Out, Status> = match query.query {
             None => Err(Status::invalid_argument("a pipeline query has no kind set")),
             Some(In::CreateStore(r)) => self.create_store(r).await.map(Out::Unit),
-            Some(In::GetKey(r)) => self.get_key(r).await.map(Out::Get),
-            Some(In::GetPred(r)) => self.get_pred(r).await.map(Out::Get),
-            Some(In::GetSimN(r)) => self.get_sim_n(r).await.map(Out::GetSimN),
+            Some(In::GetKey(r)) => self.get_key(r, c).await.map(Out::Get),
+            Some(In::GetPred(r)) => self.get_pred(r, c).await.map(Out::Get),
+            Some(In::GetSimN(r)) => self.get_sim_n(r, c).await.map(Out::GetSimN),
             Some(In::CreatePredIndex(r)) => self.create_pred_index(r).await.map(Out::CreateIndex),
             Some(In::CreateNonLinearAlgorithmIndex(r)) => self.create_non_linear(r).await.map(Out::CreateIndex),
             Some(In::DropPredIndex(r)) => self.drop_pred_index(r).await.map(Out::Del),
@@ -338,14 +406,14 @@ impl DbApi {
             Some(In::DelPred(r)) => self.del_pred(r).await.map(Out::Del),
             Some(In::DropStore(r)) => self.drop_store(r).await.map(Out::Del),
             Some(In::InfoServer(_)) => Ok(Out::InfoServer(self.info_server())),
-            Some(In::ListStores(r)) => self.list_stores(r).await.map(Out::StoreList),
+            Some(In::ListStores(r)) => self.list_stores(r, c).await.map(Out::StoreList),
             Some(In::ListClients(_)) => Ok(Out::ClientList(self.list_clients())),
             Some(In::Ping(_)) => Ok(Out::Pong(s::Pong {})),
-            Some(In::GetStore(r)) => self.get_store(r).await.map(Out::StoreInfo),
+            Some(In::GetStore(r)) => self.get_store(r, c).await.map(Out::StoreInfo),
             Some(In::ClusterInfo(_)) => Ok(Out::ClusterInfo(self.cluster_info())),
             Some(In::DropSchema(r)) => self.drop_schema(r).await.map(Out::Del),
             Some(In::Upsert(r)) => self.upsert(r).await.map(Out::Set),
-            Some(In::ListStoreEntries(r)) => self.list_store_entries(r).await.map(Out::ListStoreEntries),
+            Some(In::ListStoreEntries(r)) => self.list_store_entries(r, c).await.map(Out::ListStoreEntries),
             Some(In::ClearStore(r)) => self.clear_store(r).await.map(Out::Del),
         };
         let response = result.unwrap_or_else(|e| {
@@ -355,100 +423,125 @@ impl DbApi {
     }
 }
 
+/// A write RPC: served here on the leader, forwarded to the leader from a follower.
+macro_rules! leader_rpc {
+    ($self:ident, $request:ident, $internal:ident, $rpc:ident) => {{
+        $self.seen(&$request);
+        match $self.ctx.route($request.metadata()).await? {
+            Route::Here => DbApi::$internal($self, $request.into_inner()).await.map(Reply::new),
+            Route::Leader { channel, .. } => $self.leader_client(channel).$rpc(forwarded($request.into_inner())).await,
+        }
+    }};
+}
+
+/// A read RPC, at the consistency the request asks for.
+macro_rules! read_rpc {
+    ($self:ident, $request:ident, $internal:ident) => {{
+        $self.seen(&$request);
+        let c = $self.ctx.read_consistency($request.metadata())?;
+        DbApi::$internal($self, $request.into_inner(), c).await.map(Reply::new)
+    }};
+}
+
+/// Whether a pipeline query changes state (and so must run on the leader).
+fn is_write(query: &pl::DbQuery) -> bool {
+    use pl::db_query::Query as In;
+    matches!(
+        query.query,
+        Some(
+            In::CreateStore(_)
+                | In::CreatePredIndex(_)
+                | In::CreateNonLinearAlgorithmIndex(_)
+                | In::DropPredIndex(_)
+                | In::DropNonLinearAlgorithmIndex(_)
+                | In::Set(_)
+                | In::DelKey(_)
+                | In::DelPred(_)
+                | In::DropStore(_)
+                | In::DropSchema(_)
+                | In::Upsert(_)
+                | In::ClearStore(_)
+        )
+    )
+}
+
 #[tonic::async_trait]
 impl DbService for DbApi {
     async fn create_store(&self, request: Request<q::CreateStore>) -> Result<Reply<s::Unit>, Status> {
-        self.seen(&request);
-        DbApi::create_store(self, request.into_inner()).await.map(Reply::new)
+        leader_rpc!(self, request, create_store, create_store)
     }
 
     async fn create_pred_index(&self, request: Request<q::CreatePredIndex>) -> Result<Reply<s::CreateIndex>, Status> {
-        self.seen(&request);
-        DbApi::create_pred_index(self, request.into_inner()).await.map(Reply::new)
+        leader_rpc!(self, request, create_pred_index, create_pred_index)
     }
 
     async fn create_non_linear_algorithm_index(
         &self,
         request: Request<q::CreateNonLinearAlgorithmIndex>,
     ) -> Result<Reply<s::CreateIndex>, Status> {
-        self.seen(&request);
-        self.create_non_linear(request.into_inner()).await.map(Reply::new)
+        leader_rpc!(self, request, create_non_linear, create_non_linear_algorithm_index)
     }
 
     async fn get_key(&self, request: Request<q::GetKey>) -> Result<Reply<s::Get>, Status> {
-        self.seen(&request);
-        DbApi::get_key(self, request.into_inner()).await.map(Reply::new)
+        read_rpc!(self, request, get_key)
     }
 
     async fn get_pred(&self, request: Request<q::GetPred>) -> Result<Reply<s::Get>, Status> {
-        self.seen(&request);
-        DbApi::get_pred(self, request.into_inner()).await.map(Reply::new)
+        read_rpc!(self, request, get_pred)
     }
 
     async fn get_sim_n(&self, request: Request<q::GetSimN>) -> Result<Reply<s::GetSimN>, Status> {
-        self.seen(&request);
-        DbApi::get_sim_n(self, request.into_inner()).await.map(Reply::new)
+        read_rpc!(self, request, get_sim_n)
     }
 
     async fn get_store(&self, request: Request<q::GetStore>) -> Result<Reply<s::StoreInfo>, Status> {
-        self.seen(&request);
-        DbApi::get_store(self, request.into_inner()).await.map(Reply::new)
+        read_rpc!(self, request, get_store)
     }
 
     async fn list_store_entries(
         &self,
         request: Request<q::ListStoreEntries>,
     ) -> Result<Reply<s::ListStoreEntries>, Status> {
-        self.seen(&request);
-        DbApi::list_store_entries(self, request.into_inner()).await.map(Reply::new)
+        read_rpc!(self, request, list_store_entries)
     }
 
     async fn set(&self, request: Request<q::Set>) -> Result<Reply<s::Set>, Status> {
-        self.seen(&request);
-        DbApi::set(self, request.into_inner()).await.map(Reply::new)
+        leader_rpc!(self, request, set, set)
     }
 
     async fn upsert(&self, request: Request<q::Upsert>) -> Result<Reply<s::Set>, Status> {
-        self.seen(&request);
-        DbApi::upsert(self, request.into_inner()).await.map(Reply::new)
+        leader_rpc!(self, request, upsert, upsert)
     }
 
     async fn drop_pred_index(&self, request: Request<q::DropPredIndex>) -> Result<Reply<s::Del>, Status> {
-        self.seen(&request);
-        DbApi::drop_pred_index(self, request.into_inner()).await.map(Reply::new)
+        leader_rpc!(self, request, drop_pred_index, drop_pred_index)
     }
 
     async fn drop_non_linear_algorithm_index(
         &self,
         request: Request<q::DropNonLinearAlgorithmIndex>,
     ) -> Result<Reply<s::Del>, Status> {
-        self.seen(&request);
-        self.drop_non_linear(request.into_inner()).await.map(Reply::new)
+        leader_rpc!(self, request, drop_non_linear, drop_non_linear_algorithm_index)
     }
 
     async fn del_key(&self, request: Request<q::DelKey>) -> Result<Reply<s::Del>, Status> {
-        self.seen(&request);
-        DbApi::del_key(self, request.into_inner()).await.map(Reply::new)
+        leader_rpc!(self, request, del_key, del_key)
     }
 
     async fn del_pred(&self, request: Request<q::DelPred>) -> Result<Reply<s::Del>, Status> {
-        self.seen(&request);
-        DbApi::del_pred(self, request.into_inner()).await.map(Reply::new)
+        leader_rpc!(self, request, del_pred, del_pred)
     }
 
     async fn drop_store(&self, request: Request<q::DropStore>) -> Result<Reply<s::Del>, Status> {
-        self.seen(&request);
-        DbApi::drop_store(self, request.into_inner()).await.map(Reply::new)
+        leader_rpc!(self, request, drop_store, drop_store)
     }
 
     async fn drop_schema(&self, request: Request<q::DropSchema>) -> Result<Reply<s::Del>, Status> {
-        self.seen(&request);
-        DbApi::drop_schema(self, request.into_inner()).await.map(Reply::new)
+        leader_rpc!(self, request, drop_schema, drop_schema)
     }
 
     async fn clear_store(&self, request: Request<q::ClearStore>) -> Result<Reply<s::Del>, Status> {
-        self.seen(&request);
-        DbApi::clear_store(self, request.into_inner()).await.map(Reply::new)
+        leader_rpc!(self, request, clear_store, clear_store)
     }
 
     async fn list_clients(&self, request: Request<q::ListClients>) -> Result<Reply<s::ClientList>, Status> {
@@ -457,8 +550,7 @@ impl DbService for DbApi {
     }
 
     async fn list_stores(&self, request: Request<q::ListStores>) -> Result<Reply<s::StoreList>, Status> {
-        self.seen(&request);
-        DbApi::list_stores(self, request.into_inner()).await.map(Reply::new)
+        read_rpc!(self, request, list_stores)
     }
 
     async fn info_server(&self, request: Request<q::InfoServer>) -> Result<Reply<s::InfoServer>, Status> {
@@ -481,9 +573,15 @@ impl DbService for DbApi {
 
     async fn pipeline(&self, request: Request<pl::DbRequestPipeline>) -> Result<Reply<pl::DbResponsePipeline>, Status> {
         self.seen(&request);
+        let c = self.ctx.read_consistency(request.metadata())?;
+        if request.get_ref().queries.iter().any(is_write)
+            && let Route::Leader { channel, .. } = self.ctx.route(request.metadata()).await?
+        {
+            return self.leader_client(channel).pipeline(forwarded(request.into_inner())).await;
+        }
         let mut responses = Vec::new();
         for query in request.into_inner().queries {
-            responses.push(self.one(query).await);
+            responses.push(self.one(query, c).await);
         }
         Ok(Reply::new(pl::DbResponsePipeline { responses }))
     }

@@ -1,60 +1,104 @@
-//! A node: its data directory (locked), its Raft log and state machine, Raft itself, and the
-//! gRPC server on one address.
+//! A node: its data directory (locked), its Raft log and state machine, Raft itself, and one
+//! gRPC server on one address serving the Ahnlich DB API, the Raft transport and cluster admin.
 //!
-//! A fresh data directory bootstraps a single-node cluster with this node as its only voter,
-//! so `serve` works with no other step.
+//! How a node starts depends on its data directory:
+//! - a directory holding a log restarts from it (any `join` is ignored: the node is already a
+//!   member, or was removed and stays out);
+//! - an empty directory without `join` bootstraps a single-node cluster with this node as its
+//!   only voter, so `serve` works with no other step;
+//! - an empty directory with `join` starts empty and asks the given member (which forwards to
+//!   the leader) to add it; the leader adds it as a learner, waits until it has caught up and
+//!   promotes it to voter. The node retries until that succeeds.
+//!
+//! The node id is given explicitly or generated once and stored in the data directory
+//! (`node-id`); it is never derived from an address.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::async_runtime::watch::WatchReceiver;
 use openraft::storage::RaftLogStorage;
 use openraft::{BasicNode, Raft, RaftLogReader, ServerState};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use super::admin::{AdminApi, status_of};
+use super::context::{NodeContext, ReadConsistency};
 use super::db_service::DbApi;
+use super::raft_service::RaftRpc;
 use crate::engine::Limits;
+use crate::proto::admin::cluster_admin_client::ClusterAdminClient;
+use crate::proto::admin::cluster_admin_server::ClusterAdminServer;
 use crate::proto::ahnlich::services::db_service::db_service_server::DbServiceServer;
+use crate::proto::raft::raft_service_server::RaftServiceServer;
 use crate::raft::config::RaftSettings;
 use crate::raft::log_store::LogStore;
-use crate::raft::network::SingleNodeNetwork;
+use crate::raft::network::{Channels, GrpcNetwork, NetFaults};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::TypeConfig;
 use crate::wal::WalOptions;
 
-/// Largest gRPC message accepted or sent (a Set of many large vectors).
+/// Default largest client message (a Set of many large vectors).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Name of the file in the data directory holding the node id.
+pub const NODE_ID_FILE: &str = "node-id";
+
+/// How long a leader stepping down waits for another node to take over.
+const HANDOVER_WAIT: Duration = Duration::from_secs(3);
 
 /// How a node runs.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
-    /// Where the log and snapshots live (`log/`, `snapshots/`).
+    /// Where the log and snapshots live (`log/`, `snapshots/`, `node-id`).
     pub data_dir: PathBuf,
     /// Address to listen on; port 0 picks a free one.
     pub listen: SocketAddr,
-    /// This node's id in the cluster.
-    pub node_id: u64,
+    /// Address peers and clients reach this node at; defaults to the bound listen address.
+    pub advertise: Option<String>,
+    /// This node's id; `None` uses the one stored in the data directory or generates one.
+    pub node_id: Option<u64>,
+    /// A member to join through when the data directory is empty.
+    pub join: Option<String>,
+    /// Default consistency of reads (a request may ask for another).
+    pub read_consistency: ReadConsistency,
+    /// Largest client message accepted; the Raft transport carries somewhat more, so any
+    /// accepted write can be replicated.
+    pub max_message_bytes: usize,
     /// Engine limits.
     pub limits: Limits,
     /// Raft settings.
     pub raft: RaftSettings,
     /// WAL settings.
     pub wal: WalOptions,
+    /// Faults injected into outgoing Raft messages (tests).
+    pub faults: Option<Arc<NetFaults>>,
 }
 
 impl NodeConfig {
-    /// A single node with default settings, data in `data_dir`, listening on `listen`.
+    /// A node with default settings, data in `data_dir`, listening on `listen`.
     pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
         Self {
             data_dir: data_dir.into(),
             listen,
-            node_id: 1,
+            advertise: None,
+            node_id: None,
+            join: None,
+            read_consistency: ReadConsistency::Linearizable,
+            max_message_bytes: MAX_MESSAGE_BYTES,
             limits: Limits::default(),
             raft: RaftSettings::default(),
             wal: WalOptions::default(),
+            faults: None,
         }
+    }
+
+    /// The Raft transport's message limit for this client limit: twice it plus a margin, as a
+    /// command may encode somewhat larger than the request it came from.
+    pub fn max_raft_message_bytes(&self) -> usize {
+        self.max_message_bytes.saturating_mul(2).saturating_add(1 << 20)
     }
 }
 
@@ -67,6 +111,9 @@ pub enum NodeError {
     /// The state could not be restored.
     #[error(transparent)]
     State(#[from] crate::raft::state_machine::StartError),
+    /// The node id could not be read, stored, or does not match.
+    #[error("node id: {0}")]
+    NodeId(String),
     /// Raft refused to start or bootstrap.
     #[error("starting Raft: {0}")]
     Raft(String),
@@ -82,19 +129,23 @@ pub enum NodeError {
 
 /// A running node.
 pub struct Node {
-    raft: Raft<TypeConfig, StateMachine>,
+    ctx: Arc<NodeContext>,
     log_closed: Arc<std::sync::atomic::AtomicBool>,
-    state: StateMachine,
     addr: SocketAddr,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
-    stop: tokio::sync::oneshot::Sender<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+    joining: Option<JoinHandle<()>>,
 }
 
 impl Node {
-    /// Opens the data directory, starts Raft (bootstrapping a fresh directory as a single-node
-    /// cluster) and starts serving. Returns once the server is listening.
+    /// Opens the data directory, starts Raft and the server, and bootstraps or joins as the
+    /// directory and `join` say. Returns once the server is listening (a join goes on in the
+    /// background).
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| NodeError::NodeId(format!("creating {}: {e}", config.data_dir.display())))?;
         let mut log = LogStore::<TypeConfig>::open(config.data_dir.join("log"), config.wal.clone())?;
+        let id = resolve_node_id(&config.data_dir, config.node_id)?;
         let fresh = log.read_vote().await.map_err(|e| NodeError::Raft(e.to_string()))?.is_none()
             && log.get_log_state().await.map_err(|e| NodeError::Raft(e.to_string()))?.last_log_id.is_none();
         let purged = log.wal().bounds().purged.map(|p| p.index);
@@ -104,29 +155,73 @@ impl Node {
             .await
             .map_err(|source| NodeError::Listen { addr: config.listen, source })?;
         let addr = listener.local_addr().map_err(|source| NodeError::Listen { addr: config.listen, source })?;
+        let advertise = config.advertise.clone().unwrap_or_else(|| advertised_default(addr));
         let raft_config = config.raft.to_config().map_err(|e| NodeError::Raft(e.to_string()))?;
-        let raft = Raft::new(config.node_id, Arc::new(raft_config), SingleNodeNetwork, log, state.clone())
+        let channels = Arc::new(Channels::default());
+        let max_raft = config.max_raft_message_bytes();
+        let network = GrpcNetwork::new(id, channels.clone(), max_raft, config.faults.clone());
+        let raft = Raft::new(id, Arc::new(raft_config), network, log, state.clone())
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
-        if fresh {
-            let me = BasicNode { addr: addr.to_string() };
-            raft.initialize([(config.node_id, me)].into_iter().collect::<std::collections::BTreeMap<_, _>>())
-                .await
-                .map_err(|e| NodeError::Raft(format!("bootstrapping a single-node cluster: {e}")))?;
-        }
-        let api = DbApi::new(raft.clone(), state.clone(), addr.to_string());
-        let service = DbServiceServer::new(api)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let incoming = tokio_stream_from(listener);
+        let ctx = Arc::new(NodeContext {
+            raft: raft.clone(),
+            state: state.clone(),
+            id,
+            addr: advertise.clone(),
+            channels,
+            max_message_bytes: config.max_message_bytes,
+            max_raft_message_bytes: max_raft,
+            read_consistency: config.read_consistency,
+            membership_lock: tokio::sync::Mutex::new(()),
+        });
+        let db = DbServiceServer::new(DbApi::new(ctx.clone()))
+            .max_decoding_message_size(config.max_message_bytes)
+            .max_encoding_message_size(config.max_message_bytes);
+        let raft_rpc = RaftServiceServer::new(RaftRpc::new(raft.clone(), state.snapshot_dir()))
+            .max_decoding_message_size(max_raft)
+            .max_encoding_message_size(max_raft);
+        let admin = ClusterAdminServer::new(AdminApi::new(ctx.clone()));
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let mut server_stopped = stopped.clone();
         let server = tokio::spawn(
-            tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(incoming, async {
-                let _ = stopped.await;
-            }),
+            tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .http2_adaptive_window(Some(true))
+                .add_service(db)
+                .add_service(raft_rpc)
+                .add_service(admin)
+                .serve_with_incoming_shutdown(incoming(listener), async move {
+                    let _ = server_stopped.wait_for(|s| *s).await;
+                }),
         );
-        tracing::info!("node {} serving on {addr}, data in {}", config.node_id, config.data_dir.display());
-        Ok(Node { raft, log_closed, state, addr, server, stop })
+        let mut joining = None;
+        if fresh {
+            match &config.join {
+                None => {
+                    let me = BasicNode { addr: advertise.clone() };
+                    raft.initialize([(id, me)].into_iter().collect::<std::collections::BTreeMap<_, _>>())
+                        .await
+                        .map_err(|e| NodeError::Raft(format!("bootstrapping a single-node cluster: {e}")))?;
+                }
+                Some(member) => {
+                    let (member, me) = (member.clone(), advertise.clone());
+                    let channels = ctx.channels.clone();
+                    joining = Some(tokio::spawn(async move {
+                        tokio::select! {
+                            _ = join_until_member(channels, member, id, me) => {}
+                            _ = stopped.wait_for(|s| *s) => {}
+                        }
+                    }));
+                }
+            }
+        } else if config.join.is_some() {
+            tracing::info!("node {id} has a log already; restarting from it and ignoring --join");
+        }
+        tracing::info!(
+            "node {id} serving on {addr} (advertised as {advertise}), data in {}",
+            config.data_dir.display()
+        );
+        Ok(Node { ctx, log_closed, addr, server, stop, joining })
     }
 
     /// The address the server listens on.
@@ -134,14 +229,30 @@ impl Node {
         self.addr
     }
 
+    /// This node's id.
+    pub fn id(&self) -> u64 {
+        self.ctx.id
+    }
+
     /// The state machine (for tests and tools).
     pub fn state(&self) -> &StateMachine {
-        &self.state
+        &self.ctx.state
+    }
+
+    /// This node's Raft (for tests and tools).
+    pub fn raft(&self) -> &Raft<TypeConfig, StateMachine> {
+        &self.ctx.raft
+    }
+
+    /// This node's status, as the admin API reports it.
+    pub fn status(&self) -> crate::proto::admin::StatusReply {
+        status_of(&self.ctx)
     }
 
     /// Waits until this node leads (a single node elects itself within an election timeout).
     pub async fn wait_leader(&self, timeout: Duration) -> Result<(), NodeError> {
-        self.raft
+        self.ctx
+            .raft
             .wait(Some(timeout))
             .state(ServerState::Leader, "leader")
             .await
@@ -149,13 +260,46 @@ impl Node {
             .map_err(|e| NodeError::Raft(e.to_string()))
     }
 
+    /// Hands leadership to the most up-to-date other voter, if this node leads and there is
+    /// one, and waits (briefly) for it to take over.
+    pub async fn step_down(&self) {
+        let m = self.ctx.raft.metrics().borrow_watched().clone();
+        if m.state != ServerState::Leader {
+            return;
+        }
+        let voters: Vec<u64> = m.membership_config.membership().voter_ids().filter(|v| *v != self.ctx.id).collect();
+        let best = voters
+            .iter()
+            .max_by_key(|v| m.replication.as_ref().and_then(|r| r.get(*v).cloned().flatten()).map(|l| l.index))
+            .copied();
+        let Some(to) = best else { return };
+        if self.ctx.raft.trigger().transfer_leader(to).await.is_err() {
+            return;
+        }
+        let me = self.ctx.id;
+        let moved = self
+            .ctx
+            .raft
+            .wait(Some(HANDOVER_WAIT))
+            .metrics(|m| m.current_leader.is_some_and(|l| l != me), "leadership handed over")
+            .await;
+        match moved {
+            Ok(_) => tracing::info!("node {me} handed leadership to node {to}"),
+            Err(e) => tracing::warn!("node {me} could not hand leadership to node {to}: {e}"),
+        }
+    }
+
     /// Stops serving, then stops Raft, and returns once the log is closed and its directory
-    /// unlocked; everything acknowledged is already durable.
+    /// unlocked; everything acknowledged is already durable. Does not hand over leadership:
+    /// call [`Node::step_down`] first for a graceful exit.
     pub async fn shutdown(self) -> Result<(), NodeError> {
-        let _ = self.stop.send(());
+        let _ = self.stop.send(true);
+        if let Some(j) = self.joining {
+            let _ = j.await;
+        }
         let _ = self.server.await;
-        self.raft.shutdown().await.map_err(|e| NodeError::Raft(e.to_string()))?;
-        drop(self.raft);
+        self.ctx.raft.shutdown().await.map_err(|e| NodeError::Raft(e.to_string()))?;
+        drop(self.ctx);
         // openraft's tasks drop their log readers just after `shutdown` returns.
         for _ in 0..500 {
             if self.log_closed.load(std::sync::atomic::Ordering::Acquire) {
@@ -167,10 +311,85 @@ impl Node {
     }
 }
 
+/// Asks `member` to add this node until it answers that it did, backing off between tries.
+async fn join_until_member(channels: Arc<Channels>, member: String, id: u64, me: String) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let attempt = async {
+            let channel = channels.get(&member).map_err(tonic::Status::invalid_argument)?;
+            ClusterAdminClient::new(channel).join(crate::proto::admin::NodeSpec { id, addr: me.clone() }).await
+        };
+        match attempt.await {
+            Ok(_) => {
+                tracing::info!("node {id} joined the cluster through {member}");
+                return;
+            }
+            Err(s) if s.code() == tonic::Code::AlreadyExists || s.code() == tonic::Code::InvalidArgument => {
+                tracing::error!("node {id} cannot join through {member}: {}", s.message());
+                return;
+            }
+            Err(s) => tracing::warn!("node {id} joining through {member}: {}; retrying in {backoff:?}", s.message()),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// The address to advertise when none is given: the bound address, with an unspecified IP
+/// (`0.0.0.0`, `::`) replaced by loopback, since peers cannot dial "any".
+fn advertised_default(bound: SocketAddr) -> String {
+    let mut a = bound;
+    if a.ip().is_unspecified() {
+        tracing::warn!("listening on {bound} with no --advertise; advertising loopback, which only local peers reach");
+        a.set_ip(if a.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+    }
+    a.to_string()
+}
+
+/// The node id: `explicit` if given (it must match a stored one), else the stored one, else a
+/// new random id, stored durably before it is used.
+pub fn resolve_node_id(dir: &Path, explicit: Option<u64>) -> Result<u64, NodeError> {
+    let path = dir.join(NODE_ID_FILE);
+    let stored = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(text.trim().parse::<u64>().map_err(|e| {
+            NodeError::NodeId(format!("{} holds {:?}, not a node id: {e}", path.display(), text.trim()))
+        })?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(NodeError::NodeId(format!("reading {}: {e}", path.display()))),
+    };
+    match (stored, explicit) {
+        (Some(s), Some(e)) if s != e => Err(NodeError::NodeId(format!(
+            "this data directory belongs to node {s} ({}), not node {e}",
+            path.display()
+        ))),
+        (Some(s), _) => Ok(s),
+        (None, e) => {
+            let id = e.unwrap_or_else(random_id);
+            store_node_id(dir, &path, id).map_err(|e| NodeError::NodeId(format!("storing {}: {e}", path.display())))?;
+            Ok(id)
+        }
+    }
+}
+
+fn random_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u32(std::process::id());
+    // Keep ids readable and positive in every client: 1..2^53.
+    (h.finish() >> 11).max(1)
+}
+
+fn store_node_id(dir: &Path, path: &Path, id: u64) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{NODE_ID_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{id}\n"))?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// The accepted connections of `listener`, as tonic's server takes them.
-fn tokio_stream_from(
-    listener: TcpListener,
-) -> impl futures_util::Stream<Item = Result<tokio::net::TcpStream, std::io::Error>> {
+fn incoming(listener: TcpListener) -> impl futures_util::Stream<Item = Result<tokio::net::TcpStream, std::io::Error>> {
     futures_util::stream::unfold(listener, |listener| async move {
         let next = listener.accept().await.map(|(stream, _)| stream);
         Some((next, listener))

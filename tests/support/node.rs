@@ -1,5 +1,5 @@
 //! A single ahnlich-raft node for tests, driven through openraft directly: the WAL log store,
-//! the engine state machine and the single-node network.
+//! the engine state machine and the gRPC network (which a single node never uses).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use ahnlich_raft::engine::Limits;
 use ahnlich_raft::raft::config::RaftSettings;
 use ahnlich_raft::raft::log_store::LogStore;
-use ahnlich_raft::raft::network::SingleNodeNetwork;
+use ahnlich_raft::raft::network::{Channels, GrpcNetwork};
 use ahnlich_raft::raft::state_machine::StateMachine;
 use ahnlich_raft::raft::types::TypeConfig;
 use ahnlich_raft::wal::WalOptions;
@@ -33,8 +33,18 @@ pub async fn start(dir: &Path) -> (Raft<TypeConfig, StateMachine>, StateMachine,
     let sm = StateMachine::open(&dir.join("snapshots"), Limits::default(), purged).expect("open state machine");
     let restored = sm.last_applied().map(|l| l.index);
     // Snapshots only when a test triggers them; purge everything behind a snapshot.
-    let settings = RaftSettings { snapshot_every: 0, keep_behind_snapshot: 0, ..RaftSettings::default() };
+    // A single voter waits one election timeout after each restart: keep it short.
+    let settings = RaftSettings {
+        snapshot_every: 0,
+        keep_behind_snapshot: 0,
+        heartbeat_ms: 50,
+        election_timeout_ms: (150, 300),
+    };
     let config = settings.to_config().expect("config");
-    let raft = Raft::new(1, Arc::new(config), SingleNodeNetwork, log, sm.clone()).await.expect("raft");
+    let raft = Raft::new(1, Arc::new(config), network(), log, sm.clone()).await.expect("raft");
     (raft, sm, restored)
+}
+
+fn network() -> GrpcNetwork {
+    GrpcNetwork::new(1, Arc::new(Channels::default()), 64 << 20, None)
 }

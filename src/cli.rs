@@ -1,0 +1,115 @@
+//! What the `ahnlich-raft` commands do, for `main.rs` to call once it has parsed the command
+//! line: run a node until it is told to stop, and the `cluster` admin commands.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use tonic::transport::Endpoint;
+
+use crate::proto::admin as pb;
+use crate::proto::admin::cluster_admin_client::ClusterAdminClient;
+use crate::server::node::{Node, NodeConfig};
+
+/// Runs a node until SIGTERM or Ctrl-C, then hands over leadership (if it leads), stops and
+/// returns once everything is closed. `ready` is called with the bound address once serving.
+pub async fn serve(config: NodeConfig, ready: impl FnOnce(std::net::SocketAddr)) -> Result<(), String> {
+    let node = Node::start(config).await.map_err(|e| e.to_string())?;
+    ready(node.addr());
+    wait_for_stop_signal().await?;
+    tracing::info!("node {} stopping", node.id());
+    node.step_down().await;
+    node.shutdown().await.map_err(|e| e.to_string())
+}
+
+async fn wait_for_stop_signal() -> Result<(), String> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("installing the SIGTERM handler: {e}"))?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.map_err(|e| format!("waiting for Ctrl-C: {e}")),
+        _ = term.recv() => Ok(()),
+    }
+}
+
+/// A `cluster` subcommand.
+#[derive(Clone, Debug)]
+pub enum ClusterCommand {
+    /// Print the node's view of the cluster.
+    Status,
+    /// Add a learner and wait until it has caught up.
+    AddLearner {
+        /// Its id.
+        id: u64,
+        /// Its address.
+        addr: String,
+    },
+    /// Make learners voters.
+    Promote(Vec<u64>),
+    /// Remove members.
+    Remove(Vec<u64>),
+    /// Hand leadership to a voter.
+    TransferLeader(u64),
+    /// Take a snapshot on the node now.
+    Snapshot,
+}
+
+/// Runs `command` against the node at `addr` and returns what to print.
+pub async fn cluster(addr: &str, command: ClusterCommand) -> Result<String, String> {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("{addr:?} is not a host:port: {e}"))?
+        .connect_timeout(Duration::from_secs(3))
+        .connect()
+        .await
+        .map_err(|e| format!("cannot reach {addr}: {e}"))?;
+    let mut client = ClusterAdminClient::new(channel);
+    let failed = |s: tonic::Status| format!("{addr}: {}: {}", s.code(), s.message());
+    let status = match command {
+        ClusterCommand::Status => client.status(pb::StatusRequest {}).await,
+        ClusterCommand::AddLearner { id, addr } => client.add_learner(pb::NodeSpec { id, addr }).await,
+        ClusterCommand::Promote(ids) => client.promote(pb::NodeIds { ids }).await,
+        ClusterCommand::Remove(ids) => client.remove(pb::NodeIds { ids }).await,
+        ClusterCommand::TransferLeader(to) => client.transfer_leader(pb::TransferLeaderRequest { to }).await,
+        ClusterCommand::Snapshot => {
+            let taken = client.trigger_snapshot(pb::TriggerSnapshotRequest {}).await.map_err(failed)?.into_inner();
+            return Ok(match taken.last_index {
+                Some(i) => format!("snapshot taken up to log index {i}\n"),
+                None => "nothing to snapshot yet\n".to_string(),
+            });
+        }
+    };
+    Ok(format_status(&status.map_err(failed)?.into_inner()))
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+/// A status as a few lines of text.
+pub fn format_status(s: &pb::StatusReply) -> String {
+    let mut out = String::new();
+    let leader = match s.leader_id {
+        Some(l) => format!("{l} ({})", s.leader_addr),
+        None => "unknown".to_string(),
+    };
+    let _ = writeln!(out, "node {} at {}: {}, term {}, leader {leader}", s.id, s.addr, s.role, s.term);
+    let _ = writeln!(
+        out,
+        "log: last index {}, applied {}, snapshot {}, purged {}{}",
+        opt(s.last_log_index),
+        opt(s.last_applied),
+        opt(s.snapshot_index),
+        opt(s.purged_index),
+        if s.joint { " (joint configuration)" } else { "" }
+    );
+    for m in &s.members {
+        let role = if s.leader_id == Some(m.id) {
+            "leader"
+        } else if m.voter {
+            "voter"
+        } else {
+            "learner"
+        };
+        let matched = m.matched_index.map(|i| format!(", matched {i}")).unwrap_or_default();
+        let _ = writeln!(out, "  {:>20}  {:<7} {}{matched}", m.id, role, m.addr);
+    }
+    out
+}

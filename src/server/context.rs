@@ -1,0 +1,151 @@
+//! What the services of one node share: its Raft, state machine, identity, the channels to
+//! its peers, and how to find the leader.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::{Raft, ServerState};
+use tonic::Status;
+use tonic::metadata::MetadataMap;
+use tonic::transport::Channel;
+
+use crate::raft::network::Channels;
+use crate::raft::state_machine::StateMachine;
+use crate::raft::types::TypeConfig;
+
+/// Metadata key set on a request one node forwards to another; a node that receives a
+/// forwarded request and is not the leader either answers UNAVAILABLE instead of forwarding
+/// it again.
+pub const FORWARDED: &str = "x-ahnlich-raft-forwarded";
+
+/// Metadata key choosing a read's consistency: `linearizable` (default) or `local`.
+pub const READ_CONSISTENCY: &str = "x-ahnlich-read-consistency";
+
+/// How long a request waits for a leader to be elected before it is answered UNAVAILABLE.
+pub const LEADER_WAIT: Duration = Duration::from_secs(3);
+
+/// How reads are served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReadConsistency {
+    /// Sees every write acknowledged before the read started, on any node (the leader confirms
+    /// its leadership with a quorum; a follower waits until it has applied the leader's index).
+    #[default]
+    Linearizable,
+    /// Answered from this node's state as it is: fast, possibly stale on a follower.
+    Local,
+}
+
+impl std::str::FromStr for ReadConsistency {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "linearizable" => Ok(Self::Linearizable),
+            "local" => Ok(Self::Local),
+            other => Err(format!("read consistency must be `linearizable` or `local`, not {other:?}")),
+        }
+    }
+}
+
+/// The shared state of a node's services.
+pub struct NodeContext {
+    /// This node's Raft.
+    pub raft: Raft<TypeConfig, StateMachine>,
+    /// Its state machine.
+    pub state: StateMachine,
+    /// Its id.
+    pub id: u64,
+    /// The address other nodes and clients reach it at.
+    pub addr: String,
+    /// Channels to peers (shared with the Raft network).
+    pub channels: Arc<Channels>,
+    /// The largest message a client may send.
+    pub max_message_bytes: usize,
+    /// The largest message the Raft transport carries (room for a maximal command).
+    pub max_raft_message_bytes: usize,
+    /// The default read consistency.
+    pub read_consistency: ReadConsistency,
+    /// Serializes membership changes made through this node (joins arriving together).
+    pub membership_lock: tokio::sync::Mutex<()>,
+}
+
+/// Where a request that must run on the leader goes.
+pub enum Route {
+    /// This node leads: serve it here.
+    Here,
+    /// Forward it to the leader over this channel.
+    Leader {
+        /// The leader's id.
+        id: u64,
+        /// The channel to it.
+        channel: Channel,
+    },
+}
+
+impl NodeContext {
+    /// The leader this node knows of, with its address.
+    pub fn leader(&self) -> Option<(u64, String)> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let id = m.current_leader?;
+        let addr = m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())?;
+        Some((id, addr))
+    }
+
+    /// Whether this node is the leader right now.
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics().borrow_watched().clone();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    /// The leader, waiting up to [`LEADER_WAIT`] for one to be elected.
+    pub async fn await_leader(&self) -> Result<(u64, String), Status> {
+        if let Some(l) = self.leader() {
+            return Ok(l);
+        }
+        let _ = self.raft.wait(Some(LEADER_WAIT)).metrics(|m| m.current_leader.is_some(), "a leader is known").await;
+        self.leader().ok_or_else(|| {
+            Status::unavailable(format!(
+                "no leader is known to node {} (an election is under way, or a majority of the cluster is \
+                 unreachable); retry later",
+                self.id
+            ))
+        })
+    }
+
+    /// Where a request that must run on the leader goes. `forwarded` requests already took one
+    /// hop and are not forwarded again.
+    pub async fn route(&self, metadata: &MetadataMap) -> Result<Route, Status> {
+        let (leader, addr) = self.await_leader().await?;
+        if leader == self.id {
+            return Ok(Route::Here);
+        }
+        if metadata.contains_key(FORWARDED) {
+            return Err(Status::unavailable(format!(
+                "node {} received a forwarded request but is not the leader (node {leader} is); retry",
+                self.id
+            )));
+        }
+        let channel = self.channels.get(&addr).map_err(Status::unavailable)?;
+        Ok(Route::Leader { id: leader, channel })
+    }
+
+    /// The consistency a request asks for, or the node's default.
+    pub fn read_consistency(&self, metadata: &MetadataMap) -> Result<ReadConsistency, Status> {
+        match metadata.get(READ_CONSISTENCY) {
+            None => Ok(self.read_consistency),
+            Some(v) => v
+                .to_str()
+                .map_err(|_| Status::invalid_argument(format!("{READ_CONSISTENCY} is not text")))?
+                .parse()
+                .map_err(|e: String| Status::invalid_argument(format!("{READ_CONSISTENCY}: {e}"))),
+        }
+    }
+}
+
+/// `message` as a request marked as forwarded.
+pub fn forwarded<T>(message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut().insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    r
+}
