@@ -300,6 +300,15 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     {
         let _ = option;
         Box::pin(async move {
+            // Take the first request before connecting: openraft sleeps out its backoff inside the
+            // request stream, so a peer that is down is retried at the backoff's pace rather than
+            // in a tight loop.
+            let mut input = input;
+            let Some(first) = input.next().await else {
+                let empty: BoxStream<'s, _> = Box::pin(stream::empty());
+                return Ok(empty);
+            };
+            let input = stream::iter([first]).chain(input);
             let mut client = self.client().await?;
             // How many wire messages each request became, in order, so replies can be merged.
             let parts = Arc::new(Mutex::new(VecDeque::<usize>::new()));
@@ -328,10 +337,11 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                         let next = replies.message().await;
                         let reply = match next {
                             Ok(Some(r)) => r,
+                            Ok(None) if parts.lock().unwrap_or_else(|p| p.into_inner()).is_empty() => return None,
                             Ok(None) => {
                                 return Some((
                                     Err(RPCError::Unreachable(unreachable(format!(
-                                        "node {target} at {addr}: append stream closed"
+                                        "node {target} at {addr}: append stream closed with requests unanswered"
                                     )))),
                                     None,
                                 ));

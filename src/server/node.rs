@@ -46,6 +46,9 @@ pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 /// Name of the file in the data directory holding the node id.
 pub const NODE_ID_FILE: &str = "node-id";
 
+/// How long a stopping node waits for requests in flight before closing their connections.
+const SERVER_STOP_WAIT: Duration = Duration::from_secs(2);
+
 /// How long a leader stepping down waits for another node to take over.
 const HANDOVER_WAIT: Duration = Duration::from_secs(3);
 
@@ -293,16 +296,21 @@ impl Node {
     /// unlocked; everything acknowledged is already durable. Does not hand over leadership:
     /// call [`Node::step_down`] first for a graceful exit.
     pub async fn shutdown(self) -> Result<(), NodeError> {
-        let _ = self.stop.send(true);
-        if let Some(j) = self.joining {
+        let Node { ctx, log_closed, mut server, stop, joining, .. } = self;
+        let _ = stop.send(true);
+        if let Some(j) = joining {
             let _ = j.await;
         }
-        let _ = self.server.await;
-        self.ctx.raft.shutdown().await.map_err(|e| NodeError::Raft(e.to_string()))?;
-        drop(self.ctx);
+        // Raft first: that ends the long-lived streams peers hold open, which a graceful server
+        // stop would otherwise wait on forever.
+        ctx.raft.shutdown().await.map_err(|e| NodeError::Raft(e.to_string()))?;
+        if tokio::time::timeout(SERVER_STOP_WAIT, &mut server).await.is_err() {
+            server.abort();
+        }
+        drop(ctx);
         // openraft's tasks drop their log readers just after `shutdown` returns.
         for _ in 0..500 {
-            if self.log_closed.load(std::sync::atomic::Ordering::Acquire) {
+            if log_closed.load(std::sync::atomic::Ordering::Acquire) {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -3,4 +3,5 @@
 
 pub mod child;
 pub mod node;
+pub mod procs;
 pub mod wal_util;

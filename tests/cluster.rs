@@ -1,0 +1,258 @@
+//! Three (and four) real `ahnlich-raft serve` processes on loopback: forming a cluster by
+//! joining all at once, writes through followers, linearizable follower reads, SIGKILL of the
+//! leader, restart and catch-up from disk, catch-up by snapshot install after the log was
+//! purged, removal, rejected writes, and a clean SIGTERM restart.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use ahnlich_raft::proto::admin::{NodeIds, StatusReply};
+use ahnlich_raft::proto::ahnlich::db::query as q;
+use ahnlich_raft::proto::ahnlich::keyval::{DbStoreEntry, StoreKey, StoreValue};
+use ahnlich_raft::proto::ahnlich::metadata::{MetadataValue, metadata_value};
+use ahnlich_raft::proto::ahnlich::predicates::{Equals, Predicate, PredicateCondition, predicate, predicate_condition};
+use ahnlich_raft::proto::ahnlich::services::db_service::db_service_client::DbServiceClient;
+use support::procs::{Proc, eventually};
+use tonic::transport::Channel;
+
+const STORE: &str = "vectors";
+const DIM: usize = 4;
+
+fn key(i: u64) -> Vec<f32> {
+    vec![i as f32, 1.0, (i % 7) as f32, 0.5]
+}
+
+fn entry(i: u64) -> DbStoreEntry {
+    let tag = MetadataValue { value: Some(metadata_value::Value::RawString(format!("t{}", i % 3))) };
+    DbStoreEntry {
+        key: Some(StoreKey { key: key(i) }),
+        value: Some(StoreValue { value: HashMap::from([("tag".to_string(), tag)]) }),
+    }
+}
+
+fn local<T>(msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut().insert("x-ahnlich-read-consistency", "local".parse().expect("ascii"));
+    r
+}
+
+async fn create_store(db: &mut DbServiceClient<Channel>) {
+    db.create_store(q::CreateStore {
+        store: STORE.into(),
+        dimension: DIM as u32,
+        create_predicates: vec!["tag".into()],
+        error_if_exists: true,
+        ..Default::default()
+    })
+    .await
+    .expect("create store");
+}
+
+/// Sets entries `range` in one request, retrying while no leader is known.
+async fn set(db: &mut DbServiceClient<Channel>, range: std::ops::Range<u64>) {
+    let inputs: Vec<_> = range.clone().map(entry).collect();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = db.set(q::Set { store: STORE.into(), inputs: inputs.clone(), ..Default::default() }).await;
+        match r {
+            Ok(_) => return,
+            Err(s) if s.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(s) => panic!("set {range:?}: {s}"),
+        }
+    }
+}
+
+async fn has_key(db: &mut DbServiceClient<Channel>, i: u64, consistency_local: bool) -> bool {
+    let msg = q::GetKey { store: STORE.into(), keys: vec![StoreKey { key: key(i) }], ..Default::default() };
+    let r = if consistency_local { db.get_key(local(msg)).await } else { db.get_key(msg).await };
+    r.map(|r| r.into_inner().entries.len() == 1).unwrap_or(false)
+}
+
+async fn store_size(p: &Proc) -> Option<u64> {
+    let mut db = p.db().await;
+    let info = db.get_store(local(q::GetStore { store: STORE.into(), ..Default::default() })).await.ok()?;
+    Some(info.into_inner().len)
+}
+
+/// Waits until `p` reports `n` voters and a leader.
+async fn voters(p: &Proc, n: usize) -> StatusReply {
+    eventually(Duration::from_secs(30), &format!("{n} voters and a leader on node {}", p.id), || async {
+        let s = p.status().await?;
+        (s.members.iter().filter(|m| m.voter).count() == n && s.leader_id.is_some()).then_some(s)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_replicate_fail_over_catch_up_and_shrink() {
+    let root = tempfile::TempDir::new().expect("tempdir");
+    // Small snapshots and nothing kept behind them, so a late joiner must be sent a snapshot.
+    let flags = ["--snapshot-every", "40", "--keep-behind-snapshot", "0"];
+    let n1 = Proc::start(root.path(), 1, None, &flags);
+    // Two nodes join through the same member at the same moment.
+    let n2 = Proc::start(root.path(), 2, Some(n1.addr), &flags);
+    let n3 = Proc::start(root.path(), 3, Some(n1.addr), &flags);
+    let status = voters(&n1, 3).await;
+    assert_eq!(status.members.len(), 3, "{status:?}");
+
+    // Writes through a follower.
+    let follower = [&n1, &n2, &n3].into_iter().find(|p| Some(p.id) != status.leader_id).expect("a follower");
+    let mut via_follower = follower.db().await;
+    create_store(&mut via_follower).await;
+    set(&mut via_follower, 0..10).await;
+    for p in [&n1, &n2, &n3] {
+        eventually(Duration::from_secs(10), "the first writes on every node", || async {
+            (store_size(p).await == Some(10)).then_some(())
+        })
+        .await;
+    }
+
+    // A linearizable read from one follower sees a write acknowledged by another node just before.
+    let others: Vec<&Proc> = [&n1, &n2, &n3].into_iter().filter(|p| p.id != follower.id).collect();
+    let mut reader = others[0].db().await;
+    for i in 10..30 {
+        set(&mut via_follower, i..i + 1).await;
+        assert!(has_key(&mut reader, i, false).await, "linearizable read on node {} missed key {i}", others[0].id);
+    }
+
+    // SIGKILL the leader; a new one is elected and writes go on.
+    let leader_id = n1.status().await.and_then(|s| s.leader_id).expect("leader");
+    let mut procs = vec![n1, n2, n3];
+    let killed = procs.iter().position(|p| p.id == leader_id).expect("leader is ours");
+    procs[killed].kill();
+    let killed_at = Instant::now();
+    let survivor = if killed == 0 { 1 } else { 0 };
+    let new_leader = eventually(Duration::from_secs(10), "a new leader", || async {
+        let s = procs[survivor].status().await?;
+        s.leader_id.filter(|l| *l != leader_id)
+    })
+    .await;
+    println!("new leader {new_leader} elected {:?} after SIGKILL of leader {leader_id}", killed_at.elapsed());
+    let mut db = procs[survivor].db().await;
+    for i in 30..130 {
+        set(&mut db, i..i + 1).await;
+    }
+
+    // The killed node restarts from disk and catches up.
+    procs[killed].restart();
+    eventually(Duration::from_secs(20), "the restarted node to catch up", || async {
+        (store_size(&procs[killed]).await == Some(130)).then_some(())
+    })
+    .await;
+
+    // A node joining after the log was purged is sent a snapshot.
+    let leader_status = procs[survivor].status().await.expect("status");
+    assert!(leader_status.purged_index.is_some(), "the log should have been purged: {leader_status:?}");
+    let n4 = Proc::start(root.path(), 4, Some(procs[survivor].addr), &flags);
+    voters(&procs[survivor], 4).await;
+    eventually(Duration::from_secs(20), "the late joiner to hold everything", || async {
+        (store_size(&n4).await == Some(130)).then_some(())
+    })
+    .await;
+    let s4 = n4.status().await.expect("status");
+    assert!(s4.snapshot_index.is_some(), "node 4 should have installed a snapshot: {s4:?}");
+    let mut db4 = n4.db().await;
+    assert!(has_key(&mut db4, 0, true).await && has_key(&mut db4, 129, true).await);
+
+    // `remove` shrinks the cluster back to three.
+    let mut admin = procs[survivor].admin().await;
+    let after = admin.remove(NodeIds { ids: vec![4] }).await.expect("remove").into_inner();
+    assert!(!after.members.iter().any(|m| m.id == 4), "{after:?}");
+    voters(&procs[survivor], 3).await;
+    drop(n4);
+
+    // A graceful stop of every node exits 0; a restart of all of them serves everything.
+    for p in procs.iter_mut() {
+        let status = p.terminate();
+        assert!(status.success(), "node {} exited with {status}", p.id);
+    }
+    for p in procs.iter_mut() {
+        p.restart();
+    }
+    voters(&procs[0], 3).await;
+    let mut db = procs[2].db().await;
+    set(&mut db, 130..131).await;
+    for p in &procs {
+        eventually(Duration::from_secs(10), "every write after a full restart", || async {
+            (store_size(p).await == Some(131)).then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_writes_get_clear_errors_and_the_cluster_keeps_serving() {
+    let root = tempfile::TempDir::new().expect("tempdir");
+    let flags = ["--max-message-bytes", "1048576"];
+    let mut n1 = Proc::start(root.path(), 1, None, &flags);
+    let mut n2 = Proc::start(root.path(), 2, Some(n1.addr), &flags);
+    let mut n3 = Proc::start(root.path(), 3, Some(n1.addr), &flags);
+    let status = voters(&n1, 3).await;
+    let follower = [&n1, &n2, &n3].into_iter().find(|p| Some(p.id) != status.leader_id).expect("a follower");
+    let mut db = follower.db().await;
+    create_store(&mut db).await;
+
+    let dup = db
+        .create_store(q::CreateStore { store: STORE.into(), dimension: 4, error_if_exists: true, ..Default::default() })
+        .await
+        .expect_err("duplicate store");
+    assert_eq!(dup.code(), tonic::Code::AlreadyExists, "{dup:?}");
+    let missing = db
+        .set(q::Set { store: "nope".into(), inputs: vec![entry(1)], ..Default::default() })
+        .await
+        .expect_err("missing store");
+    assert_eq!(missing.code(), tonic::Code::NotFound, "{missing:?}");
+    let wrong_dim = DbStoreEntry { key: Some(StoreKey { key: vec![1.0, 2.0] }), value: entry(1).value };
+    let dim = db
+        .set(q::Set { store: STORE.into(), inputs: vec![wrong_dim], ..Default::default() })
+        .await
+        .expect_err("wrong dimension");
+    assert_eq!(dim.code(), tonic::Code::InvalidArgument, "{dim:?}");
+    assert!(dim.message().contains('4') && dim.message().contains('2'), "names both dimensions: {dim:?}");
+    let no_value = Predicate { kind: Some(predicate::Kind::Equals(Equals { key: "tag".into(), value: None })) };
+    let bad_pred = db
+        .del_pred(q::DelPred {
+            store: STORE.into(),
+            condition: Some(PredicateCondition { kind: Some(predicate_condition::Kind::Value(no_value)) }),
+            ..Default::default()
+        })
+        .await
+        .expect_err("malformed predicate");
+    assert_eq!(bad_pred.code(), tonic::Code::InvalidArgument, "{bad_pred:?}");
+    // 3,000 entries of 128 floats: about 1.6 MB, over the 1 MiB limit.
+    let big: Vec<DbStoreEntry> =
+        (0..3000).map(|i| DbStoreEntry { key: Some(StoreKey { key: vec![i as f32; 128] }), value: None }).collect();
+    let oversize =
+        db.set(q::Set { store: STORE.into(), inputs: big, ..Default::default() }).await.expect_err("oversize");
+    assert!(
+        matches!(oversize.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted),
+        "oversize: {oversize:?}"
+    );
+
+    // Nothing was applied, and good writes still go through.
+    set(&mut db, 0..5).await;
+    for p in [&n1, &n2, &n3] {
+        eventually(Duration::from_secs(10), "exactly the good writes", || async {
+            (store_size(p).await == Some(5)).then_some(())
+        })
+        .await;
+    }
+    for p in [&mut n1, &mut n2, &mut n3] {
+        let status = p.terminate();
+        assert!(status.success(), "node {} exited with {status}", p.id);
+    }
+    for p in [&mut n1, &mut n2, &mut n3] {
+        p.restart();
+    }
+    voters(&n2, 3).await;
+    for p in [&n1, &n2, &n3] {
+        eventually(Duration::from_secs(10), "state after a clean restart", || async {
+            (store_size(p).await == Some(5)).then_some(())
+        })
+        .await;
+    }
+}
