@@ -25,7 +25,7 @@ impl Default for RaftSettings {
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             keep_behind_snapshot: 1_000,
             heartbeat_ms: 100,
-            election_timeout_ms: (500, 1000),
+            election_timeout_ms: (300, 600),
         }
     }
 }
