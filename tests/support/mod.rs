@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod child;
+pub mod cluster;
 pub mod node;
 pub mod procs;
 pub mod wal_util;

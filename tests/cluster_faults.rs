@@ -1,0 +1,153 @@
+//! Nodes in one process over a network that cuts links, delays and drops Raft messages: an
+//! isolated leader acknowledges nothing, the majority goes on, and after healing every replica
+//! holds exactly the acknowledged writes.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ahnlich_raft::engine::StoreRef;
+use ahnlich_raft::proto::ahnlich::db::query as q;
+use ahnlich_raft::proto::ahnlich::keyval::{DbStoreEntry, StoreKey, StoreValue};
+use ahnlich_raft::proto::ahnlich::services::db_service::db_service_client::DbServiceClient;
+use support::cluster::Cluster;
+use tonic::transport::Channel;
+
+async fn client(cluster: &Cluster, id: u64) -> DbServiceClient<Channel> {
+    DbServiceClient::connect(format!("http://{}", cluster.node(id).addr())).await.expect("connect")
+}
+
+fn set_one(i: u32) -> tonic::Request<q::Set> {
+    let entry = DbStoreEntry {
+        key: Some(StoreKey { key: vec![i as f32, 0.0] }),
+        value: Some(StoreValue { value: HashMap::new() }),
+    };
+    let mut r = tonic::Request::new(q::Set { store: "s".into(), inputs: vec![entry], ..Default::default() });
+    r.set_timeout(Duration::from_secs(2));
+    r
+}
+
+fn get_one(i: u32) -> tonic::Request<q::GetKey> {
+    let mut r = tonic::Request::new(q::GetKey {
+        store: "s".into(),
+        keys: vec![StoreKey { key: vec![i as f32, 0.0] }],
+        ..Default::default()
+    });
+    r.set_timeout(Duration::from_secs(2));
+    r
+}
+
+async fn create(db: &mut DbServiceClient<Channel>) {
+    db.create_store(q::CreateStore { store: "s".into(), dimension: 2, error_if_exists: true, ..Default::default() })
+        .await
+        .expect("create store");
+}
+
+fn len_on(cluster: &Cluster, id: u64) -> Option<usize> {
+    let engine = cluster.node(id).state().engine();
+    match engine.query(&ahnlich_raft::engine::Query::GetStore { store: StoreRef::public("s") }) {
+        Ok(ahnlich_raft::engine::Response::Store(info)) => Some(info.len),
+        _ => None,
+    }
+}
+
+/// Waits until every node has applied what the leader has, then checks the replicas agree.
+async fn converged(cluster: &Cluster) {
+    cluster
+        .wait_for(Duration::from_secs(20), "one leader, and every node applied its log", |cl| {
+            let status: Vec<_> = (1..=3).map(|id| cl.node(id).status()).collect();
+            let Some(leader) = status[0].leader_id else { return false };
+            let lead = &status[leader as usize - 1];
+            lead.role == "leader"
+                && status.iter().all(|s| s.leader_id == Some(leader) && s.last_applied == lead.last_log_index)
+        })
+        .await;
+    let digests: Vec<u64> = (1..=3).map(|id| cluster.node(id).state().engine().digest()).collect();
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "replicas differ: {digests:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_leader_acknowledges_nothing_and_the_majority_goes_on() {
+    let cluster = Cluster::start(3).await;
+    let old = cluster.leader().expect("leader");
+    let mut to_old = client(&cluster, old).await;
+    create(&mut to_old).await;
+    to_old.set(set_one(0)).await.expect("write before the partition");
+
+    let others: Vec<u64> = (1..=3).filter(|id| *id != old).collect();
+    cluster.faults.isolate(old, &others);
+    // The cut-off leader can neither commit a write nor confirm a linearizable read.
+    let lost = to_old.set(set_one(1)).await;
+    assert!(lost.is_err(), "an isolated leader acknowledged a write: {lost:?}");
+    let stale = to_old.get_key(get_one(0)).await;
+    assert!(stale.is_err(), "an isolated leader served a linearizable read: {stale:?}");
+
+    // The majority elects a leader and takes writes.
+    cluster
+        .wait_for(Duration::from_secs(10), "a new leader on the majority side", |cl| {
+            cl.node(others[0]).status().leader_id.is_some_and(|l| l != old)
+        })
+        .await;
+    let mut to_majority = client(&cluster, others[0]).await;
+    for i in 2..12 {
+        to_majority.set(set_one(i)).await.expect("write on the majority side");
+    }
+
+    cluster.faults.heal();
+    converged(&cluster).await;
+    cluster
+        .wait_for(Duration::from_secs(10), "the old leader to follow", |cl| cl.node(old).status().role == "follower")
+        .await;
+    // Key 1 was never acknowledged and never reached a majority: it is gone everywhere.
+    for id in 1..=3 {
+        assert_eq!(len_on(&cluster, id), Some(11), "node {id}");
+        let engine = cluster.node(id).state().engine();
+        let got = engine
+            .query(&ahnlich_raft::engine::Query::GetKey { store: StoreRef::public("s"), keys: vec![vec![1.0, 0.0]] });
+        assert!(
+            matches!(got, Ok(ahnlich_raft::engine::Response::Entries(ref e)) if e.is_empty()),
+            "node {id}: {got:?}"
+        );
+    }
+    drop((to_old, to_majority));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_write_survives_a_lossy_slow_network() {
+    let cluster = Cluster::start(3).await;
+    let mut first = client(&cluster, cluster.leader().expect("leader")).await;
+    create(&mut first).await;
+    cluster.faults.set_delay(Duration::from_millis(2));
+    cluster.faults.set_drop_per_mille(100);
+    let mut clients = Vec::new();
+    for id in 1..=3 {
+        clients.push(client(&cluster, id).await);
+    }
+    let mut acked = Vec::new();
+    for i in 0..120u32 {
+        let c = &mut clients[i as usize % 3];
+        if c.set(set_one(i)).await.is_ok() {
+            acked.push(i);
+        }
+    }
+    assert!(acked.len() > 60, "too few writes got through a 10% loss: {}", acked.len());
+    cluster.faults.heal();
+    converged(&cluster).await;
+    for id in 1..=3 {
+        let engine = cluster.node(id).state().engine();
+        for i in &acked {
+            let got = engine.query(&ahnlich_raft::engine::Query::GetKey {
+                store: StoreRef::public("s"),
+                keys: vec![vec![*i as f32, 0.0]],
+            });
+            assert!(
+                matches!(got, Ok(ahnlich_raft::engine::Response::Entries(ref e)) if e.len() == 1),
+                "node {id} lost acknowledged key {i}"
+            );
+        }
+    }
+    drop((first, clients));
+    cluster.shutdown().await;
+}

@@ -1,0 +1,84 @@
+//! Clusters of nodes running in this process, on loopback, optionally over a faulty network.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ahnlich_raft::raft::network::NetFaults;
+use ahnlich_raft::server::node::{Node, NodeConfig};
+
+/// Nodes `1..=n` and their data directories.
+pub struct Cluster {
+    /// The running nodes (index `i` is node `i + 1`); `None` once stopped.
+    pub nodes: Vec<Option<Node>>,
+    /// The shared fault injector.
+    pub faults: Arc<NetFaults>,
+    /// Data directories live as long as the cluster.
+    pub dir: tempfile::TempDir,
+}
+
+/// A node's configuration in `dir`, on a free loopback port.
+pub fn config(dir: &std::path::Path, id: u64, faults: &Arc<NetFaults>) -> NodeConfig {
+    let mut c = NodeConfig::new(dir.join(format!("n{id}")), SocketAddr::from(([127, 0, 0, 1], 0)));
+    c.node_id = Some(id);
+    c.faults = Some(faults.clone());
+    c
+}
+
+impl Cluster {
+    /// Starts node 1 (bootstrapping), then nodes `2..=n` joining through it, and waits until
+    /// all `n` are voters.
+    pub async fn start(n: u64) -> Cluster {
+        let dir = tempfile::TempDir::new().expect("tempdir");
+        let faults = Arc::new(NetFaults::default());
+        let first = Node::start(config(dir.path(), 1, &faults)).await.expect("start node 1");
+        let seed = first.addr().to_string();
+        let mut nodes = vec![Some(first)];
+        for id in 2..=n {
+            let mut c = config(dir.path(), id, &faults);
+            c.join = Some(seed.clone());
+            nodes.push(Some(Node::start(c).await.expect("start node")));
+        }
+        let cluster = Cluster { nodes, faults, dir };
+        cluster
+            .wait_for(Duration::from_secs(30), "every node a voter", |c| {
+                c.node(1).status().members.iter().filter(|m| m.voter).count() == n as usize
+            })
+            .await;
+        cluster
+    }
+
+    /// Node `id`.
+    pub fn node(&self, id: u64) -> &Node {
+        self.nodes[id as usize - 1].as_ref().expect("node is running")
+    }
+
+    /// The leader as node 1 (or the first running node) sees it.
+    pub fn leader(&self) -> Option<u64> {
+        self.nodes.iter().flatten().find_map(|n| n.status().leader_id)
+    }
+
+    /// A node that is not the leader.
+    pub fn follower(&self) -> u64 {
+        let leader = self.leader();
+        self.nodes.iter().flatten().map(|n| n.id()).find(|id| Some(*id) != leader).expect("a follower")
+    }
+
+    /// Polls `check` every 20 ms, panicking with `what` after `limit`.
+    pub async fn wait_for(&self, limit: Duration, what: &str, check: impl Fn(&Cluster) -> bool) {
+        let deadline = Instant::now() + limit;
+        while !check(self) {
+            assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(mut self) {
+        for n in self.nodes.iter_mut() {
+            if let Some(n) = n.take() {
+                n.shutdown().await.expect("shutdown");
+            }
+        }
+    }
+}
