@@ -151,3 +151,33 @@ async fn every_acknowledged_write_survives_a_lossy_slow_network() {
     drop((first, clients));
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_near_the_message_limit_replicates_without_an_election() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().expect("leader");
+    let term = cluster.node(leader).status().term;
+    let mut db = client(&cluster, cluster.follower()).await;
+    db.create_store(q::CreateStore { store: "big".into(), dimension: 128, ..Default::default() })
+        .await
+        .expect("create store");
+    // 96,000 entries of 128 floats: about 48 MiB on the wire, under the 64 MiB limit.
+    let inputs: Vec<DbStoreEntry> = (0..96_000u32)
+        .map(|i| DbStoreEntry { key: Some(StoreKey { key: vec![i as f32; 128] }), value: None })
+        .collect();
+    let mut db = db.max_encoding_message_size(64 << 20);
+    let reply = db.set(q::Set { store: "big".into(), inputs, ..Default::default() }).await.expect("big set");
+    assert_eq!(reply.into_inner().upsert.map(|u| u.inserted), Some(96_000));
+    db.set(set_one_in("big", 128)).await.expect("a small write right after");
+    converged(&cluster).await;
+    for id in 1..=3 {
+        let s = cluster.node(id).status();
+        assert_eq!((s.term, s.leader_id), (term, Some(leader)), "node {id}: an election happened");
+    }
+    cluster.shutdown().await;
+}
+
+fn set_one_in(store: &str, dim: usize) -> q::Set {
+    let entry = DbStoreEntry { key: Some(StoreKey { key: vec![-1.0; dim] }), value: None };
+    q::Set { store: store.into(), inputs: vec![entry], ..Default::default() }
+}

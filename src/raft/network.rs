@@ -460,3 +460,73 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         wire::transfer_reply_in(reply).map_err(|e| self.malformed(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::EntryPayload;
+    use openraft::vote::leader_id_std::LeaderId;
+
+    use super::*;
+    use crate::engine::Command;
+    use crate::raft::codec::log_id;
+
+    fn request(sizes: &[usize]) -> AppendEntriesRequest<TypeConfig> {
+        let entries = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| openraft::Entry {
+                log_id: log_id(3, 11 + i as u64),
+                payload: EntryPayload::Normal(Command::DropSchema { schema: "x".repeat(*n) }),
+            })
+            .collect();
+        AppendEntriesRequest {
+            vote: openraft::Vote { leader_id: LeaderId { term: 3, voted_for: 1 }, committed: true },
+            prev_log_id: Some(log_id(2, 10)),
+            entries,
+            leader_commit: Some(log_id(3, 14)),
+        }
+    }
+
+    #[test]
+    fn a_request_that_fits_travels_whole() {
+        let msgs = split_chained(&request(&[10, 10, 10]), 1 << 20);
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(msgs[0].entries.len(), 3);
+        assert_eq!(msgs[0].prev_log_id, Some(pb_log_id(&log_id(2, 10))));
+        assert_eq!(msgs[0].leader_commit, Some(pb_log_id(&log_id(3, 14))));
+    }
+
+    #[test]
+    fn an_oversized_request_is_split_into_a_chain_that_never_commits_ahead() {
+        // Budget for about two 1,000-byte entries per message; one 5,000-byte entry alone.
+        let msgs = split_chained(&request(&[1000, 1000, 1000, 5000, 1000]), 2100);
+        let shape: Vec<Vec<u64>> = msgs.iter().map(|m| m.entries.iter().map(|e| e.index).collect()).collect();
+        assert_eq!(shape, vec![vec![11, 12], vec![13], vec![14], vec![15]]);
+        for pair in msgs.windows(2) {
+            let last = pair[0].entries.last().map(|e| (e.term, e.index));
+            assert_eq!(pair[1].prev_log_id.as_ref().map(|l| (l.term, l.index)), last, "chained");
+        }
+        let commits: Vec<u64> = msgs.iter().map(|m| m.leader_commit.as_ref().map_or(0, |l| l.index)).collect();
+        assert_eq!(commits, vec![12, 13, 14, 14]);
+        // Every message decodes back to the same entries.
+        let back: Vec<u64> = msgs
+            .into_iter()
+            .flat_map(|m| wire::append_in(m).expect("decodes").entries)
+            .map(|e| e.log_id.index)
+            .collect();
+        assert_eq!(back, vec![11, 12, 13, 14, 15]);
+    }
+
+    #[test]
+    fn faults_cut_both_ways_and_heal() {
+        let f = NetFaults::default();
+        f.isolate(1, &[2, 3]);
+        assert!(f.admit(1, 2).is_err() && f.admit(3, 1).is_err());
+        assert!(f.admit(2, 3).is_ok());
+        f.heal();
+        assert!(f.admit(1, 2).is_ok());
+        f.set_drop_per_mille(500);
+        let dropped = (0..1000).filter(|_| f.admit(2, 3).is_err()).count();
+        assert!((350..650).contains(&dropped), "{dropped}");
+    }
+}
