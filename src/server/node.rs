@@ -188,7 +188,6 @@ impl Node {
         let mut server_stopped = stopped.clone();
         let server = tokio::spawn(
             tonic::transport::Server::builder()
-                .tcp_nodelay(true)
                 .http2_adaptive_window(Some(true))
                 .add_service(db)
                 .add_service(raft_rpc)
@@ -399,7 +398,12 @@ fn store_node_id(dir: &Path, path: &Path, id: u64) -> std::io::Result<()> {
 /// The accepted connections of `listener`, as tonic's server takes them.
 fn incoming(listener: TcpListener) -> impl futures_util::Stream<Item = Result<tokio::net::TcpStream, std::io::Error>> {
     futures_util::stream::unfold(listener, |listener| async move {
-        let next = listener.accept().await.map(|(stream, _)| stream);
+        // Small replies must not wait for a delayed ACK (tonic's own `tcp_nodelay` only applies
+        // to listeners it binds itself).
+        let next = listener.accept().await.map(|(stream, _)| {
+            let _ = stream.set_nodelay(true);
+            stream
+        });
         Some((next, listener))
     })
 }
