@@ -306,6 +306,20 @@ async fn bench() {
     let raw = bulk * DIM as u64 * 4;
     let size = dir_size(&n3.dir);
     println!();
+    for sub in ["log", "snapshots"] {
+        let mut files: Vec<String> = std::fs::read_dir(n3.dir.join(sub))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| {
+                        let len = e.metadata().map_or(0, |m| m.len());
+                        format!("{} {:.1} MiB", e.file_name().to_string_lossy(), len as f64 / (1 << 20) as f64)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        println!("node 3 {sub}/: {}", files.join(", "));
+    }
     println!(
         "data dir of node 3 after {bulk} x {DIM}-d and a snapshot: {:.1} MiB; raw vectors {:.1} MiB; ratio {:.2} \
          (all stores, with metadata: {} entries more)",

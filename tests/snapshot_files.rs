@@ -164,3 +164,19 @@ fn images_that_break_an_invariant_are_refused_without_panicking() {
     let archived = rkyv::access::<ArchivedEngineImage, rkyv::rancor::Error>(&bytes).expect("valid");
     assert!(Engine::restore(archived, Limits::default()).is_ok(), "the unbroken image restores");
 }
+
+#[test]
+fn an_older_snapshot_is_kept_only_while_the_log_still_reaches_back_to_it() {
+    let dir = TempDir::new().expect("tempdir");
+    let store = SnapshotStore::open(dir.path()).expect("open");
+    let image = engine(10, 1).image();
+    store.write(id(100), b"m", &image).expect("write");
+    store.write(id(200), b"m", &image).expect("write");
+    let indexes = |s: &SnapshotStore| s.list().expect("list").iter().map(|(i, _)| i.index).collect::<Vec<_>>();
+    assert_eq!(store.prune_uncovered(100).expect("prune"), 0, "the log still holds 101..: a usable fallback");
+    assert_eq!(indexes(&store), vec![200, 100]);
+    assert_eq!(store.prune_uncovered(150).expect("prune"), 1);
+    assert_eq!(indexes(&store), vec![200]);
+    assert_eq!(store.prune_uncovered(500).expect("prune"), 0, "the newest always stays");
+    assert_eq!(indexes(&store), vec![200]);
+}

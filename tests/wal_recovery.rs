@@ -276,3 +276,18 @@ fn inspect_reports_a_torn_tail_without_touching_it() {
     assert!(report.repairs.is_empty(), "{report}");
     assert_eq!(report.bounds.last.map(|p| p.index), Some(9));
 }
+
+#[test]
+fn the_tail_within_a_byte_budget_counts_whole_records_back_from_a_point() {
+    let dir = TempDir::new().expect("tempdir");
+    let wal = Wal::open(dir.path(), small_segments()).expect("open");
+    let entries: Vec<Entry> = (1..=20).map(|i| entry(i, 1)).collect();
+    let sizes: Vec<u64> = entries.iter().map(|e| (e.payload.len() + 32) as u64).collect();
+    append_durable(&wal, entries).expect("append");
+    // Entries 13..=15 fit exactly; one byte less and only 14..=15 do.
+    let budget: u64 = sizes[12..15].iter().sum();
+    assert_eq!(wal.tail_start_within(15, budget), 13);
+    assert_eq!(wal.tail_start_within(15, budget - 1), 14);
+    assert_eq!(wal.tail_start_within(15, 0), 16, "not even the last entry fits");
+    assert_eq!(wal.tail_start_within(15, u64::MAX), 1, "everything fits");
+}

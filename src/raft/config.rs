@@ -13,6 +13,9 @@ pub struct RaftSettings {
     pub snapshot_every: u64,
     /// Entries kept in the log behind a snapshot, for followers that lag a little.
     pub keep_behind_snapshot: u64,
+    /// At most this many bytes of log are kept behind a snapshot, whatever the entry count (a
+    /// follower further behind is sent the snapshot).
+    pub keep_behind_snapshot_bytes: u64,
     /// Heartbeat interval, milliseconds.
     pub heartbeat_ms: u64,
     /// Election timeout range, milliseconds.
@@ -24,6 +27,7 @@ impl Default for RaftSettings {
         Self {
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             keep_behind_snapshot: 1_000,
+            keep_behind_snapshot_bytes: 32 << 20,
             heartbeat_ms: 100,
             election_timeout_ms: (300, 600),
         }

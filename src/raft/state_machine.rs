@@ -130,6 +130,12 @@ impl StateMachine {
         })
     }
 
+    /// Tells the state machine the log was purged up to `upto`: older snapshots that the log
+    /// can no longer bring forward are deleted (the newest always stays).
+    pub fn log_purged(&self, upto: u64) -> Result<usize, crate::snapshot::SnapshotError> {
+        self.shared.snapshots.prune_uncovered(upto)
+    }
+
     /// The directory snapshots are kept in (received ones are written there first).
     pub fn snapshot_dir(&self) -> std::path::PathBuf {
         self.shared.snapshots.dir().to_path_buf()

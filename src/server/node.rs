@@ -138,6 +138,7 @@ pub struct Node {
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     stop: tokio::sync::watch::Sender<bool>,
     joining: Option<JoinHandle<()>>,
+    retention: JoinHandle<()>,
 }
 
 impl Node {
@@ -153,6 +154,7 @@ impl Node {
             && log.get_log_state().await.map_err(|e| NodeError::Raft(e.to_string()))?.last_log_id.is_none();
         let purged = log.wal().bounds().purged.map(|p| p.index);
         let log_closed = log.wal().closed_flag();
+        let wal = Arc::downgrade(log.wal());
         let state = StateMachine::open(&config.data_dir.join("snapshots"), config.limits.clone(), purged)?;
         let listener = TcpListener::bind(config.listen)
             .await
@@ -219,11 +221,13 @@ impl Node {
         } else if config.join.is_some() {
             tracing::info!("node {id} has a log already; restarting from it and ignoring --join");
         }
+        let retention =
+            tokio::spawn(retain_log(raft.clone(), wal, state.clone(), config.raft.keep_behind_snapshot_bytes));
         tracing::info!(
             "node {id} serving on {addr} (advertised as {advertise}), data in {}",
             config.data_dir.display()
         );
-        Ok(Node { ctx, log_closed, addr, server, stop, joining })
+        Ok(Node { ctx, log_closed, addr, server, stop, joining, retention })
     }
 
     /// The address the server listens on.
@@ -295,8 +299,9 @@ impl Node {
     /// unlocked; everything acknowledged is already durable. Does not hand over leadership:
     /// call [`Node::step_down`] first for a graceful exit.
     pub async fn shutdown(self) -> Result<(), NodeError> {
-        let Node { ctx, log_closed, mut server, stop, joining, .. } = self;
+        let Node { ctx, log_closed, mut server, stop, joining, retention, .. } = self;
         let _ = stop.send(true);
+        retention.abort();
         if let Some(j) = joining {
             let _ = j.await;
         }
@@ -315,6 +320,44 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         Err(NodeError::Raft("the Raft log was still in use 5 s after shutdown".into()))
+    }
+}
+
+/// Keeps the log behind each new snapshot within `max_bytes` (openraft counts only entries),
+/// and deletes older snapshots once the log no longer reaches back to them.
+async fn retain_log(
+    raft: Raft<TypeConfig, StateMachine>,
+    wal: std::sync::Weak<crate::wal::Wal>,
+    state: StateMachine,
+    max_bytes: u64,
+) {
+    let mut metrics = raft.metrics();
+    let (mut seen_snapshot, mut seen_purged) = (None, None);
+    while metrics.changed().await.is_ok() {
+        let m = metrics.borrow_watched().clone();
+        if m.purged != seen_purged {
+            seen_purged = m.purged;
+            if let Some(p) = m.purged
+                && let Err(e) = state.log_purged(p.index)
+            {
+                tracing::warn!("removing snapshots the log no longer covers: {e}");
+            }
+        }
+        if m.snapshot == seen_snapshot {
+            continue;
+        }
+        seen_snapshot = m.snapshot;
+        let Some(snapshot) = m.snapshot else { continue };
+        let Some(wal) = wal.upgrade() else { return };
+        let keep_from = wal.tail_start_within(snapshot.index, max_bytes);
+        drop(wal);
+        let upto = keep_from.saturating_sub(1).min(snapshot.index);
+        if keep_from > 0 && m.purged.is_none_or(|p| p.index < upto) {
+            tracing::info!("purging the log up to {upto}: more than {max_bytes} bytes lay behind snapshot {snapshot}");
+            if raft.trigger().purge_log(upto).await.is_err() {
+                return;
+            }
+        }
     }
 }
 

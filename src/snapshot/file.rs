@@ -173,6 +173,19 @@ impl SnapshotStore {
         Ok(())
     }
 
+    /// Removes every snapshot but the newest whose state the log can no longer bring forward
+    /// (index below `log_purged_upto`): it could not serve as a fallback any more.
+    pub fn prune_uncovered(&self, log_purged_upto: u64) -> Result<usize, SnapshotError> {
+        let stale: Vec<_> = self.list()?.into_iter().skip(1).filter(|(id, _)| id.index < log_purged_upto).collect();
+        for (_, path) in &stale {
+            std::fs::remove_file(path).map_err(io(format!("removing {}", path.display())))?;
+        }
+        if !stale.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(stale.len())
+    }
+
     /// Makes `snap` (checked, possibly received from a leader and stored elsewhere) a snapshot
     /// of this directory under its id: copied in under a temporary name and synced unless it is
     /// already here, renamed into place, directory synced, older ones pruned. Returns it as

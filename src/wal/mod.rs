@@ -17,7 +17,7 @@
 //!
 //! # Files
 //! A data directory holds `LOCK` (an exclusive `flock` for the life of the process), numbered
-//! segments `00000000000000000001.wal`, `…02.wal`, …, up to four spares
+//! segments `00000000000000000001.wal`, `…02.wal`, …, up to two spares
 //! `spare-00000000000000000001.wal`, … (purged segments kept for reuse, or zero-filled files made
 //! ahead of need), and `*.tmp` files being created (removed on open). The byte layout of a
 //! segment is the table in [`mod@format`].
@@ -76,8 +76,9 @@ use self::fs::{DirLock, Fs, OsFs};
 use self::index::LogIndex;
 use self::recovery::{Loc, SegmentInfo, Slot, anchor_to_header};
 
-/// Default segment size: 64 MiB.
-pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
+/// Default segment size: 32 MiB (a data directory holds the active segment and up to two
+/// spares beyond what is live).
+pub const DEFAULT_SEGMENT_SIZE: u64 = 32 << 20;
 /// Smallest segment size accepted (tests use tiny segments to exercise rotation).
 pub const MIN_SEGMENT_SIZE: u64 = 4096;
 /// Largest segment size accepted (offsets are stored in 32 bits).
@@ -388,6 +389,30 @@ impl Wal {
     pub fn bounds(&self) -> LogBounds {
         let st = lock(&self.shared.state);
         bounds_of(&st.index, st.purged)
+    }
+
+    /// The lowest index `i` such that the live entries `i..=upto` take at most `max_bytes` on
+    /// disk (entries still queued count by their payload). `upto + 1` if even entry `upto`
+    /// alone is larger; the first live index if everything up to `upto` fits.
+    pub fn tail_start_within(&self, upto: u64, max_bytes: u64) -> u64 {
+        let st = lock(&self.shared.state);
+        let Some(first) = st.index.first_live() else { return upto + 1 };
+        let mut total = 0u64;
+        let mut i = upto.min(st.index.last_live().unwrap_or(upto));
+        loop {
+            let Some(slot) = st.index.get(i) else { return i + 1 };
+            total += match &slot.loc {
+                Loc::Pending(p) => p.len() as u64,
+                Loc::Disk { len, .. } => u64::from(*len),
+            };
+            if total > max_bytes {
+                return i + 1;
+            }
+            if i == first {
+                return first;
+            }
+            i -= 1;
+        }
     }
 
     /// The term of the live entry at `index`.

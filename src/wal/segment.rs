@@ -17,7 +17,7 @@ const SEGMENT_SUFFIX: &str = ".wal";
 /// File name prefix of spares: `spare-00000000000000000001.wal`.
 const SPARE_PREFIX: &str = "spare-";
 /// Most spares kept: purged segments beyond this are deleted rather than recycled.
-pub(crate) const MAX_SPARES: usize = 4;
+pub(crate) const MAX_SPARES: usize = 2;
 /// Suffix of files that may be incomplete; removed on open.
 pub(crate) const TEMP_SUFFIX: &str = ".tmp";
 /// Zero-fill in chunks of this size.

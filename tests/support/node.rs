@@ -34,8 +34,13 @@ pub async fn start(dir: &Path) -> (Raft<TypeConfig, StateMachine>, StateMachine,
     let restored = sm.last_applied().map(|l| l.index);
     // Snapshots only when a test triggers them; purge everything behind a snapshot.
     // A single voter waits one election timeout after each restart: keep it short.
-    let settings =
-        RaftSettings { snapshot_every: 0, keep_behind_snapshot: 0, heartbeat_ms: 50, election_timeout_ms: (150, 300) };
+    let settings = RaftSettings {
+        snapshot_every: 0,
+        keep_behind_snapshot: 0,
+        keep_behind_snapshot_bytes: 0,
+        heartbeat_ms: 50,
+        election_timeout_ms: (150, 300),
+    };
     let config = settings.to_config().expect("config");
     let raft = Raft::new(1, Arc::new(config), network(), log, sm.clone()).await.expect("raft");
     (raft, sm, restored)
