@@ -303,6 +303,16 @@ async fn bench() {
         let mut admin = ClusterAdminClient::new(channel(p.addr).await);
         admin.trigger_snapshot(TriggerSnapshotRequest {}).await.expect("snapshot");
     }
+    // The log behind the snapshot is purged just after it; wait for that to show on disk.
+    let mut admin3 = ClusterAdminClient::new(channel(n3.addr).await);
+    for _ in 0..200 {
+        let s = admin3.status(StatusRequest {}).await.expect("status").into_inner();
+        if s.purged_index.is_some() && s.purged_index >= s.snapshot_index.map(|i| i.saturating_sub(100)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let raw = bulk * DIM as u64 * 4;
     let size = dir_size(&n3.dir);
     println!();

@@ -81,10 +81,10 @@ enum ClusterCmd {
     /// Add a non-voting member and wait until it has caught up.
     AddLearner {
         /// The new member's id.
-        #[arg(long)]
+        #[arg(long, env = "AHNLICH_RAFT_LEARNER_ID")]
         id: u64,
         /// The new member's address (host:port).
-        #[arg(long = "node-addr")]
+        #[arg(long = "node-addr", env = "AHNLICH_RAFT_LEARNER_ADDR")]
         node_addr: String,
     },
     /// Make learners voters.
@@ -102,7 +102,7 @@ enum ClusterCmd {
     /// Hand leadership to a voter.
     TransferLeader {
         /// Id of the voter to lead.
-        #[arg(long)]
+        #[arg(long, env = "AHNLICH_RAFT_TRANSFER_TO")]
         to: u64,
     },
     /// Take a snapshot on the node now (returns once it is durable).

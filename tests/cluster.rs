@@ -196,6 +196,18 @@ async fn rejected_writes_get_clear_errors_and_the_cluster_keeps_serving() {
     let mut db = follower.db().await;
     create_store(&mut db).await;
 
+    // The `cluster` command line reports the same cluster.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ahnlich-raft"))
+        .args(["cluster", "--addr", &follower.addr.to_string(), "status"])
+        .output()
+        .expect("run cluster status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(&format!("node {} at {}: follower", follower.id, follower.addr)), "{text}");
+    let members: Vec<&str> = text.lines().filter(|l| l.starts_with("  ")).collect();
+    assert_eq!(members.len(), 3, "{text}");
+    assert_eq!(members.iter().filter(|l| l.contains(" leader ")).count(), 1, "{text}");
+
     let dup = db
         .create_store(q::CreateStore { store: STORE.into(), dimension: 4, error_if_exists: true, ..Default::default() })
         .await

@@ -450,3 +450,35 @@ fn incoming(listener: TcpListener) -> impl futures_util::Stream<Item = Result<to
         Some((next, listener))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_id_is_generated_once_and_kept() {
+        let dir = tempfile::TempDir::new().expect("tempdir");
+        let id = resolve_node_id(dir.path(), None).expect("generated");
+        assert!(id >= 1);
+        assert_eq!(resolve_node_id(dir.path(), None).expect("stored"), id);
+        assert_eq!(resolve_node_id(dir.path(), Some(id)).expect("same explicit id"), id);
+        let err = resolve_node_id(dir.path(), Some(id + 1)).expect_err("another id");
+        assert!(err.to_string().contains(&format!("belongs to node {id}")), "{err}");
+    }
+
+    #[test]
+    fn an_explicit_id_is_stored_and_a_damaged_id_file_is_an_error() {
+        let dir = tempfile::TempDir::new().expect("tempdir");
+        assert_eq!(resolve_node_id(dir.path(), Some(7)).expect("explicit"), 7);
+        assert_eq!(resolve_node_id(dir.path(), None).expect("stored"), 7);
+        std::fs::write(dir.path().join(NODE_ID_FILE), "seven\n").expect("write");
+        let err = resolve_node_id(dir.path(), None).expect_err("garbage");
+        assert!(err.to_string().contains("not a node id"), "{err}");
+    }
+
+    #[test]
+    fn an_unspecified_listen_address_advertises_loopback() {
+        assert_eq!(advertised_default("0.0.0.0:1369".parse().expect("addr")), "127.0.0.1:1369");
+        assert_eq!(advertised_default("10.1.2.3:7".parse().expect("addr")), "10.1.2.3:7");
+    }
+}
