@@ -82,6 +82,11 @@ async fn an_isolated_leader_acknowledges_nothing_and_the_majority_goes_on() {
     assert!(lost.is_err(), "an isolated leader acknowledged a write: {lost:?}");
     let stale = to_old.get_key(get_one(0)).await;
     assert!(stale.is_err(), "an isolated leader served a linearizable read: {stale:?}");
+    // A local read is still answered, from what the node holds.
+    let mut local = get_one(0);
+    local.metadata_mut().insert("x-ahnlich-read-consistency", "local".parse().expect("ascii"));
+    let held = to_old.get_key(local).await.expect("a local read on an isolated node");
+    assert_eq!(held.into_inner().entries.len(), 1);
 
     // The majority elects a leader and takes writes.
     cluster
@@ -180,4 +185,53 @@ async fn a_set_near_the_message_limit_replicates_without_an_election() {
 fn set_one_in(store: &str, dim: usize) -> q::Set {
     let entry = DbStoreEntry { key: Some(StoreKey { key: vec![-1.0; dim] }), value: None };
     q::Set { store: store.into(), inputs: vec![entry], ..Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_cut_off_past_a_purge_catches_up_from_a_multi_chunk_snapshot() {
+    let cluster = Cluster::start_with(3, |c| {
+        c.raft.snapshot_every = 0;
+        c.raft.keep_behind_snapshot = 0;
+        c.raft.keep_behind_snapshot_bytes = 0;
+    })
+    .await;
+    let leader = cluster.leader().expect("leader");
+    let behind = cluster.follower();
+    let others: Vec<u64> = (1..=3).filter(|id| *id != behind).collect();
+    let mut db = client(&cluster, leader).await;
+    db.create_store(q::CreateStore { store: "big".into(), dimension: 256, ..Default::default() })
+        .await
+        .expect("create store");
+    cluster.faults.isolate(behind, &others);
+    // About 5 MB of vectors: the snapshot file spans several 1 MiB chunks.
+    for batch in 0..5u32 {
+        let inputs: Vec<DbStoreEntry> = (0..1000u32)
+            .map(|i| DbStoreEntry { key: Some(StoreKey { key: vec![(batch * 1000 + i) as f32; 256] }), value: None })
+            .collect();
+        db.set(q::Set { store: "big".into(), inputs, ..Default::default() }).await.expect("set");
+    }
+    let raft = cluster.node(leader).raft();
+    raft.trigger().snapshot().await.expect("snapshot");
+    cluster
+        .wait_for(Duration::from_secs(10), "the leader to purge its log behind the snapshot", |cl| {
+            let s = cl.node(leader).status();
+            s.purged_index.is_some() && s.purged_index == s.snapshot_index
+        })
+        .await;
+    let snapshot = cluster.node(leader).status().snapshot_index;
+    cluster.faults.heal();
+    converged(&cluster).await;
+    let s = cluster.node(behind).status();
+    assert!(s.snapshot_index >= snapshot, "node {behind} caught up without the snapshot: {s:?}");
+    let engine = cluster.node(behind).state().engine();
+    let info = engine.query(&ahnlich_raft::engine::Query::GetStore { store: StoreRef::public("big") });
+    assert!(matches!(info, Ok(ahnlich_raft::engine::Response::Store(ref i)) if i.len == 5000), "{info:?}");
+    // The received file became the node's snapshot; nothing temporary is left behind.
+    let files: Vec<String> = std::fs::read_dir(cluster.node(behind).state().snapshot_dir())
+        .expect("snapshot dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(files.iter().all(|f| f.ends_with(".snap")) && !files.is_empty(), "{files:?}");
+    cluster.shutdown().await;
 }

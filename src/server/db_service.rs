@@ -381,7 +381,13 @@ impl DbApi {
                     role: role as i32,
                     health: health as i32,
                     term: Some(m.current_term),
-                    commit_index: m.last_applied.map(|l| l.index),
+                    // This node's applied index for itself; what the leader knows is replicated
+                    // for the others (a follower does not know).
+                    commit_index: if *id == m.id {
+                        m.last_applied.map(|l| l.index)
+                    } else {
+                        m.replication.as_ref().and_then(|r| r.get(id).cloned().flatten()).map(|l| l.index)
+                    },
                 }
             })
             .collect();

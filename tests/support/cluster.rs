@@ -29,13 +29,21 @@ impl Cluster {
     /// Starts node 1 (bootstrapping), then nodes `2..=n` joining through it, and waits until
     /// all `n` are voters.
     pub async fn start(n: u64) -> Cluster {
+        Self::start_with(n, |_| {}).await
+    }
+
+    /// As [`Cluster::start`], with every node's configuration adjusted by `tweak`.
+    pub async fn start_with(n: u64, tweak: impl Fn(&mut NodeConfig)) -> Cluster {
         let dir = tempfile::TempDir::new().expect("tempdir");
         let faults = Arc::new(NetFaults::default());
-        let first = Node::start(config(dir.path(), 1, &faults)).await.expect("start node 1");
+        let mut c1 = config(dir.path(), 1, &faults);
+        tweak(&mut c1);
+        let first = Node::start(c1).await.expect("start node 1");
         let seed = first.addr().to_string();
         let mut nodes = vec![Some(first)];
         for id in 2..=n {
             let mut c = config(dir.path(), id, &faults);
+            tweak(&mut c);
             c.join = Some(seed.clone());
             nodes.push(Some(Node::start(c).await.expect("start node")));
         }
