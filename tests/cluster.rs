@@ -8,7 +8,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use ahnlich_raft::proto::admin::{NodeIds, StatusReply};
+use ahnlich_raft::proto::admin::{NodeIds, NodeSpec, StatusReply};
 use ahnlich_raft::proto::ahnlich::db::query as q;
 use ahnlich_raft::proto::ahnlich::keyval::{DbStoreEntry, StoreKey, StoreValue};
 use ahnlich_raft::proto::ahnlich::metadata::{MetadataValue, metadata_value};
@@ -244,6 +244,18 @@ async fn rejected_writes_get_clear_errors_and_the_cluster_keeps_serving() {
         matches!(oversize.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted),
         "oversize: {oversize:?}"
     );
+
+    // A node that bootstrapped a cluster of its own is not added to this one.
+    let loner = Proc::start(root.path(), 9, None, &flags);
+    voters(&loner, 1).await;
+    let mut admin = follower.admin().await;
+    let foreign = admin
+        .add_learner(NodeSpec { id: 9, addr: loner.addr.to_string() })
+        .await
+        .expect_err("a node of another cluster");
+    assert_eq!(foreign.code(), tonic::Code::FailedPrecondition, "{foreign:?}");
+    assert!(foreign.message().contains("another cluster"), "{foreign:?}");
+    drop(loner);
 
     // Nothing was applied, and good writes still go through.
     set(&mut db, 0..5).await;

@@ -52,6 +52,27 @@ impl AdminApi {
         Ok(())
     }
 
+    /// Refuses to add the node at `addr` if it already holds the log of another cluster (it
+    /// bootstrapped itself, say): log ids carry only terms and indexes, so two histories can
+    /// share ids, and replicating onto one would mix them. A node that cannot be reached is
+    /// let through: it is checked by the log when it connects.
+    async fn refuse_foreign(&self, addr: &str) -> Result<(), Status> {
+        let channel = self.ctx.channels.get(addr).map_err(Status::invalid_argument)?;
+        let mut client = ClusterAdminClient::new(channel);
+        let asked = client.status(pb::StatusRequest {});
+        let Ok(Ok(theirs)) = tokio::time::timeout(Duration::from_secs(3), asked).await else { return Ok(()) };
+        let theirs = theirs.into_inner();
+        let ours = theirs.members.iter().any(|m| m.id == self.ctx.id && m.addr == self.ctx.addr);
+        if theirs.last_log_index.is_some() && !theirs.members.is_empty() && !ours {
+            return Err(Status::failed_precondition(format!(
+                "the node at {addr} (id {}) already belongs to another cluster; give it an empty data directory and \
+                 start it with --join to add it here",
+                theirs.id
+            )));
+        }
+        Ok(())
+    }
+
     async fn join(&self, spec: pb::NodeSpec) -> Result<(), Status> {
         if spec.addr.is_empty() {
             return Err(Status::invalid_argument("a joining node must give the address it is reached at"));
@@ -164,6 +185,7 @@ impl ClusterAdmin for AdminApi {
             return leader.add_learner(forwarded(request.into_inner())).await;
         }
         let spec = request.into_inner();
+        self.refuse_foreign(&spec.addr).await?;
         let _serialized = self.ctx.membership_lock.lock().await;
         self.ctx.raft.add_learner(spec.id, BasicNode { addr: spec.addr }, true).await.map_err(refused)?;
         Ok(Reply::new(AdminApi::status(self)))
