@@ -280,3 +280,94 @@ async fn rejected_writes_get_clear_errors_and_the_cluster_keeps_serving() {
         .await;
     }
 }
+
+/// Writers keep sending single-key Sets through every node while the leader is SIGKILLed and
+/// restarted, three times. Every acknowledged key must be on every node at the end, and the
+/// nodes must agree exactly (an unacknowledged write may or may not have landed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_repeated_leader_kills() {
+    let root = tempfile::TempDir::new().expect("tempdir");
+    let flags = ["--snapshot-every", "150"];
+    let n1 = Proc::start(root.path(), 1, None, &flags);
+    let n2 = Proc::start(root.path(), 2, Some(n1.addr), &flags);
+    let n3 = Proc::start(root.path(), 3, Some(n1.addr), &flags);
+    voters(&n1, 3).await;
+    create_store(&mut n1.db().await).await;
+    let addrs = [n1.addr, n2.addr, n3.addr];
+    let mut procs = vec![n1, n2, n3];
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..3u64 {
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let key = 1_000_000 * (w + 1) + i;
+                i += 1;
+                let addr = addrs[(i % 3) as usize];
+                let Ok(ch) =
+                    tonic::transport::Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await
+                else {
+                    continue;
+                };
+                let mut req =
+                    tonic::Request::new(q::Set { store: STORE.into(), inputs: vec![entry(key)], ..Default::default() });
+                req.set_timeout(Duration::from_secs(3));
+                if DbServiceClient::new(ch).set(req).await.is_ok() {
+                    acked.push(key);
+                }
+            }
+            acked
+        }));
+    }
+    for _round in 0..3 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let leader = eventually(Duration::from_secs(15), "a leader", || async {
+            for p in procs.iter() {
+                if let Some(s) = p.status().await
+                    && s.role == "leader"
+                {
+                    return Some(s.id);
+                }
+            }
+            None
+        })
+        .await;
+        let ix = procs.iter().position(|p| p.id == leader).expect("ours");
+        procs[ix].kill();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        procs[ix].restart();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.expect("writer"));
+    }
+    println!("{} writes acknowledged across three leader kills", acked.len());
+    assert!(acked.len() > 30, "too few writes were acknowledged: {}", acked.len());
+
+    // Every node converges to the same size, holding every acknowledged key.
+    let size = eventually(Duration::from_secs(30), "the nodes to agree", || async {
+        let mut sizes = Vec::new();
+        for p in procs.iter() {
+            sizes.push(store_size(p).await?);
+        }
+        sizes.windows(2).all(|w| w[0] == w[1]).then_some(sizes[0])
+    })
+    .await;
+    assert!(size >= acked.len() as u64, "{size} entries but {} acknowledged", acked.len());
+    for p in procs.iter() {
+        let mut db = p.db().await;
+        for chunk in acked.chunks(200) {
+            let keys = chunk.iter().map(|k| StoreKey { key: key(*k) }).collect();
+            let got = db
+                .get_key(local(q::GetKey { store: STORE.into(), keys, ..Default::default() }))
+                .await
+                .expect("get keys");
+            assert_eq!(got.into_inner().entries.len(), chunk.len(), "node {} lost acknowledged writes", p.id);
+        }
+    }
+}
