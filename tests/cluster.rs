@@ -294,7 +294,7 @@ async fn acknowledged_writes_survive_repeated_leader_kills() {
     voters(&n1, 3).await;
     create_store(&mut n1.db().await).await;
     let addrs = [n1.addr, n2.addr, n3.addr];
-    let mut procs = vec![n1, n2, n3];
+    let mut procs = [n1, n2, n3];
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut writers = Vec::new();
