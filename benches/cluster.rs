@@ -13,9 +13,8 @@
 //! `AHNLICH_BENCH_WRITES` (writes per latency run, default 2,000).
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,64 +28,11 @@ use tonic::transport::Channel;
 
 const DIM: usize = 128;
 
-struct Proc {
-    addr: SocketAddr,
-    dir: PathBuf,
-    id: u64,
-    child: Option<Child>,
-}
+#[allow(dead_code)]
+#[path = "../tests/support/procs.rs"]
+mod procs;
 
-impl Proc {
-    fn start(root: &Path, id: u64, join: Option<SocketAddr>) -> Proc {
-        let addr = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port");
-        let mut p = Proc { addr, dir: root.join(format!("n{id}")), id, child: None };
-        p.spawn(join);
-        p
-    }
-
-    fn spawn(&mut self, join: Option<SocketAddr>) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ahnlich-raft"));
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .arg("--listen")
-            .arg(self.addr.to_string())
-            .arg("--id")
-            .arg(self.id.to_string())
-            .env("AHNLICH_RAFT_LOG", "error")
-            .stdout(Stdio::null());
-        if let Some(j) = join {
-            cmd.arg("--join").arg(j.to_string());
-        }
-        self.child = Some(cmd.spawn().expect("spawn serve"));
-    }
-
-    fn terminate(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-async fn channel(addr: SocketAddr) -> Channel {
-    for _ in 0..400 {
-        if let Ok(c) = Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("cannot reach {addr}");
-}
+use procs::{Proc, channel};
 
 async fn db(addr: SocketAddr) -> DbServiceClient<Channel> {
     DbServiceClient::new(channel(addr).await).max_encoding_message_size(64 << 20).max_decoding_message_size(64 << 20)
@@ -254,16 +200,16 @@ async fn bench() {
 
     // Baseline in the same run: one node.
     {
-        let single = Proc::start(&root.path().join("single"), 1, None);
+        let single = Proc::start(&root.path().join("single"), 1, None, &[]);
         wait_voters(single.addr, 1).await;
         create(&mut db(single.addr).await, "w").await;
         row("1 node: Set 1 entry, 1 client", &writes(single.addr, "w", 1, writes_n, 0).await);
         row("1 node: Set 1 entry, 64 clients", &writes(single.addr, "w", 64, writes_n * 4, 1 << 32).await);
     }
 
-    let n1 = Proc::start(root.path(), 1, None);
-    let n2 = Proc::start(root.path(), 2, Some(n1.addr));
-    let mut n3 = Proc::start(root.path(), 3, Some(n1.addr));
+    let n1 = Proc::start(root.path(), 1, None, &[]);
+    let n2 = Proc::start(root.path(), 2, Some(n1.addr), &[]);
+    let mut n3 = Proc::start(root.path(), 3, Some(n1.addr), &[]);
     let leader = wait_voters(n1.addr, 3).await;
     let leader_addr = [&n1, &n2, &n3].iter().find(|p| p.id == leader).map(|p| p.addr).expect("leader");
     let follower_addr = [&n1, &n2, &n3].iter().find(|p| p.id != leader).map(|p| p.addr).expect("follower");
@@ -342,7 +288,7 @@ async fn bench() {
     // Restart node 3 and time it to its first answered read.
     n3.terminate();
     let started = Instant::now();
-    n3.spawn(None);
+    n3.restart();
     let probe = StoreKey { key: entry(8 << 32).key.expect("key").key };
     loop {
         if let Ok(c) = Channel::from_shared(format!("http://{}", n3.addr)).expect("uri").connect().await {
