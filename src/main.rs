@@ -59,6 +59,10 @@ struct ServeArgs {
     /// A member (host:port) to join through when the data directory is empty.
     #[arg(long, env = "AHNLICH_RAFT_JOIN")]
     join: Option<String>,
+    /// With an empty data directory and no --join, start empty and wait to be added with
+    /// `cluster add-learner` instead of bootstrapping a single-node cluster.
+    #[arg(long, env = "AHNLICH_RAFT_NO_BOOTSTRAP")]
+    no_bootstrap: bool,
     /// Default read consistency: `linearizable`, or `local` (fast, possibly stale on a
     /// follower). A request may ask for either with the `x-ahnlich-read-consistency` header.
     #[arg(long, env = "AHNLICH_RAFT_READ_CONSISTENCY", default_value = "linearizable")]
@@ -147,6 +151,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.advertise = args.advertise;
     config.node_id = args.id;
     config.join = args.join;
+    config.bootstrap = !args.no_bootstrap;
     config.read_consistency = args.read_consistency;
     config.max_message_bytes = args.max_message_bytes;
     config.raft.snapshot_every = args.snapshot_every;

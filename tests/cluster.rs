@@ -257,6 +257,26 @@ async fn rejected_writes_get_clear_errors_and_the_cluster_keeps_serving() {
     assert!(foreign.message().contains("another cluster"), "{foreign:?}");
     drop(loner);
 
+    // A node started without bootstrapping is added by hand: `cluster add-learner`, `promote`.
+    let manual = Proc::start(root.path(), 5, None, &["--max-message-bytes", "1048576", "--no-bootstrap"]);
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ahnlich-raft"))
+            .args(["cluster", "--addr", &follower.addr.to_string()])
+            .args(args)
+            .output()
+            .expect("run cluster");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{args:?}: {text}{}", String::from_utf8_lossy(&out.stderr));
+        text
+    };
+    let added = cli(&["add-learner", "--id", "5", "--node-addr", &manual.addr.to_string()]);
+    assert!(added.contains(&format!("5  learner {}", manual.addr)), "{added}");
+    let promoted = cli(&["promote", "5"]);
+    assert!(promoted.contains(&format!("5  voter   {}", manual.addr)), "{promoted}");
+    let removed = cli(&["remove", "5"]);
+    assert!(!removed.contains(&manual.addr.to_string()), "{removed}");
+    drop(manual);
+
     // Nothing was applied, and good writes still go through.
     set(&mut db, 0..5).await;
     for p in [&n1, &n2, &n3] {

@@ -5,7 +5,8 @@
 //! - a directory holding a log restarts from it (any `join` is ignored: the node is already a
 //!   member, or was removed and stays out);
 //! - an empty directory without `join` bootstraps a single-node cluster with this node as its
-//!   only voter, so `serve` works with no other step;
+//!   only voter, so `serve` works with no other step (unless `bootstrap` is off: then it waits
+//!   to be added by `cluster add-learner`);
 //! - an empty directory with `join` starts empty and asks the given member (which forwards to
 //!   the leader) to add it; the leader adds it as a learner, waits until it has caught up and
 //!   promotes it to voter. The node retries until that succeeds.
@@ -65,6 +66,9 @@ pub struct NodeConfig {
     pub node_id: Option<u64>,
     /// A member to join through when the data directory is empty.
     pub join: Option<String>,
+    /// Whether an empty data directory without `join` bootstraps a single-node cluster (the
+    /// default). Without it the node waits to be added with `cluster add-learner`.
+    pub bootstrap: bool,
     /// Default consistency of reads (a request may ask for another).
     pub read_consistency: ReadConsistency,
     /// Largest client message accepted; the Raft transport carries somewhat more, so any
@@ -89,6 +93,7 @@ impl NodeConfig {
             advertise: None,
             node_id: None,
             join: None,
+            bootstrap: true,
             read_consistency: ReadConsistency::Linearizable,
             max_message_bytes: MAX_MESSAGE_BYTES,
             limits: Limits::default(),
@@ -201,6 +206,9 @@ impl Node {
         let mut joining = None;
         if fresh {
             match &config.join {
+                None if !config.bootstrap => {
+                    tracing::info!("node {id} starts empty and waits to be added to a cluster");
+                }
                 None => {
                     let me = BasicNode { addr: advertise.clone() };
                     raft.initialize([(id, me)].into_iter().collect::<std::collections::BTreeMap<_, _>>())
