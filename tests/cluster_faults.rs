@@ -69,7 +69,7 @@ async fn converged(cluster: &Cluster) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_leader_acknowledges_nothing_and_the_majority_goes_on() {
-    let cluster = Cluster::start(3).await;
+    let cluster = Cluster::start_with(3, |c| c.commit_wait = Duration::from_secs(1)).await;
     let old = cluster.leader().expect("leader");
     let mut to_old = client(&cluster, old).await;
     create(&mut to_old).await;
@@ -78,8 +78,12 @@ async fn an_isolated_leader_acknowledges_nothing_and_the_majority_goes_on() {
     let others: Vec<u64> = (1..=3).filter(|id| *id != old).collect();
     cluster.faults.isolate(old, &others);
     // The cut-off leader can neither commit a write nor confirm a linearizable read.
-    let lost = to_old.set(set_one(1)).await;
-    assert!(lost.is_err(), "an isolated leader acknowledged a write: {lost:?}");
+    // No client deadline: the node itself answers that the write is in doubt.
+    let mut no_deadline = set_one(1);
+    no_deadline.metadata_mut().remove("grpc-timeout");
+    let lost = to_old.set(no_deadline).await.expect_err("an isolated leader acknowledged a write");
+    assert_eq!(lost.code(), tonic::Code::Unavailable, "{lost:?}");
+    assert!(lost.message().contains("not committed"), "{lost:?}");
     let stale = to_old.get_key(get_one(0)).await;
     assert!(stale.is_err(), "an isolated leader served a linearizable read: {stale:?}");
     // A local read is still answered, from what the node holds.

@@ -64,6 +64,8 @@ pub struct NodeContext {
     pub max_message_bytes: usize,
     /// The largest message the Raft transport carries (room for a maximal command).
     pub max_raft_message_bytes: usize,
+    /// How long a write waits to be committed before the client is told it is in doubt.
+    pub commit_wait: Duration,
     /// The default read consistency.
     pub read_consistency: ReadConsistency,
     /// Serializes membership changes made through this node (joins arriving together).

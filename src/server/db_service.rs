@@ -108,7 +108,14 @@ impl DbApi {
                 cmd.name()
             )));
         }
-        match self.ctx.raft.client_write(cmd).await {
+        let wait = self.ctx.commit_wait;
+        let proposed = tokio::time::timeout(wait, self.ctx.raft.client_write(cmd)).await.map_err(|_| {
+            Status::unavailable(format!(
+                "the write was not committed within {wait:?} (is a majority of the cluster reachable?); it may still \
+                 be applied"
+            ))
+        })?;
+        match proposed {
             Ok(reply) => reply.data.map_err(status),
             Err(e) => Err(match e.forward_to_leader() {
                 Some(f) => Status::unavailable(format!(

@@ -69,6 +69,9 @@ pub struct NodeConfig {
     /// Whether an empty data directory without `join` bootstraps a single-node cluster (the
     /// default). Without it the node waits to be added with `cluster add-learner`.
     pub bootstrap: bool,
+    /// How long a write waits to be committed (a majority may be unreachable) before the
+    /// client gets UNAVAILABLE saying the write is in doubt.
+    pub commit_wait: Duration,
     /// Default consistency of reads (a request may ask for another).
     pub read_consistency: ReadConsistency,
     /// Largest client message accepted; the Raft transport carries somewhat more, so any
@@ -94,6 +97,7 @@ impl NodeConfig {
             node_id: None,
             join: None,
             bootstrap: true,
+            commit_wait: Duration::from_secs(10),
             read_consistency: ReadConsistency::Linearizable,
             max_message_bytes: MAX_MESSAGE_BYTES,
             limits: Limits::default(),
@@ -182,6 +186,7 @@ impl Node {
             max_message_bytes: config.max_message_bytes,
             max_raft_message_bytes: max_raft,
             read_consistency: config.read_consistency,
+            commit_wait: config.commit_wait,
             membership_lock: tokio::sync::Mutex::new(()),
         });
         let db = DbServiceServer::new(DbApi::new(ctx.clone()))
