@@ -20,6 +20,7 @@ use rkyv::{Archive, Deserialize, Serialize};
 use super::hnsw::{self, Hnsw};
 use super::kdtree::{self, KdTree};
 use super::meta_arena::{MetaArena, Span};
+use super::rows::Rows;
 use super::store::{ENTRY_OVERHEAD, Store};
 use super::types::{HnswConfig, MetadataValue, Metric};
 use super::{Engine, Limits, read};
@@ -205,8 +206,8 @@ impl Store {
             schema: schema.to_owned(),
             name: name.to_owned(),
             dimension: self.dimension as u32,
-            arena: self.arena.clone(),
-            norms: self.norms.clone(),
+            arena: self.arena.to_vec(),
+            norms: self.norms.to_vec(),
             meta_bytes: self.meta.bytes.clone(),
             meta_offsets,
             meta_lens,
@@ -232,8 +233,8 @@ impl Store {
             return Err(format!("store {}: per-slot arrays disagree on the slot count", img.name));
         }
         let slot_ok = |s: u32| (s as usize) < slots;
-        let arena: Vec<f32> = img.arena.iter().map(|x| x.to_native()).collect();
-        let norms: Vec<f32> = img.norms.iter().map(|x| x.to_native()).collect();
+        let arena = Rows::from_values(dimension, img.arena.iter().map(|x| x.to_native()));
+        let norms = Rows::from_values(1, img.norms.iter().map(|x| x.to_native()));
         let meta_bytes: Vec<u8> = img.meta_bytes.as_slice().to_vec();
         let mut spans = Vec::with_capacity(slots);
         for (off, len) in img.meta_offsets.iter().zip(img.meta_lens.iter()) {

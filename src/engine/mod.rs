@@ -30,6 +30,7 @@ mod hnsw;
 mod image;
 mod kdtree;
 mod meta_arena;
+mod rows;
 mod similarity;
 mod store;
 mod types;

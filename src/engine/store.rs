@@ -2,8 +2,9 @@
 //! its non-linear indexes. Callers validate arguments first (see `engine::validate`); the
 //! methods here assume valid input and keep every structure in step.
 //!
-//! Layout (made for snapshots): slot `s` owns `arena[s*d .. (s+1)*d]` (one contiguous `f32`
-//! block for all vectors), `norms[s]` and its metadata in the store's [`MetaArena`] (one byte
+//! Layout (made for snapshots): slot `s` owns row `s` of `arena` (the vectors, in shared chunks
+//! of about 1 MiB, so a write after a snapshot capture copies one chunk, not every vector),
+//! row `s` of `norms` and its metadata in the store's [`MetaArena`] (one byte
 //! buffer for all metadata). Freed slots are reused last-in first-out,
 //! which is deterministic, so replicas that apply the same commands hold identical layouts.
 //! While a k-d tree or HNSW graph exists, a removed slot is quarantined (its vector kept) until
@@ -14,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use super::hnsw::Hnsw;
 use super::kdtree::KdTree;
 use super::meta_arena::{MetaArena, ValueRef};
+use super::rows::Rows;
 use super::similarity::{self, cmp_key_bits};
 use super::types::{Condition, Entry, HnswConfig, Metadata, MetadataValue, NonLinearIndex, NonLinearKind, Predicate};
 
@@ -41,8 +43,8 @@ pub struct StoreInfo {
 #[derive(Clone, Debug)]
 pub struct Store {
     pub(super) dimension: usize,
-    pub(super) arena: Vec<f32>,
-    pub(super) norms: Vec<f32>,
+    pub(super) arena: Rows,
+    pub(super) norms: Rows,
     pub(super) meta: MetaArena,
     pub(super) free: Vec<u32>,
     pub(super) quarantine: Vec<u32>,
@@ -80,8 +82,8 @@ impl Store {
     pub fn new(dimension: usize, predicates: &[String], non_linear: &[NonLinearIndex]) -> Self {
         let mut store = Self {
             dimension,
-            arena: Vec::new(),
-            norms: Vec::new(),
+            arena: Rows::new(dimension),
+            norms: Rows::new(1),
             meta: MetaArena::default(),
             free: Vec::new(),
             quarantine: Vec::new(),
@@ -120,8 +122,7 @@ impl Store {
 
     /// The key stored in `slot` (also for a quarantined slot).
     pub fn key(&self, slot: u32) -> &[f32] {
-        let start = slot as usize * self.dimension;
-        &self.arena[start..start + self.dimension]
+        self.arena.row(slot as usize)
     }
 
     /// The entry in a live `slot`.
@@ -164,11 +165,10 @@ impl Store {
     pub(super) fn rebuild_key_lookup(&mut self) -> Result<(), String> {
         self.by_hash.clear();
         self.collisions.clear();
-        let d = self.dimension;
         for slot in self.meta.live_slots() {
-            let key = &self.arena[slot as usize * d..(slot as usize + 1) * d];
+            let key = self.arena.row(slot as usize);
             let h = key_hash(key);
-            let same = |s: u32| same_bits(&self.arena[s as usize * d..(s as usize + 1) * d], key);
+            let same = |s: u32| same_bits(self.arena.row(s as usize), key);
             if self.by_hash.get(&h).is_some_and(|&s| same(s))
                 || self.collisions.get(&h).is_some_and(|l| l.iter().any(|&s| same(s)))
             {
@@ -227,16 +227,14 @@ impl Store {
     fn insert_new(&mut self, key: &[f32], value: Metadata) -> u32 {
         let slot = match self.free.pop() {
             Some(slot) => {
-                let start = slot as usize * self.dimension;
-                self.arena[start..start + self.dimension].copy_from_slice(key);
-                self.norms[slot as usize] = similarity::norm(key);
+                self.arena.set_row(slot as usize, key);
+                self.norms.set_row(slot as usize, &[similarity::norm(key)]);
                 slot
             }
             None => {
-                self.arena.extend_from_slice(key);
-                self.norms.push(similarity::norm(key));
+                self.arena.push_row(key);
                 self.meta.push_slot();
-                (self.norms.len() - 1) as u32
+                self.norms.push_row(&[similarity::norm(key)]) as u32
             }
         };
         let h = key_hash(key);
@@ -250,9 +248,8 @@ impl Store {
         self.index_value(slot, &value);
         self.meta.set(slot, &value);
         self.live += 1;
-        let dimension = self.dimension;
         let arena = &self.arena;
-        let key_of = |s: u32| &arena[s as usize * dimension..(s as usize + 1) * dimension];
+        let key_of = |s: u32| arena.row(s as usize);
         if let Some(t) = self.kdtree.as_mut() {
             t.insert(slot, &key_of);
         }
@@ -494,10 +491,27 @@ impl Store {
         candidates: Option<&BTreeSet<u32>>,
     ) -> Vec<(u32, f32)> {
         let qn = similarity::norm(query);
-        let score = |s: u32| similarity::score(metric, query, qn, self.key(s), self.norms[s as usize]);
+        let score = |s: u32| similarity::score(metric, query, qn, self.key(s), self.norms.row(s as usize)[0]);
         let scored: Vec<(u32, f32)> = match candidates {
             Some(c) => c.iter().map(|&s| (s, score(s))).collect(),
-            None => self.live_slots().map(|s| (s, score(s))).collect(),
+            None => {
+                // Walk the vectors chunk by chunk: contiguous memory, no per-row chunk lookup.
+                let mut scored = Vec::with_capacity(self.live);
+                for (first, block) in self.arena.chunks() {
+                    let rows = block.len() / self.dimension;
+                    // A vector chunk's rows never straddle two norm chunks (both are aligned
+                    // powers of two, norm chunks the larger).
+                    let norms = self.norms.span(first, rows).unwrap_or(&[]);
+                    for (r, key) in block.chunks_exact(self.dimension).enumerate() {
+                        let s = (first + r) as u32;
+                        if self.meta.is_live(s) {
+                            let n = norms.get(r).copied().unwrap_or_else(|| self.norms.row(s as usize)[0]);
+                            scored.push((s, similarity::score(metric, query, qn, key, n)));
+                        }
+                    }
+                }
+                scored
+            }
         };
         similarity::top_k(metric, scored, k, |s| self.key(s))
     }
@@ -530,7 +544,7 @@ impl Store {
         let qn = similarity::norm(query);
         let scored = slots
             .into_iter()
-            .map(|s| (s, similarity::score(metric, query, qn, self.key(s), self.norms[s as usize])))
+            .map(|s| (s, similarity::score(metric, query, qn, self.key(s), self.norms.row(s as usize)[0])))
             .collect();
         Some(similarity::top_k(metric, scored, k, |s| self.key(s)))
     }
