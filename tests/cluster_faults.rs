@@ -83,7 +83,8 @@ async fn an_isolated_leader_acknowledges_nothing_and_the_majority_goes_on() {
     no_deadline.metadata_mut().remove("grpc-timeout");
     let lost = to_old.set(no_deadline).await.expect_err("an isolated leader acknowledged a write");
     assert_eq!(lost.code(), tonic::Code::Unavailable, "{lost:?}");
-    assert!(lost.message().contains("not committed"), "{lost:?}");
+    // Either the node's commit wait ran out, or it stepped down meanwhile: both say "in doubt".
+    assert!(lost.message().contains("not committed") || lost.message().contains("may not have been"), "{lost:?}");
     let stale = to_old.get_key(get_one(0)).await;
     assert!(stale.is_err(), "an isolated leader served a linearizable read: {stale:?}");
     // A local read is still answered, from what the node holds.
