@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver;
-use openraft::{Raft, ServerState};
+use openraft::Raft;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
@@ -92,12 +92,6 @@ impl NodeContext {
         let id = m.current_leader?;
         let addr = m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())?;
         Some((id, addr))
-    }
-
-    /// Whether this node is the leader right now.
-    pub fn is_leader(&self) -> bool {
-        let m = self.raft.metrics().borrow_watched().clone();
-        m.state == ServerState::Leader && m.current_leader == Some(self.id)
     }
 
     /// The leader, waiting up to [`LEADER_WAIT`] for one to be elected.
