@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::async_runtime::watch::WatchReceiver;
 use openraft::Raft;
+use openraft::async_runtime::watch::WatchReceiver;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
