@@ -10,14 +10,17 @@ use crate::proto::admin as pb;
 use crate::proto::admin::cluster_admin_client::ClusterAdminClient;
 use crate::server::node::{Node, NodeConfig};
 
-/// Runs a node until SIGTERM or Ctrl-C, then hands over leadership (if it leads), stops and
-/// returns once everything is closed. `ready` is called with the bound address once serving.
+/// Runs a node until SIGTERM or Ctrl-C, then hands over leadership (if it leads, saying so on
+/// stdout), stops and returns once everything is closed. `ready` is called with the bound
+/// address once serving.
 pub async fn serve(config: NodeConfig, ready: impl FnOnce(std::net::SocketAddr)) -> Result<(), String> {
     let node = Node::start(config).await.map_err(|e| e.to_string())?;
     ready(node.addr());
     wait_for_stop_signal().await?;
     tracing::info!("node {} stopping", node.id());
-    node.step_down().await;
+    if let Some(leader) = node.step_down().await {
+        println!("stopping: handed leadership to node {leader}");
+    }
     node.shutdown().await.map_err(|e| e.to_string())
 }
 

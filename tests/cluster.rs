@@ -188,9 +188,9 @@ async fn three_processes_replicate_fail_over_catch_up_and_shrink() {
 async fn rejected_writes_get_clear_errors_and_the_cluster_keeps_serving() {
     let root = tempfile::TempDir::new().expect("tempdir");
     let flags = ["--max-message-bytes", "1048576"];
-    let mut n1 = Proc::start(root.path(), 1, None, &flags);
-    let mut n2 = Proc::start(root.path(), 2, Some(n1.addr), &flags);
-    let mut n3 = Proc::start(root.path(), 3, Some(n1.addr), &flags);
+    let n1 = Proc::start(root.path(), 1, None, &flags);
+    let n2 = Proc::start(root.path(), 2, Some(n1.addr), &flags);
+    let n3 = Proc::start(root.path(), 3, Some(n1.addr), &flags);
     let status = voters(&n1, 3).await;
     let follower = [&n1, &n2, &n3].into_iter().find(|p| Some(p.id) != status.leader_id).expect("a follower");
     let mut db = follower.db().await;
@@ -285,15 +285,29 @@ async fn rejected_writes_get_clear_errors_and_the_cluster_keeps_serving() {
         })
         .await;
     }
-    for p in [&mut n1, &mut n2, &mut n3] {
+    // SIGTERM of the leader hands leadership over before it exits.
+    let leader = n1.status().await.and_then(|s| s.leader_id).expect("leader");
+    let mut nodes = [n1, n2, n3];
+    nodes.sort_by_key(|p| p.id != leader);
+    let status = nodes[0].terminate();
+    assert!(status.success(), "the leader exited with {status}");
+    let said = nodes[0].stdout();
+    assert!(said.contains("stopping: handed leadership to node"), "{said}");
+    let next = eventually(Duration::from_secs(10), "a new leader", || async {
+        nodes[1].status().await?.leader_id.filter(|l| *l != leader)
+    })
+    .await;
+    assert!(said.contains(&format!("handed leadership to node {next}")), "{said} (now led by {next})");
+    for p in nodes[1..].iter_mut() {
         let status = p.terminate();
         assert!(status.success(), "node {} exited with {status}", p.id);
     }
-    for p in [&mut n1, &mut n2, &mut n3] {
+    for p in nodes.iter_mut() {
         p.restart();
     }
-    voters(&n2, 3).await;
-    for p in [&n1, &n2, &n3] {
+    let [n1, n2, n3] = &nodes;
+    voters(n2, 3).await;
+    for p in [n1, n2, n3] {
         eventually(Duration::from_secs(10), "state after a clean restart", || async {
             (store_size(p).await == Some(5)).then_some(())
         })

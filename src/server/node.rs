@@ -280,21 +280,20 @@ impl Node {
     }
 
     /// Hands leadership to the most up-to-date other voter, if this node leads and there is
-    /// one, and waits (briefly) for it to take over.
-    pub async fn step_down(&self) {
+    /// one, and waits (briefly) for a new leader. Returns the node that leads now, if this
+    /// node handed over.
+    pub async fn step_down(&self) -> Option<u64> {
         let m = self.ctx.raft.metrics().borrow_watched().clone();
         if m.state != ServerState::Leader {
-            return;
+            return None;
         }
         let voters: Vec<u64> = m.membership_config.membership().voter_ids().filter(|v| *v != self.ctx.id).collect();
         let best = voters
             .iter()
             .max_by_key(|v| m.replication.as_ref().and_then(|r| r.get(*v).cloned().flatten()).map(|l| l.index))
             .copied();
-        let Some(to) = best else { return };
-        if self.ctx.raft.trigger().transfer_leader(to).await.is_err() {
-            return;
-        }
+        let to = best?;
+        self.ctx.raft.trigger().transfer_leader(to).await.ok()?;
         let me = self.ctx.id;
         let moved = self
             .ctx
@@ -303,8 +302,11 @@ impl Node {
             .metrics(|m| m.current_leader.is_some_and(|l| l != me), "leadership handed over")
             .await;
         match moved {
-            Ok(_) => tracing::info!("node {me} handed leadership to node {to}"),
-            Err(e) => tracing::warn!("node {me} could not hand leadership to node {to}: {e}"),
+            Ok(m) => m.current_leader,
+            Err(e) => {
+                tracing::warn!("node {me} could not hand leadership to node {to}: {e}");
+                None
+            }
         }
     }
 

@@ -54,11 +54,25 @@ impl Proc {
             .arg(self.id.to_string())
             .args(&self.extra)
             .env("AHNLICH_RAFT_LOG", std::env::var("AHNLICH_RAFT_TEST_LOG").unwrap_or_else(|_| "error".into()))
-            .stdout(Stdio::null());
+            .stdout(self.stdout_file());
         if let Some(j) = join {
             cmd.arg("--join").arg(j.to_string());
         }
         self.child = Some(cmd.spawn().expect("spawn ahnlich-raft serve"));
+    }
+
+    /// Where the node's stdout goes, appended across restarts.
+    fn stdout_file(&self) -> Stdio {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.with_extension("out"))
+            .map_or_else(|_| Stdio::null(), Stdio::from)
+    }
+
+    /// Everything the node printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.with_extension("out")).unwrap_or_default()
     }
 
     /// Restarts a stopped node from its data directory (same address and flags).
