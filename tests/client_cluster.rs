@@ -234,28 +234,13 @@ async fn the_published_rust_client_calls_all_23_rpcs_through_a_follower() {
     cluster.shutdown().await;
 }
 
-/// Whether the published Python client is importable here.
-fn python_client_available() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "import ahnlich_client_py, grpclib"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_published_python_client_works_through_a_follower() {
-    if !python_client_available() {
-        // CI installs it (`.ci/run`); a bare checkout with only Rust skips, loudly.
-        assert!(std::env::var_os("CI").is_none(), "CI must install ahnlich-client-py==0.4.2");
-        eprintln!("SKIPPED: python3 with ahnlich-client-py==0.4.2 is not installed");
+    if !support::python::client_installed_or_skip() {
         return;
     }
     let cluster = Cluster::start(3).await;
     let addr = cluster.node(cluster.follower()).addr().to_string();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/client_py_compat.py");
-    let out = tokio::process::Command::new("python3").arg(script).arg(&addr).output().await.expect("run python");
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the Python client failed through a follower:\n{report}");
-    assert!(report.contains("all checks passed"), "{report}");
+    support::python::run_checks(&addr, "the Python client failed through a follower").await;
     cluster.shutdown().await;
 }

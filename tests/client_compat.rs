@@ -1,6 +1,8 @@
 //! Wire compatibility with the published Rust client, `ahnlich_client_rs =0.4.5` (tonic 0.12,
 //! prost 0.13, its own generated types): a real server of ours answers it correctly.
 
+mod support;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -116,30 +118,14 @@ async fn the_published_rust_client_works_against_our_server() {
     node.shutdown().await.expect("shutdown");
 }
 
-/// Whether the published Python client is importable here.
-fn python_client_available() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "import ahnlich_client_py, grpclib"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_published_python_client_works_against_our_server() {
-    if !python_client_available() {
-        // CI installs it (`.ci/run`); a bare checkout with only Rust skips, loudly.
-        assert!(std::env::var_os("CI").is_none(), "CI must install ahnlich-client-py==0.4.2");
-        eprintln!("SKIPPED: python3 with ahnlich-client-py==0.4.2 is not installed");
+    if !support::python::client_installed_or_skip() {
         return;
     }
     let dir = tempfile::TempDir::new().expect("tempdir");
     let node = Node::start(NodeConfig::new(dir.path(), SocketAddr::from(([127, 0, 0, 1], 0)))).await.expect("start");
     node.wait_leader(Duration::from_secs(10)).await.expect("leader");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/client_py_compat.py");
-    let addr = node.addr().to_string();
-    let out = tokio::process::Command::new("python3").arg(script).arg(&addr).output().await.expect("run python");
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the Python client failed:\n{report}");
-    assert!(report.contains("all checks passed"), "{report}");
+    support::python::run_checks(&node.addr().to_string(), "the Python client failed").await;
     node.shutdown().await.expect("shutdown");
 }

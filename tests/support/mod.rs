@@ -5,4 +5,5 @@ pub mod child;
 pub mod cluster;
 pub mod node;
 pub mod procs;
+pub mod python;
 pub mod wal_util;

@@ -1,0 +1,26 @@
+//! The published Python client (`ahnlich-client-py==0.4.2`) run against a server by
+//! `tests/python/client_py_compat.py`.
+
+/// Whether python3 with the client is here. Without it a test skips, loudly, except under CI
+/// (which installs it in `.ci/run`), where its absence is a failure.
+pub fn client_installed_or_skip() -> bool {
+    let installed = std::process::Command::new("python3")
+        .args(["-c", "import ahnlich_client_py, grpclib"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        assert!(std::env::var_os("CI").is_none(), "CI must install ahnlich-client-py==0.4.2");
+        eprintln!("SKIPPED: python3 with ahnlich-client-py==0.4.2 is not installed");
+    }
+    installed
+}
+
+/// Runs the Python client's checks against `addr`; panics with its report, prefixed by
+/// `failure`, unless all of them pass.
+pub async fn run_checks(addr: &str, failure: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/client_py_compat.py");
+    let out = tokio::process::Command::new("python3").arg(script).arg(addr).output().await.expect("run python");
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{failure}:\n{report}");
+    assert!(report.contains("all checks passed"), "{report}");
+}
