@@ -261,23 +261,14 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let budget = self.entry_budget();
-        let mut size = 0;
-        let mut fit = 0;
-        let mut entries = Vec::new();
-        for e in &rpc.entries {
-            let w = wire::entry_out(e);
-            size += entry_wire_len(&w);
-            if fit > 0 && size > budget {
-                break;
-            }
-            entries.push(w);
-            fit += 1;
-        }
-        let partial = fit < rpc.entries.len();
-        let last_sent = if fit > 0 { Some(rpc.entries[fit - 1].log_id) } else { rpc.prev_log_id };
-        let commit = if partial { rpc.leader_commit.min(last_sent) } else { rpc.leader_commit };
-        let msg = wire::append_parts(&rpc.vote, rpc.prev_log_id, commit, entries);
+        // Send the first message of the split; openraft sends the rest after a partial success.
+        let mut msgs = split_chained(&rpc, self.entry_budget());
+        let partial = msgs.len() > 1;
+        msgs.truncate(1);
+        let Some(msg) = msgs.pop() else {
+            return Err(RPCError::Network(NetworkError::from_string("an append split into no message")));
+        };
+        let last_sent = msg.entries.last().map_or(rpc.prev_log_id, |e| Some(super::codec::log_id(e.term, e.index)));
         let mut client = self.client().await?;
         let reply = self.unary(&option, client.append(msg)).await?;
         let reply = wire::append_reply_in(reply).map_err(|e| self.malformed(e))?;
