@@ -50,8 +50,25 @@ impl RaftSettings {
             max_in_snapshot_log_to_keep: self.keep_behind_snapshot,
             // A node cut off and reconnected asks before it disrupts a healthy leader.
             enable_pre_vote: Some(true),
+            // A restarted leader must win a new election, never resume its old term. A leader
+            // replicates entries before its own write reaches the disk, so after a crash its log
+            // can be shorter than a follower's; resuming the same term it would write new entries
+            // under (term, index) ids the followers already hold with other contents, and they
+            // would keep theirs: the replicas diverge. openraft restores by default.
+            enable_leader_restore: Some(false),
             ..Config::default()
         }
         .validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restarted_leader_must_be_elected_again() {
+        let config = RaftSettings::default().to_config().expect("valid defaults");
+        assert_eq!(config.enable_leader_restore, Some(false));
     }
 }

@@ -16,6 +16,32 @@ pub fn free_addr() -> SocketAddr {
     l.local_addr().expect("addr")
 }
 
+/// A temporary directory for the nodes' data and output, kept (and its path printed) if the
+/// test fails, so the logs and data directories of a failed run can be read afterwards.
+pub struct ProcRoot(Option<tempfile::TempDir>);
+
+impl ProcRoot {
+    /// A new empty directory.
+    pub fn new() -> Self {
+        Self(Some(tempfile::TempDir::new().expect("tempdir")))
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        self.0.as_ref().expect("present until dropped").path()
+    }
+}
+
+impl Drop for ProcRoot {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(dir) = self.0.take()
+        {
+            eprintln!("the failed test's nodes are in {}", dir.keep().display());
+        }
+    }
+}
+
 /// One node process.
 pub struct Proc {
     /// Its id.
@@ -54,15 +80,16 @@ impl Proc {
             .arg(self.id.to_string())
             .args(&self.extra)
             .env("AHNLICH_RAFT_LOG", std::env::var("AHNLICH_RAFT_TEST_LOG").unwrap_or_else(|_| "error".into()))
-            .stdout(self.stdout_file());
+            .stdout(self.output_file())
+            .stderr(self.output_file());
         if let Some(j) = join {
             cmd.arg("--join").arg(j.to_string());
         }
         self.child = Some(cmd.spawn().expect("spawn ahnlich-raft serve"));
     }
 
-    /// Where the node's stdout goes, appended across restarts.
-    fn stdout_file(&self) -> Stdio {
+    /// Where the node's stdout and stderr go, appended across restarts.
+    fn output_file(&self) -> Stdio {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -70,7 +97,7 @@ impl Proc {
             .map_or_else(|_| Stdio::null(), Stdio::from)
     }
 
-    /// Everything the node printed on stdout so far.
+    /// Everything the node printed so far (stdout and its log on stderr).
     pub fn stdout(&self) -> String {
         std::fs::read_to_string(self.dir.with_extension("out")).unwrap_or_default()
     }
