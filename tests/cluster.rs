@@ -350,7 +350,8 @@ async fn rejected_writes_get_clear_errors_and_the_cluster_keeps_serving() {
 
 /// Writers keep sending single-key Sets through every node while the leader is SIGKILLed and
 /// restarted, six times (`AHNLICH_RAFT_KILL_ROUNDS` for more); half of the time it comes back
-/// at once, before anyone else could be elected. Every acknowledged key must be on every node at
+/// at once, before anyone else could be elected. Then all three are SIGKILLed together and
+/// restarted. Every acknowledged key must be on every node at
 /// the end, and the nodes must hold exactly the same keys (an unacknowledged write may or may not
 /// have landed).
 ///
@@ -415,6 +416,15 @@ async fn acknowledged_writes_survive_repeated_leader_kills() {
         }
         procs[ix].restart();
     }
+    // Last, the whole cluster dies at once mid-write, and comes back.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for p in procs.iter_mut() {
+        p.kill();
+    }
+    for p in procs.iter_mut() {
+        p.restart();
+    }
+    current_leader(&procs).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut acked = Vec::new();
