@@ -302,12 +302,37 @@ async fn rejected_writes_get_clear_errors_and_the_cluster_keeps_serving() {
         assert!(out.status.success(), "{args:?}: {text}{}", String::from_utf8_lossy(&out.stderr));
         text
     };
+    let outside = |p: &Proc| {
+        let addr = p.addr;
+        async move {
+            let mut db = DbServiceClient::new(support::procs::channel(addr).await);
+            db.get_store(local(q::GetStore { store: STORE.into(), ..Default::default() })).await.err()
+        }
+    };
+    eventually(Duration::from_secs(10), "node 5 to answer", || manual.status()).await;
+    let not_yet = outside(&manual).await.expect("a node outside the cluster refuses reads");
+    assert_eq!(not_yet.code(), tonic::Code::Unavailable, "{not_yet:?}");
+    assert!(not_yet.message().contains("not part of a cluster yet"), "{not_yet:?}");
     let added = cli(&["add-learner", "--id", "5", "--node-addr", &manual.addr.to_string()]);
     assert!(added.contains(&format!("5  learner {}", manual.addr)), "{added}");
     let promoted = cli(&["promote", "5"]);
     assert!(promoted.contains(&format!("5  voter   {}", manual.addr)), "{promoted}");
     let removed = cli(&["remove", "5"]);
     assert!(!removed.contains(&manual.addr.to_string()), "{removed}");
+    // The removed node no longer answers, not even a local read from its stale state.
+    let gone = eventually(Duration::from_secs(10), "node 5 to know it was removed", || async {
+        outside(&manual).await.filter(|e| e.code() == tonic::Code::FailedPrecondition)
+    })
+    .await;
+    assert!(gone.message().contains("node 5 was removed"), "{gone:?}");
+    println!("a removed node answers: {}", gone.message());
+    // Added back, it serves again.
+    cli(&["add-learner", "--id", "5", "--node-addr", &manual.addr.to_string()]);
+    eventually(Duration::from_secs(10), "node 5 to serve again", || async {
+        outside(&manual).await.is_none().then_some(())
+    })
+    .await;
+    cli(&["remove", "5"]);
     drop(manual);
 
     // Nothing was applied, and good writes still go through.

@@ -1,11 +1,12 @@
 //! openraft glue: the type configuration ([`types`]), the log store on [`crate::wal`]
 //! ([`log_store`], [`codec`]), the state machine on [`crate::engine`] and [`crate::snapshot`]
-//! ([`state_machine`], [`command`]), the Raft settings ([`config`]) and the network
-//! ([`network`], single-node for now).
+//! ([`state_machine`], [`command`]), the Raft settings ([`config`]), the gRPC network
+//! ([`network`], [`wire`]) and how a removed node learns it was removed ([`eviction`]).
 
 pub mod codec;
 pub mod command;
 pub mod config;
+pub mod eviction;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;

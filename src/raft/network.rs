@@ -30,6 +30,7 @@ use openraft::{BasicNode, OptionalSend};
 use tonic::transport::{Channel, Endpoint};
 
 use super::codec::{pb_log_id, vote_from_pb, vote_to_pb};
+use super::eviction::{self, Eviction};
 use super::state_machine::SnapshotData;
 use super::types::TypeConfig;
 use super::wire::{self, entry_wire_len};
@@ -137,12 +138,20 @@ pub struct GrpcNetwork {
     channels: Arc<Channels>,
     max_message_bytes: usize,
     faults: Option<Arc<NetFaults>>,
+    eviction: Arc<Eviction>,
 }
 
 impl GrpcNetwork {
-    /// The network of node `me`, sending messages of at most `max_message_bytes`.
-    pub fn new(me: u64, channels: Arc<Channels>, max_message_bytes: usize, faults: Option<Arc<NetFaults>>) -> Self {
-        Self { me, channels, max_message_bytes, faults }
+    /// The network of node `me`, sending messages of at most `max_message_bytes`; a peer's
+    /// answer that `me` is no longer a member is recorded in `eviction`.
+    pub fn new(
+        me: u64,
+        channels: Arc<Channels>,
+        max_message_bytes: usize,
+        faults: Option<Arc<NetFaults>>,
+        eviction: Arc<Eviction>,
+    ) -> Self {
+        Self { me, channels, max_message_bytes, faults, eviction }
     }
 }
 
@@ -157,6 +166,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
             channel: self.channels.get(&node.addr),
             max_message_bytes: self.max_message_bytes,
             faults: self.faults.clone(),
+            eviction: self.eviction.clone(),
         }
     }
 }
@@ -169,6 +179,7 @@ pub struct PeerClient {
     channel: Result<Channel, String>,
     max_message_bytes: usize,
     faults: Option<Arc<NetFaults>>,
+    eviction: Arc<Eviction>,
 }
 
 fn unreachable(e: impl std::fmt::Display) -> Unreachable<TypeConfig> {
@@ -212,7 +223,12 @@ impl PeerClient {
     ) -> Result<T, RPCError<TypeConfig>> {
         match tokio::time::timeout(option.hard_ttl(), call).await {
             Ok(Ok(r)) => Ok(r.into_inner()),
-            Ok(Err(s)) => Err(rpc_error(self.target, &self.addr, s)),
+            Ok(Err(s)) => {
+                if eviction::is_not_member(&s) {
+                    self.eviction.record(format!("node {} answered: {}", self.target, s.message()));
+                }
+                Err(rpc_error(self.target, &self.addr, s))
+            }
             Err(_) => Err(RPCError::Network(NetworkError::from_string(format!(
                 "node {} at {}: no answer within {:?}",
                 self.target,

@@ -10,6 +10,7 @@ use tonic::Status;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 
+use crate::raft::eviction::Eviction;
 use crate::raft::network::Channels;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::TypeConfig;
@@ -70,6 +71,8 @@ pub struct NodeContext {
     pub read_consistency: ReadConsistency,
     /// Serializes membership changes made through this node (joins arriving together).
     pub membership_lock: tokio::sync::Mutex<()>,
+    /// Set when a peer told this node it was removed from the cluster.
+    pub eviction: Arc<Eviction>,
 }
 
 /// Where a request that must run on the leader goes.
@@ -92,6 +95,37 @@ impl NodeContext {
         let id = m.current_leader?;
         let addr = m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())?;
         Some((id, addr))
+    }
+
+    /// Refuses DB requests on a node outside the cluster: one not yet added (UNAVAILABLE, it
+    /// may be added soon) and one removed (FAILED_PRECONDITION, for good). Neither has state
+    /// that is kept up to date, so neither answers even a local read.
+    pub fn ensure_member(&self) -> Result<(), Status> {
+        if let Some(why) = self.eviction.reason() {
+            return Err(Status::failed_precondition(format!(
+                "node {} was removed from the cluster ({why}); it no longer serves requests: send them to a member",
+                self.id
+            )));
+        }
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        let membership = m.membership_config.membership();
+        if membership.get_node(&self.id).is_some() {
+            return Ok(());
+        }
+        let members: Vec<u64> = membership.nodes().map(|(id, _)| *id).collect();
+        if members.is_empty() {
+            return Err(Status::unavailable(format!(
+                "node {} is not part of a cluster yet (it was started with --no-bootstrap, or is still joining); \
+                 add it with `ahnlich-raft cluster add-learner`, or send requests to a member",
+                self.id
+            )));
+        }
+        Err(Status::failed_precondition(format!(
+            "node {} was removed from the cluster (the members are now nodes {members:?}); it no longer serves \
+             requests: send them to a member",
+            self.id
+        )))
     }
 
     /// The leader, waiting up to [`LEADER_WAIT`] for one to be elected.

@@ -35,6 +35,7 @@ use crate::proto::admin::cluster_admin_server::ClusterAdminServer;
 use crate::proto::ahnlich::services::db_service::db_service_server::DbServiceServer;
 use crate::proto::raft::raft_service_server::RaftServiceServer;
 use crate::raft::config::RaftSettings;
+use crate::raft::eviction::Eviction;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{Channels, GrpcNetwork, NetFaults};
 use crate::raft::state_machine::StateMachine;
@@ -173,7 +174,8 @@ impl Node {
         let raft_config = config.raft.to_config().map_err(|e| NodeError::Raft(e.to_string()))?;
         let channels = Arc::new(Channels::default());
         let max_raft = config.max_raft_message_bytes();
-        let network = GrpcNetwork::new(id, channels.clone(), max_raft, config.faults.clone());
+        let eviction = Arc::new(Eviction::default());
+        let network = GrpcNetwork::new(id, channels.clone(), max_raft, config.faults.clone(), eviction.clone());
         let raft = Raft::new(id, Arc::new(raft_config), network, log, state.clone())
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
@@ -188,11 +190,12 @@ impl Node {
             read_consistency: config.read_consistency,
             commit_wait: config.commit_wait,
             membership_lock: tokio::sync::Mutex::new(()),
+            eviction: eviction.clone(),
         });
         let db = DbServiceServer::new(DbApi::new(ctx.clone()))
             .max_decoding_message_size(config.max_message_bytes)
             .max_encoding_message_size(config.max_message_bytes);
-        let raft_rpc = RaftServiceServer::new(RaftRpc::new(raft.clone(), state.snapshot_dir()))
+        let raft_rpc = RaftServiceServer::new(RaftRpc::new(raft.clone(), id, state.snapshot_dir(), eviction))
             .max_decoding_message_size(max_raft)
             .max_encoding_message_size(max_raft);
         let admin = ClusterAdminServer::new(AdminApi::new(ctx.clone()));

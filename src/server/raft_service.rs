@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::{Stream, StreamExt};
+use openraft::raft::{AppendEntriesResponse, StreamAppendError};
 use openraft::{Raft, ReadPolicy};
 use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response as Reply, Status, Streaming};
@@ -19,6 +20,7 @@ use tonic::{Request, Response as Reply, Status, Streaming};
 use crate::proto::raft as pb;
 use crate::proto::raft::raft_service_server::RaftService;
 use crate::raft::codec::{decode_snapshot_meta, log_id_from_pb, vote_from_pb, vote_to_pb};
+use crate::raft::eviction::{self, Eviction};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::TypeConfig;
 use crate::raft::wire::{self, WireError};
@@ -27,14 +29,17 @@ use crate::snapshot::{MappedSnapshot, SnapshotId};
 /// The Raft transport's server side of one node.
 pub struct RaftRpc {
     raft: Raft<TypeConfig, StateMachine>,
+    id: u64,
     snapshot_dir: PathBuf,
     received: AtomicU64,
+    eviction: Arc<Eviction>,
 }
 
 impl RaftRpc {
-    /// Serves `raft`, receiving snapshots into `snapshot_dir` (the state machine's).
-    pub fn new(raft: Raft<TypeConfig, StateMachine>, snapshot_dir: PathBuf) -> Self {
-        Self { raft, snapshot_dir, received: AtomicU64::new(0) }
+    /// Serves `raft` of node `id`, receiving snapshots into `snapshot_dir` (the state
+    /// machine's); an append from a leader clears `eviction`.
+    pub fn new(raft: Raft<TypeConfig, StateMachine>, id: u64, snapshot_dir: PathBuf, eviction: Arc<Eviction>) -> Self {
+        Self { raft, id, snapshot_dir, received: AtomicU64::new(0), eviction }
     }
 }
 
@@ -65,12 +70,14 @@ type ReplyStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'sta
 impl RaftService for RaftRpc {
     async fn vote(&self, request: Request<pb::VoteRequest>) -> Result<Reply<pb::VoteReply>, Status> {
         let req = wire::vote_in_req(request.into_inner()).map_err(bad)?;
+        eviction::refuse_outsider(&self.raft, self.id, req.vote.leader_id.voted_for)?;
         let resp = self.raft.vote(req).await.map_err(stopped)?;
         Ok(Reply::new(wire::vote_reply_out(&resp)))
     }
 
     async fn pre_vote(&self, request: Request<pb::VoteRequest>) -> Result<Reply<pb::VoteReply>, Status> {
         let req = wire::vote_in_req(request.into_inner()).map_err(bad)?;
+        eviction::refuse_outsider(&self.raft, self.id, req.vote.leader_id.voted_for)?;
         let resp = self.raft.pre_vote(req).await.map_err(stopped)?;
         Ok(Reply::new(wire::vote_reply_out(&resp)))
     }
@@ -78,6 +85,9 @@ impl RaftService for RaftRpc {
     async fn append(&self, request: Request<pb::AppendRequest>) -> Result<Reply<pb::AppendReply>, Status> {
         let req = wire::append_in(request.into_inner()).map_err(bad)?;
         let resp = self.raft.append_entries(req).await.map_err(stopped)?;
+        if !matches!(resp, AppendEntriesResponse::HigherVote(_)) {
+            self.eviction.clear();
+        }
         Ok(Reply::new(wire::append_reply_out(resp)))
     }
 
@@ -100,8 +110,14 @@ impl RaftService for RaftRpc {
                 }
             })
         });
-        let replies = self.raft.stream_append(requests).map(|r| match r {
-            Ok(result) => Ok(wire::stream_reply_out(result)),
+        let eviction = self.eviction.clone();
+        let replies = self.raft.stream_append(requests).map(move |r| match r {
+            Ok(result) => {
+                if !matches!(result, Err(StreamAppendError::HigherVote(_))) {
+                    eviction.clear();
+                }
+                Ok(wire::stream_reply_out(result))
+            }
             Err(fatal) => Err(stopped(fatal)),
         });
         Ok(Reply::new(Box::pin(replies)))

@@ -47,5 +47,5 @@ pub async fn start(dir: &Path) -> (Raft<TypeConfig, StateMachine>, StateMachine,
 }
 
 fn network() -> GrpcNetwork {
-    GrpcNetwork::new(1, Arc::new(Channels::default()), 64 << 20, None)
+    GrpcNetwork::new(1, Arc::new(Channels::default()), 64 << 20, None, Default::default())
 }

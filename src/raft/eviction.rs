@@ -1,0 +1,86 @@
+//! How a node learns that it was removed from the cluster.
+//!
+//! Raft sends a removed node nothing that says so: the leader simply stops replicating to it,
+//! often before the configuration without it has reached it. Left alone, such a node would keep
+//! answering local reads from a state nobody updates. So:
+//!
+//! - a node asked for a vote by a candidate outside its latest configuration, once that
+//!   configuration is committed, refuses with [`not_member`] (a committed configuration is never
+//!   undone, so the candidate was removed, or never added);
+//! - the candidate records the refusal in its [`Eviction`], and its DB API refuses requests;
+//! - an append from a leader (the node was added back) clears it.
+//!
+//! A removed learner never asks for votes and so is not told; it stops receiving updates.
+
+use std::sync::Mutex;
+
+use openraft::Raft;
+use openraft::async_runtime::watch::WatchReceiver;
+use tonic::Status;
+use tonic::metadata::{MetadataMap, MetadataValue};
+
+use super::state_machine::StateMachine;
+use super::types::TypeConfig;
+
+/// Metadata key marking a refusal sent to a node that is not a member.
+const NOT_MEMBER: &str = "x-ahnlich-raft-not-member";
+
+/// Whether this node was told it is no longer a member, and by whom.
+#[derive(Debug, Default)]
+pub struct Eviction(Mutex<Option<String>>);
+
+impl Eviction {
+    /// Records the refusal a peer sent (its message says why).
+    pub fn record(&self, why: String) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            tracing::error!("this node is no longer a member of the cluster: {why}");
+        }
+        *slot = Some(why);
+    }
+
+    /// Forgets any refusal: a leader replicates to this node, so it is a member again.
+    pub fn clear(&self) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.take().is_some() {
+            tracing::info!("a leader replicates to this node again; it is a member");
+        }
+    }
+
+    /// Why this node is no longer a member, if it was told so.
+    pub fn reason(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The refusal for a vote from `candidate`, if `raft`'s latest configuration is committed and
+/// does not include it.
+pub fn refuse_outsider(raft: &Raft<TypeConfig, StateMachine>, me: u64, candidate: u64) -> Result<(), Status> {
+    let metrics = raft.metrics();
+    let m = metrics.borrow_watched();
+    let stored = &m.membership_config;
+    let Some(config_at) = stored.log_id() else {
+        return Ok(());
+    };
+    let committed = m.last_applied.as_ref().is_some_and(|applied| applied >= config_at);
+    if !committed || stored.membership().get_node(&candidate).is_some() {
+        return Ok(());
+    }
+    let members: Vec<u64> = stored.membership().nodes().map(|(id, _)| *id).collect();
+    let mut metadata = MetadataMap::new();
+    metadata.insert(NOT_MEMBER, MetadataValue::from_static("1"));
+    Err(Status::with_metadata(
+        tonic::Code::FailedPrecondition,
+        format!(
+            "node {me} does not count node {candidate} as a member: the cluster's configuration since log index {} \
+             is nodes {members:?}",
+            config_at.index
+        ),
+        metadata,
+    ))
+}
+
+/// Whether `status` is a refusal sent because this node is not a member.
+pub fn is_not_member(status: &Status) -> bool {
+    status.code() == tonic::Code::FailedPrecondition && status.metadata().contains_key(NOT_MEMBER)
+}
