@@ -4,9 +4,11 @@
 //! often before the configuration without it has reached it. Left alone, such a node would keep
 //! answering local reads from a state nobody updates. So:
 //!
-//! - a node asked for a vote by a candidate outside its latest configuration, once that
-//!   configuration is committed, refuses with [`not_member`] (a committed configuration is never
-//!   undone, so the candidate was removed, or never added);
+//! - a node asked for a vote by a candidate outside its latest configuration refuses with a
+//!   marked FAILED_PRECONDITION when that configuration is committed (so never undone) and the
+//!   candidate's log ends before it. Such a candidate lacks a committed entry and could not win
+//!   anyway. A candidate whose log reaches further may belong to a configuration this node has
+//!   not seen yet, so it is always heard: a lagging node never stands in the way of an election;
 //! - the candidate records the refusal in its [`Eviction`], and its DB API refuses requests;
 //! - an append from a leader (the node was added back) clears it.
 //!
@@ -53,9 +55,15 @@ impl Eviction {
     }
 }
 
-/// The refusal for a vote from `candidate`, if `raft`'s latest configuration is committed and
-/// does not include it.
-pub fn refuse_outsider(raft: &Raft<TypeConfig, StateMachine>, me: u64, candidate: u64) -> Result<(), Status> {
+/// The refusal for a vote from `candidate`, whose log ends at `candidate_last`, if `raft`'s
+/// latest configuration is committed, does not include the candidate, and lies beyond the end of
+/// its log.
+pub fn refuse_outsider(
+    raft: &Raft<TypeConfig, StateMachine>,
+    me: u64,
+    candidate: u64,
+    candidate_last: Option<u64>,
+) -> Result<(), Status> {
     let metrics = raft.metrics();
     let m = metrics.borrow_watched();
     let stored = &m.membership_config;
@@ -63,7 +71,8 @@ pub fn refuse_outsider(raft: &Raft<TypeConfig, StateMachine>, me: u64, candidate
         return Ok(());
     };
     let committed = m.last_applied.as_ref().is_some_and(|applied| applied >= config_at);
-    if !committed || stored.membership().get_node(&candidate).is_some() {
+    let candidate_behind = candidate_last.is_none_or(|last| last < config_at.index);
+    if !committed || !candidate_behind || stored.membership().get_node(&candidate).is_some() {
         return Ok(());
     }
     let members: Vec<u64> = stored.membership().nodes().map(|(id, _)| *id).collect();

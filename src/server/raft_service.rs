@@ -70,14 +70,14 @@ type ReplyStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'sta
 impl RaftService for RaftRpc {
     async fn vote(&self, request: Request<pb::VoteRequest>) -> Result<Reply<pb::VoteReply>, Status> {
         let req = wire::vote_in_req(request.into_inner()).map_err(bad)?;
-        eviction::refuse_outsider(&self.raft, self.id, req.vote.leader_id.voted_for)?;
+        eviction::refuse_outsider(&self.raft, self.id, req.vote.leader_id.voted_for, req.last_log_id.map(|l| l.index))?;
         let resp = self.raft.vote(req).await.map_err(stopped)?;
         Ok(Reply::new(wire::vote_reply_out(&resp)))
     }
 
     async fn pre_vote(&self, request: Request<pb::VoteRequest>) -> Result<Reply<pb::VoteReply>, Status> {
         let req = wire::vote_in_req(request.into_inner()).map_err(bad)?;
-        eviction::refuse_outsider(&self.raft, self.id, req.vote.leader_id.voted_for)?;
+        eviction::refuse_outsider(&self.raft, self.id, req.vote.leader_id.voted_for, req.last_log_id.map(|l| l.index))?;
         let resp = self.raft.pre_vote(req).await.map_err(stopped)?;
         Ok(Reply::new(wire::vote_reply_out(&resp)))
     }
