@@ -103,6 +103,9 @@ pub fn format_status(s: &pb::StatusReply) -> String {
         opt(s.purged_index),
         if s.joint { " (joint configuration)" } else { "" }
     );
+    if !s.outside.is_empty() {
+        let _ = writeln!(out, "not serving the DB API: {}", s.outside);
+    }
     for m in &s.members {
         let role = if s.leader_id == Some(m.id) {
             "leader"

@@ -326,6 +326,8 @@ async fn rejected_writes_get_clear_errors_and_the_cluster_keeps_serving() {
     .await;
     assert!(gone.message().contains("node 5 was removed"), "{gone:?}");
     println!("a removed node answers: {}", gone.message());
+    let status = manual.status().await.expect("status");
+    assert!(status.outside.contains("node 5 was removed"), "{status:?}");
     // Added back, it serves again.
     cli(&["add-learner", "--id", "5", "--node-addr", &manual.addr.to_string()]);
     eventually(Duration::from_secs(10), "node 5 to serve again", || async {
