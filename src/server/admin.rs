@@ -157,7 +157,7 @@ pub fn status_of(ctx: &NodeContext) -> pb::StatusReply {
         purged_index: m.purged.map(|l| l.index),
         members,
         joint: membership.get_joint_config().len() > 1,
-        outside: ctx.ensure_member().err().map(|s| s.message().to_string()).unwrap_or_default(),
+        outside: ctx.outside().map(|s| s.message().to_string()).unwrap_or_default(),
     }
 }
 

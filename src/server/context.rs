@@ -97,12 +97,12 @@ impl NodeContext {
         Some((id, addr))
     }
 
-    /// Refuses DB requests on a node outside the cluster: one not yet added (UNAVAILABLE, it
-    /// may be added soon) and one removed (FAILED_PRECONDITION, for good). Neither has state
-    /// that is kept up to date, so neither answers even a local read.
-    pub fn ensure_member(&self) -> Result<(), Status> {
+    /// Why this node refuses DB requests, if it is outside the cluster: not yet added
+    /// (UNAVAILABLE, it may be added soon) or removed (FAILED_PRECONDITION, for good). Neither
+    /// has state that is kept up to date, so neither answers even a local read.
+    pub fn outside(&self) -> Option<Status> {
         if let Some(why) = self.eviction.reason() {
-            return Err(Status::failed_precondition(format!(
+            return Some(Status::failed_precondition(format!(
                 "node {} was removed from the cluster ({why}); it no longer serves requests: send them to a member",
                 self.id
             )));
@@ -111,21 +111,37 @@ impl NodeContext {
         let m = metrics.borrow_watched();
         let membership = m.membership_config.membership();
         if membership.get_node(&self.id).is_some() {
-            return Ok(());
+            return None;
         }
         let members: Vec<u64> = membership.nodes().map(|(id, _)| *id).collect();
         if members.is_empty() {
-            return Err(Status::unavailable(format!(
+            return Some(Status::unavailable(format!(
                 "node {} is not part of a cluster yet (it was started with --no-bootstrap, or is still joining); \
                  add it with `ahnlich-raft cluster add-learner`, or send requests to a member",
                 self.id
             )));
         }
-        Err(Status::failed_precondition(format!(
+        Some(Status::failed_precondition(format!(
             "node {} was removed from the cluster (the members are now nodes {members:?}); it no longer serves \
              requests: send them to a member",
             self.id
         )))
+    }
+
+    /// Fails with [`NodeContext::outside`]'s reason, after waiting up to [`LEADER_WAIT`] for a
+    /// node not yet added (one bootstrapping or joining right now) to become a member.
+    pub async fn ensure_member(&self) -> Result<(), Status> {
+        let Some(refusal) = self.outside() else { return Ok(()) };
+        if refusal.code() != tonic::Code::Unavailable {
+            return Err(refusal);
+        }
+        let id = self.id;
+        let _ = self
+            .raft
+            .wait(Some(LEADER_WAIT))
+            .metrics(|m| m.membership_config.membership().get_node(&id).is_some(), "this node is a member")
+            .await;
+        self.outside().map_or(Ok(()), Err)
     }
 
     /// The leader, waiting up to [`LEADER_WAIT`] for one to be elected.

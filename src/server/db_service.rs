@@ -440,7 +440,7 @@ impl DbApi {
 macro_rules! leader_rpc {
     ($self:ident, $request:ident, $internal:ident, $rpc:ident) => {{
         $self.seen(&$request);
-        $self.ctx.ensure_member()?;
+        $self.ctx.ensure_member().await?;
         match $self.ctx.route($request.metadata()).await? {
             Route::Here => DbApi::$internal($self, $request.into_inner()).await.map(Reply::new),
             Route::Leader { channel, .. } => $self.leader_client(channel).$rpc(forwarded($request.into_inner())).await,
@@ -452,7 +452,7 @@ macro_rules! leader_rpc {
 macro_rules! read_rpc {
     ($self:ident, $request:ident, $internal:ident) => {{
         $self.seen(&$request);
-        $self.ctx.ensure_member()?;
+        $self.ctx.ensure_member().await?;
         let c = $self.ctx.read_consistency($request.metadata())?;
         DbApi::$internal($self, $request.into_inner(), c).await.map(Reply::new)
     }};
@@ -588,7 +588,7 @@ impl DbService for DbApi {
 
     async fn pipeline(&self, request: Request<pl::DbRequestPipeline>) -> Result<Reply<pl::DbResponsePipeline>, Status> {
         self.seen(&request);
-        self.ctx.ensure_member()?;
+        self.ctx.ensure_member().await?;
         let c = self.ctx.read_consistency(request.metadata())?;
         if request.get_ref().queries.iter().any(is_write)
             && let Route::Leader { channel, .. } = self.ctx.route(request.metadata()).await?
