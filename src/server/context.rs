@@ -97,9 +97,10 @@ impl NodeContext {
         Some((id, addr))
     }
 
-    /// Why this node refuses DB requests, if it is outside the cluster: not yet added
-    /// (UNAVAILABLE, it may be added soon) or removed (FAILED_PRECONDITION, for good). Neither
-    /// has state that is kept up to date, so neither answers even a local read.
+    /// Why this node refuses DB requests, if it is outside the cluster: not yet a member as far
+    /// as it knows (UNAVAILABLE, it may be joining or catching up) or told by a peer that it was
+    /// removed (FAILED_PRECONDITION, for good). Its state is not kept up to date, so it does not
+    /// answer even a local read.
     pub fn outside(&self) -> Option<Status> {
         if let Some(why) = self.eviction.reason() {
             return Some(Status::failed_precondition(format!(
@@ -121,17 +122,20 @@ impl NodeContext {
                 self.id
             )));
         }
-        Some(Status::failed_precondition(format!(
-            "node {} was removed from the cluster (the members are now nodes {members:?}); it no longer serves \
-             requests: send them to a member",
+        // A node that just joined replays configurations from before its addition; one removed
+        // may have received the configuration without it. Only a peer's refusal (above) tells.
+        Some(Status::unavailable(format!(
+            "node {} is not in the configuration it holds so far (nodes {members:?}): it is still catching up \
+             with the cluster, or was removed; send requests to a member",
             self.id
         )))
     }
 
     /// Fails with [`NodeContext::outside`]'s reason, after waiting up to [`LEADER_WAIT`] for a
-    /// node not yet added (one bootstrapping or joining right now) to become a member.
+    /// node not yet a member (one bootstrapping, joining or catching up right now) to become one.
     pub async fn ensure_member(&self) -> Result<(), Status> {
         let Some(refusal) = self.outside() else { return Ok(()) };
+        // Not removed for good: it may become a member in a moment.
         if refusal.code() != tonic::Code::Unavailable {
             return Err(refusal);
         }
