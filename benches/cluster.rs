@@ -32,7 +32,7 @@ const DIM: usize = 128;
 #[path = "../tests/support/procs.rs"]
 mod procs;
 
-use procs::{Proc, channel};
+use procs::{Proc, channel, start_three};
 
 async fn db(addr: SocketAddr) -> DbServiceClient<Channel> {
     DbServiceClient::new(channel(addr).await).max_encoding_message_size(64 << 20).max_decoding_message_size(64 << 20)
@@ -207,9 +207,7 @@ async fn bench() {
         row("1 node: Set 1 entry, 64 clients", &writes(single.addr, "w", 64, writes_n * 4, 1 << 32).await);
     }
 
-    let n1 = Proc::start(root.path(), 1, None, &[]);
-    let n2 = Proc::start(root.path(), 2, Some(n1.addr), &[]);
-    let mut n3 = Proc::start(root.path(), 3, Some(n1.addr), &[]);
+    let [n1, n2, mut n3] = start_three(root.path(), &[]);
     let leader = wait_voters(n1.addr, 3).await;
     let leader_addr = [&n1, &n2, &n3].iter().find(|p| p.id == leader).map(|p| p.addr).expect("leader");
     let follower_addr = [&n1, &n2, &n3].iter().find(|p| p.id != leader).map(|p| p.addr).expect("follower");

@@ -16,7 +16,7 @@ use ahnlich_raft::proto::ahnlich::predicates::{
     Equals, In, Predicate, PredicateCondition, predicate, predicate_condition,
 };
 use ahnlich_raft::proto::ahnlich::services::db_service::db_service_client::DbServiceClient;
-use support::procs::{Proc, ProcRoot, eventually};
+use support::procs::{Proc, ProcRoot, eventually, start_three};
 use tonic::transport::Channel;
 
 const STORE: &str = "vectors";
@@ -125,10 +125,8 @@ async fn three_processes_replicate_fail_over_catch_up_and_shrink() {
     let root = ProcRoot::new();
     // Small snapshots and nothing kept behind them, so a late joiner must be sent a snapshot.
     let flags = ["--snapshot-every", "40", "--keep-behind-snapshot", "0"];
-    let n1 = Proc::start(root.path(), 1, None, &flags);
     // Two nodes join through the same member at the same moment.
-    let n2 = Proc::start(root.path(), 2, Some(n1.addr), &flags);
-    let n3 = Proc::start(root.path(), 3, Some(n1.addr), &flags);
+    let [n1, n2, n3] = start_three(root.path(), &flags);
     let status = voters(&n1, 3).await;
     assert_eq!(status.members.len(), 3, "{status:?}");
 
@@ -221,9 +219,7 @@ async fn three_processes_replicate_fail_over_catch_up_and_shrink() {
 async fn rejected_writes_get_clear_errors_and_the_cluster_keeps_serving() {
     let root = ProcRoot::new();
     let flags = ["--max-message-bytes", "1048576"];
-    let n1 = Proc::start(root.path(), 1, None, &flags);
-    let n2 = Proc::start(root.path(), 2, Some(n1.addr), &flags);
-    let n3 = Proc::start(root.path(), 3, Some(n1.addr), &flags);
+    let [n1, n2, n3] = start_three(root.path(), &flags);
     let status = voters(&n1, 3).await;
     let follower = [&n1, &n2, &n3].into_iter().find(|p| Some(p.id) != status.leader_id).expect("a follower");
     let mut db = follower.db().await;
@@ -387,14 +383,10 @@ async fn rejected_writes_get_clear_errors_and_the_cluster_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_repeated_leader_kills() {
     let root = ProcRoot::new();
-    let flags = ["--snapshot-every", "150"];
-    let n1 = Proc::start(root.path(), 1, None, &flags);
-    let n2 = Proc::start(root.path(), 2, Some(n1.addr), &flags);
-    let n3 = Proc::start(root.path(), 3, Some(n1.addr), &flags);
-    voters(&n1, 3).await;
-    create_store(&mut n1.db().await).await;
-    let addrs = [n1.addr, n2.addr, n3.addr];
-    let mut procs = [n1, n2, n3];
+    let mut procs = start_three(root.path(), &["--snapshot-every", "150"]);
+    voters(&procs[0], 3).await;
+    create_store(&mut procs[0].db().await).await;
+    let addrs = procs.each_ref().map(|p| p.addr);
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut writers = Vec::new();

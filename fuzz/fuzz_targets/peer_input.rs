@@ -11,28 +11,26 @@ use ahnlich_raft::raft::wire;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
+/// Decodes `data` as each message type in turn and, where it decodes, converts it as the node
+/// does; only panics matter, so the results are dropped.
+macro_rules! decode_each {
+    ($data:expr; $($message:ty => $convert:path),+ $(,)?) => {
+        $(if let Ok(m) = <$message>::decode($data) {
+            let _ = $convert(m);
+        })+
+    };
+}
+
 fuzz_target!(|data: &[u8]| {
-    if let Ok(m) = pb::AppendRequest::decode(data) {
-        let _ = wire::append_in(m);
-    }
-    if let Ok(m) = pb::AppendReply::decode(data) {
-        let _ = wire::append_reply_in(m);
-    }
-    if let Ok(m) = pb::StreamAppendReply::decode(data) {
-        let _ = wire::stream_reply_in(m);
-    }
-    if let Ok(m) = pb::VoteRequest::decode(data) {
-        let _ = wire::vote_in_req(m);
-    }
-    if let Ok(m) = pb::VoteReply::decode(data) {
-        let _ = wire::vote_reply_in(m);
-    }
-    if let Ok(m) = pb::TransferLeaderRequest::decode(data) {
-        let _ = wire::transfer_in(m);
-    }
-    if let Ok(m) = pb::TransferLeaderReply::decode(data) {
-        let _ = wire::transfer_reply_in(m);
-    }
+    decode_each!(data;
+        pb::AppendRequest => wire::append_in,
+        pb::AppendReply => wire::append_reply_in,
+        pb::StreamAppendReply => wire::stream_reply_in,
+        pb::VoteRequest => wire::vote_in_req,
+        pb::VoteReply => wire::vote_reply_in,
+        pb::TransferLeaderRequest => wire::transfer_in,
+        pb::TransferLeaderReply => wire::transfer_reply_in,
+    );
 
     // The whole input as one command, then as a sequence of commands each prefixed by its
     // length (two bytes), applied to one engine.

@@ -278,12 +278,11 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         // Send the first message of the split; openraft sends the rest after a partial success.
-        let mut msgs = split_chained(&rpc, self.entry_budget());
-        let partial = msgs.len() > 1;
-        msgs.truncate(1);
-        let Some(msg) = msgs.pop() else {
+        let mut msgs = split_chained(&rpc, self.entry_budget()).into_iter();
+        let Some(msg) = msgs.next() else {
             return Err(RPCError::Network(NetworkError::from_string("an append split into no message")));
         };
+        let partial = msgs.next().is_some();
         let last_sent = msg.entries.last().map_or(rpc.prev_log_id, |e| Some(super::codec::log_id(e.term, e.index)));
         let mut client = self.client().await?;
         let reply = self.unary(&option, client.append(msg)).await?;

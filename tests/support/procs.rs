@@ -42,6 +42,15 @@ impl Drop for ProcRoot {
     }
 }
 
+/// Three nodes started with `extra` flags under `root`: node 1 bootstraps, and nodes 2 and 3
+/// join through it at the same moment.
+pub fn start_three(root: &Path, extra: &[&str]) -> [Proc; 3] {
+    let n1 = Proc::start(root, 1, None, extra);
+    let n2 = Proc::start(root, 2, Some(n1.addr), extra);
+    let n3 = Proc::start(root, 3, Some(n1.addr), extra);
+    [n1, n2, n3]
+}
+
 /// One node process.
 pub struct Proc {
     /// Its id.
