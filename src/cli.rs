@@ -1,10 +1,11 @@
 //! What the `ahnlich-raft` commands do, for `main.rs` to call once it has parsed the command
-//! line: run a node until it is told to stop, and the `cluster` admin commands.
+//! line: run a node until it is told to stop, and the `cluster` admin commands. (`cert` is in
+//! [`crate::certs`].)
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use tonic::transport::Endpoint;
+use tonic::transport::{ClientTlsConfig, Endpoint};
 
 use crate::proto::admin as pb;
 use crate::proto::admin::cluster_admin_client::ClusterAdminClient;
@@ -15,8 +16,17 @@ use crate::server::node::{Node, NodeConfig};
 /// address once serving.
 pub async fn serve(config: NodeConfig, ready: impl FnOnce(std::net::SocketAddr)) -> Result<(), String> {
     let node = Node::start(config).await.map_err(|e| e.to_string())?;
+    let reloading = match node.users().cloned() {
+        // Installed before the node says it is ready, so no SIGHUP after that can kill it.
+        Some(users) => Some(tokio::spawn(reload_users_on_sighup(users, hangup_signal()?))),
+        None => None,
+    };
     ready(node.addr());
-    wait_for_stop_signal().await?;
+    let stopped = wait_for_stop_signal().await;
+    if let Some(r) = reloading {
+        r.abort();
+    }
+    stopped?;
     tracing::info!("node {} stopping", node.id());
     if let Some(leader) = node.step_down().await {
         println!("stopping: handed leadership to node {leader}");
@@ -30,6 +40,25 @@ async fn wait_for_stop_signal() -> Result<(), String> {
     tokio::select! {
         r = tokio::signal::ctrl_c() => r.map_err(|e| format!("waiting for Ctrl-C: {e}")),
         _ = term.recv() => Ok(()),
+    }
+}
+
+fn hangup_signal() -> Result<tokio::signal::unix::Signal, String> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| format!("installing the SIGHUP handler: {e}"))
+}
+
+/// Re-reads the users file on every SIGHUP and says so on stdout; a file that does not parse
+/// keeps the users as they were, and the log says why.
+async fn reload_users_on_sighup(users: std::sync::Arc<crate::server::auth::Users>, mut hangup: tokio::signal::unix::Signal) {
+    while hangup.recv().await.is_some() {
+        let path = users.path().display().to_string();
+        let reader = users.clone();
+        match tokio::task::spawn_blocking(move || reader.reload()).await {
+            Ok(Ok(n)) => println!("SIGHUP: re-read {path}: {n} users"),
+            Ok(Err(e)) => tracing::error!("SIGHUP: keeping the users as they were: {e}"),
+            Err(e) => tracing::error!("SIGHUP: re-reading {path}: {e}"),
+        }
     }
 }
 
@@ -55,10 +84,16 @@ pub enum ClusterCommand {
     Snapshot,
 }
 
-/// Runs `command` against the node at `addr` and returns what to print.
-pub async fn cluster(addr: &str, command: ClusterCommand) -> Result<String, String> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| format!("{addr:?} is not a host:port: {e}"))?
+/// Runs `command` against the node at `addr` and returns what to print; over TLS with an
+/// operator's certificate when `tls` is given.
+pub async fn cluster(addr: &str, tls: Option<ClientTlsConfig>, command: ClusterCommand) -> Result<String, String> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint =
+        Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(|e| format!("{addr:?} is not a host:port: {e}"))?;
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls).map_err(|e| format!("TLS to {addr}: {e}"))?;
+    }
+    let channel = endpoint
         .connect_timeout(Duration::from_secs(3))
         .connect()
         .await
@@ -94,6 +129,9 @@ pub fn format_status(s: &pb::StatusReply) -> String {
         None => "unknown".to_string(),
     };
     let _ = writeln!(out, "node {} at {}: {}, term {}, leader {leader}", s.id, s.addr, s.role, s.term);
+    if !s.cluster_id.is_empty() {
+        let _ = writeln!(out, "cluster {}", s.cluster_id);
+    }
     let _ = writeln!(
         out,
         "log: last index {}, applied {}, snapshot {}, purged {}{}",

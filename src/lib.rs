@@ -8,10 +8,11 @@
 //!   [`snapshot`], the command and message encodings, the Raft settings and the gRPC network;
 //! - [`server`]: the Ahnlich DB API, the Raft transport and cluster admin over gRPC, and the
 //!   node that serves them;
-//! - [`cli`]: what the `ahnlich-raft` commands do.
+//! - [`cli`]: what the `ahnlich-raft` commands do; [`certs`]: the certificates `cert` makes.
 
 #![deny(missing_docs)]
 
+pub mod certs;
 pub mod cli;
 pub mod engine;
 pub mod raft;

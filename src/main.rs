@@ -5,9 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use ahnlich_raft::certs::{self, CertCommand};
 use ahnlich_raft::cli::{self, ClusterCommand};
 use ahnlich_raft::server::context::ReadConsistency;
 use ahnlich_raft::server::node::{MAX_MESSAGE_BYTES, NodeConfig};
+use ahnlich_raft::server::security::{self, CertFiles, PeerFiles, SecurityConfig, files};
 use ahnlich_raft::wal::{self, fs::OsFs};
 use clap::{Args, Parser, Subcommand};
 
@@ -28,12 +30,29 @@ enum Command {
     /// the level in AHNLICH_RAFT_LOG (error, warn, info, debug, trace; default warn).
     Serve(ServeArgs),
     /// Administer a running cluster through any of its nodes.
+    ///
+    /// On a cluster with TLS, give the cluster CA and an operator certificate it issued
+    /// (--certs-dir holding ca.crt, client.crt and client.key, or --ca, --cert and --key).
     Cluster {
         /// Address (host:port) of a node of the cluster.
         #[arg(long, env = "AHNLICH_RAFT_ADDR", default_value = "127.0.0.1:1369")]
         addr: String,
+        #[command(flatten)]
+        tls: OperatorTls,
         #[command(subcommand)]
         command: ClusterCmd,
+    },
+    /// Make the certificates of a cluster with TLS: a CA, then a certificate per node and per
+    /// operator, all issued by it and written into one directory.
+    ///
+    /// Copy ca.crt, node.crt and node.key to each node (one node certificate per host) and
+    /// start it with --certs-dir; keep ca.key off the nodes.
+    Cert {
+        /// The directory the files are written to (and ca.key read from).
+        #[arg(long, env = "AHNLICH_RAFT_CERTS_DIR", default_value = "certs")]
+        certs_dir: PathBuf,
+        #[command(subcommand)]
+        command: CertCmd,
     },
     /// Verify a Raft log directory (DIR/log of a node) read-only and report what it holds.
     WalInspect {
@@ -70,12 +89,114 @@ struct ServeArgs {
     /// Largest client message in bytes; any write accepted can be replicated.
     #[arg(long, env = "AHNLICH_RAFT_MAX_MESSAGE_BYTES", default_value_t = MAX_MESSAGE_BYTES)]
     max_message_bytes: usize,
+    #[command(flatten)]
+    security: ServeSecurity,
     /// Take a snapshot after this many log entries (0: only when asked).
     #[arg(long, env = "AHNLICH_RAFT_SNAPSHOT_EVERY", default_value_t = ahnlich_raft::raft::config::DEFAULT_SNAPSHOT_EVERY)]
     snapshot_every: u64,
     /// Log entries kept behind a snapshot for followers that lag a little.
     #[arg(long, env = "AHNLICH_RAFT_KEEP_BEHIND_SNAPSHOT", default_value_t = 1000)]
     keep_behind_snapshot: u64,
+}
+
+/// TLS, peer certificates and client auth of `serve`.
+#[derive(Args)]
+struct ServeSecurity {
+    /// A directory holding the cluster CA and this node's certificate (ca.crt, node.crt,
+    /// node.key, as `ahnlich-raft cert` writes them): TLS on the port, and mutual TLS
+    /// between nodes and with operators.
+    #[arg(long, env = "AHNLICH_RAFT_CERTS_DIR", conflicts_with_all = ["peer_ca", "peer_cert", "peer_key"])]
+    certs_dir: Option<PathBuf>,
+    /// The cluster CA's certificate (PEM): peers and operators must present a certificate it
+    /// issued.
+    #[arg(long, env = "AHNLICH_RAFT_PEER_CA", requires_all = ["peer_cert", "peer_key"])]
+    peer_ca: Option<PathBuf>,
+    /// This node's certificate (PEM) issued by the cluster CA, for server and client use.
+    #[arg(long, env = "AHNLICH_RAFT_PEER_CERT", requires_all = ["peer_ca", "peer_key"])]
+    peer_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, env = "AHNLICH_RAFT_PEER_KEY", requires_all = ["peer_ca", "peer_cert"])]
+    peer_key: Option<PathBuf>,
+    /// The certificate (PEM) the port presents to clients, as upstream Ahnlich's --tls-cert
+    /// (default: the node certificate). In a cluster the cluster CA must have issued it too.
+    #[arg(long, env = "AHNLICH_RAFT_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "AHNLICH_RAFT_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require DB-API clients to authenticate (`authorization: Bearer user:api_key`) against
+    /// the users of --auth-config, as upstream Ahnlich does. Needs TLS.
+    #[arg(long, env = "AHNLICH_RAFT_ENABLE_AUTH", requires = "auth_config")]
+    enable_auth: bool,
+    /// Upstream Ahnlich's users file (TOML: [users] name = "sha256 hex of the key";
+    /// [security] min_key_length). Re-read on SIGHUP.
+    #[arg(long, env = "AHNLICH_RAFT_AUTH_CONFIG", requires = "enable_auth")]
+    auth_config: Option<PathBuf>,
+    /// Serve in clear text on a non-loopback address (anyone who reaches the port can read
+    /// and change all data and administer the cluster).
+    #[arg(long, env = "AHNLICH_RAFT_INSECURE")]
+    insecure: bool,
+}
+
+impl ServeSecurity {
+    fn config(self) -> SecurityConfig {
+        let peer = match (self.certs_dir, self.peer_ca, self.peer_cert, self.peer_key) {
+            (Some(dir), ..) => Some(PeerFiles::in_dir(&dir)),
+            (None, Some(ca), Some(cert), Some(key)) => Some(PeerFiles { ca, node: CertFiles { cert, key } }),
+            _ => None,
+        };
+        let tls = self.tls_cert.zip(self.tls_key).map(|(cert, key)| CertFiles { cert, key });
+        SecurityConfig { tls, peer, auth: self.auth_config, insecure: self.insecure }
+    }
+}
+
+/// The cluster CA and an operator's certificate, for `cluster` on a cluster with TLS.
+#[derive(Args)]
+struct OperatorTls {
+    /// A directory holding ca.crt, client.crt and client.key.
+    #[arg(long, env = "AHNLICH_RAFT_CERTS_DIR", conflicts_with_all = ["ca", "cert", "key"])]
+    certs_dir: Option<PathBuf>,
+    /// The cluster CA's certificate (PEM).
+    #[arg(long, env = "AHNLICH_RAFT_CA", requires_all = ["cert", "key"])]
+    ca: Option<PathBuf>,
+    /// An operator certificate (PEM) issued by the cluster CA.
+    #[arg(long, env = "AHNLICH_RAFT_CERT", requires_all = ["ca", "key"])]
+    cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "AHNLICH_RAFT_KEY", requires_all = ["ca", "cert"])]
+    key: Option<PathBuf>,
+}
+
+impl OperatorTls {
+    fn config(self) -> Result<Option<tonic::transport::ClientTlsConfig>, String> {
+        let (ca, client) = match (self.certs_dir, self.ca, self.cert, self.key) {
+            (Some(dir), ..) => (
+                dir.join(files::CA_CERT),
+                CertFiles { cert: dir.join(files::CLIENT_CERT), key: dir.join(files::CLIENT_KEY) },
+            ),
+            (None, Some(ca), Some(cert), Some(key)) => (ca, CertFiles { cert, key }),
+            _ => return Ok(None),
+        };
+        security::operator_tls(&ca, &client).map(Some)
+    }
+}
+
+#[derive(Subcommand)]
+enum CertCmd {
+    /// Make a new cluster CA (ca.crt, ca.key).
+    CreateCa,
+    /// Make a node certificate (node.crt, node.key) for the hosts peers and clients dial.
+    CreateNode {
+        /// DNS names and IP addresses of the node, e.g. `10.0.0.1 db1.example.com`.
+        #[arg(required = true)]
+        hosts: Vec<String>,
+    },
+    /// Make an operator's client certificate (client.crt, client.key) for `cluster`.
+    CreateClient {
+        /// The name the certificate is issued to.
+        #[arg(long, default_value = "root")]
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -117,7 +238,24 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Cluster { addr, command } => {
+        Command::Cert { certs_dir, command } => {
+            let command = match command {
+                CertCmd::CreateCa => CertCommand::CreateCa,
+                CertCmd::CreateNode { hosts } => CertCommand::CreateNode { hosts },
+                CertCmd::CreateClient { name } => CertCommand::CreateClient { name },
+            };
+            match certs::run(&certs_dir, &command) {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Cluster { addr, tls, command } => {
             let command = match command {
                 ClusterCmd::Status => ClusterCommand::Status,
                 ClusterCmd::AddLearner { id, node_addr } => ClusterCommand::AddLearner { id, addr: node_addr },
@@ -127,7 +265,7 @@ fn main() -> ExitCode {
                 ClusterCmd::Snapshot => ClusterCommand::Snapshot,
             };
             run(async move {
-                let out = cli::cluster(&addr, command).await?;
+                let out = cli::cluster(&addr, tls.config()?, command).await?;
                 print!("{out}");
                 Ok(())
             })
@@ -154,6 +292,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.bootstrap = !args.no_bootstrap;
     config.read_consistency = args.read_consistency;
     config.max_message_bytes = args.max_message_bytes;
+    config.security = args.security.config();
     config.raft.snapshot_every = args.snapshot_every;
     config.raft.keep_behind_snapshot = args.keep_behind_snapshot;
     run(cli::serve(config, |addr| {

@@ -27,7 +27,8 @@ use openraft::raft::{
 };
 use openraft::type_config::alias::{SnapshotOf, VoteOf};
 use openraft::{BasicNode, OptionalSend};
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::codec::{pb_log_id, vote_from_pb, vote_to_pb};
 use super::eviction::{self, Eviction};
@@ -43,23 +44,66 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 /// Room left in every append message for everything but the entries' payloads.
 const APPEND_OVERHEAD: usize = 64 << 10;
 
+/// Headers put on every call a node makes to a peer (the server decides which: its cluster id).
+pub type Stamp = Arc<dyn Fn(&mut tonic::metadata::MetadataMap) + Send + Sync>;
+
+/// Stamps every request on a channel to a peer.
+#[derive(Clone)]
+pub struct StampPeerCalls(Stamp);
+
+impl tonic::service::Interceptor for StampPeerCalls {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        (self.0)(request.metadata_mut());
+        Ok(request)
+    }
+}
+
+/// A channel to a peer: its calls carry the node's stamp.
+pub type PeerChannel = InterceptedService<Channel, StampPeerCalls>;
+
 /// One lazily connected channel per peer address, shared by everything a node sends to its
-/// peers (Raft messages, forwarded requests, admin calls).
-#[derive(Debug, Default)]
+/// peers (Raft messages, forwarded requests, admin calls); over TLS with this node's
+/// certificate when the cluster has a CA.
 pub struct Channels {
-    by_addr: Mutex<HashMap<String, Channel>>,
+    by_addr: Mutex<HashMap<String, PeerChannel>>,
+    tls: Option<ClientTlsConfig>,
+    stamp: Stamp,
+}
+
+impl std::fmt::Debug for Channels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channels").field("tls", &self.tls.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl Default for Channels {
+    /// Plain-text channels whose calls carry nothing extra.
+    fn default() -> Self {
+        Self::new(None, Arc::new(|_| {}))
+    }
 }
 
 impl Channels {
+    /// Channels using `tls` (the cluster CA and this node's certificate) if given, each call
+    /// stamped by `stamp`.
+    pub fn new(tls: Option<ClientTlsConfig>, stamp: Stamp) -> Self {
+        Self { by_addr: Mutex::new(HashMap::new()), tls, stamp }
+    }
+
     /// The channel to `addr` (`host:port`), created on first use; it connects when first used
     /// and reconnects by itself after the peer restarts.
-    pub fn get(&self, addr: &str) -> Result<Channel, String> {
+    pub fn get(&self, addr: &str) -> Result<PeerChannel, String> {
         let mut map = self.by_addr.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = map.get(addr) {
             return Ok(c.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| format!("peer address {addr:?} is not a valid host:port: {e}"))?
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| format!("peer address {addr:?} is not a valid host:port: {e}"))?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.clone()).map_err(|e| format!("TLS to the peer at {addr}: {e}"))?;
+        }
+        let channel = endpoint
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(1))
@@ -67,6 +111,7 @@ impl Channels {
             .keep_alive_while_idle(true)
             .http2_adaptive_window(true)
             .connect_lazy();
+        let channel = InterceptedService::new(channel, StampPeerCalls(self.stamp.clone()));
         map.insert(addr.to_string(), channel.clone());
         Ok(channel)
     }
@@ -176,7 +221,7 @@ pub struct PeerClient {
     from: u64,
     target: u64,
     addr: String,
-    channel: Result<Channel, String>,
+    channel: Result<PeerChannel, String>,
     max_message_bytes: usize,
     faults: Option<Arc<NetFaults>>,
     eviction: Arc<Eviction>,
@@ -199,7 +244,7 @@ fn rpc_error(target: u64, addr: &str, s: tonic::Status) -> RPCError<TypeConfig> 
 }
 
 impl PeerClient {
-    async fn client(&self) -> Result<RaftServiceClient<Channel>, Unreachable<TypeConfig>> {
+    async fn client(&self) -> Result<RaftServiceClient<PeerChannel>, Unreachable<TypeConfig>> {
         if let Some(f) = &self.faults {
             let delay = f.admit(self.from, self.target)?;
             if !delay.is_zero() {

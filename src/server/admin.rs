@@ -9,7 +9,7 @@ use std::time::Duration;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState};
-use tonic::transport::Channel;
+use crate::raft::network::PeerChannel;
 use tonic::{Request, Response as Reply, Status};
 
 use super::context::{NodeContext, Route, forwarded};
@@ -39,7 +39,7 @@ impl AdminApi {
     async fn leader_client(
         &self,
         metadata: &tonic::metadata::MetadataMap,
-    ) -> Result<Option<ClusterAdminClient<Channel>>, Status> {
+    ) -> Result<Option<ClusterAdminClient<PeerChannel>>, Status> {
         Ok(match self.ctx.route(metadata).await? {
             Route::Here => None,
             Route::Leader { channel, .. } => Some(ClusterAdminClient::new(channel)),
@@ -52,23 +52,30 @@ impl AdminApi {
         Ok(())
     }
 
-    /// Refuses to add the node at `addr` if it already holds the log of another cluster (it
-    /// bootstrapped itself, say): log ids carry only terms and indexes, so two histories can
-    /// share ids, and replicating onto one would mix them. A node that cannot be reached is
-    /// let through: it is checked by the log when it connects.
+    /// Refuses to add the node at `addr` if it belongs to another cluster: it refuses this
+    /// node's cluster id, or (a node from before cluster ids) it holds a log of which this node
+    /// is not a member. Log ids carry only terms and indexes, so two histories can share ids,
+    /// and replicating onto one would mix them. A node without a cluster adopts this one's on
+    /// this call. A node that cannot be reached is let through: it refuses the first append
+    /// if it belongs elsewhere.
     async fn refuse_foreign(&self, addr: &str) -> Result<(), Status> {
         let channel = self.ctx.channels.get(addr).map_err(Status::invalid_argument)?;
         let mut client = ClusterAdminClient::new(channel);
         let asked = client.status(pb::StatusRequest {});
-        let Ok(Ok(theirs)) = tokio::time::timeout(Duration::from_secs(3), asked).await else { return Ok(()) };
-        let theirs = theirs.into_inner();
+        let foreign = |why: String| {
+            Status::failed_precondition(format!(
+                "the node at {addr} already belongs to another cluster ({why}); give it an empty data directory and \
+                 start it with --join to add it here"
+            ))
+        };
+        let theirs = match tokio::time::timeout(Duration::from_secs(3), asked).await {
+            Ok(Ok(theirs)) => theirs.into_inner(),
+            Ok(Err(s)) if s.code() == tonic::Code::PermissionDenied => return Err(foreign(s.message().to_string())),
+            _ => return Ok(()),
+        };
         let ours = theirs.members.iter().any(|m| m.id == self.ctx.id && m.addr == self.ctx.addr);
         if theirs.last_log_index.is_some() && !theirs.members.is_empty() && !ours {
-            return Err(Status::failed_precondition(format!(
-                "the node at {addr} (id {}) already belongs to another cluster; give it an empty data directory and \
-                 start it with --join to add it here",
-                theirs.id
-            )));
+            return Err(foreign(format!("node {} holds a log of which this node is not a member", theirs.id)));
         }
         Ok(())
     }
@@ -158,6 +165,7 @@ pub fn status_of(ctx: &NodeContext) -> pb::StatusReply {
         members,
         joint: membership.get_joint_config().len() > 1,
         outside: ctx.outside().map(|s| s.message().to_string()).unwrap_or_default(),
+        cluster_id: ctx.cluster.get().map(|c| c.to_string()).unwrap_or_default(),
     }
 }
 

@@ -8,10 +8,10 @@ use openraft::Raft;
 use openraft::async_runtime::watch::WatchReceiver;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
-use tonic::transport::Channel;
 
+use super::identity::ClusterIdentity;
 use crate::raft::eviction::Eviction;
-use crate::raft::network::Channels;
+use crate::raft::network::{Channels, PeerChannel};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::TypeConfig;
 
@@ -73,6 +73,8 @@ pub struct NodeContext {
     pub membership_lock: tokio::sync::Mutex<()>,
     /// Set when a peer told this node it was removed from the cluster.
     pub eviction: Arc<Eviction>,
+    /// The cluster this node belongs to, once it knows.
+    pub cluster: Arc<ClusterIdentity>,
 }
 
 /// Where a request that must run on the leader goes.
@@ -84,7 +86,7 @@ pub enum Route {
         /// The leader's id.
         id: u64,
         /// The channel to it.
-        channel: Channel,
+        channel: PeerChannel,
     },
 }
 

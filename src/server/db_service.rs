@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::{ReadPolicy, ServerState};
-use tonic::transport::Channel;
+use crate::raft::network::PeerChannel;
 use tonic::{Request, Response as Reply, Status};
 
 use super::context::{NodeContext, ReadConsistency, Route, forwarded};
@@ -81,7 +81,7 @@ impl DbApi {
         self.ctx.state.engine()
     }
 
-    fn leader_client(&self, channel: Channel) -> DbServiceClient<Channel> {
+    fn leader_client(&self, channel: PeerChannel) -> DbServiceClient<PeerChannel> {
         DbServiceClient::new(channel)
             .max_decoding_message_size(self.ctx.max_message_bytes)
             .max_encoding_message_size(self.ctx.max_message_bytes)

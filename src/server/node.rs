@@ -11,11 +11,11 @@
 //!   the leader) to add it; the leader adds it as a learner, waits until it has caught up and
 //!   promotes it to voter. The node retries until that succeeds.
 //!
-//! The node id is given explicitly or generated once and stored in the data directory
-//! (`node-id`); it is never derived from an address.
+//! The node id and the cluster id live in the data directory ([`super::identity`]). Who may
+//! call which service is decided at the edge ([`super::security`], [`super::gate`]).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,10 +24,15 @@ use openraft::storage::RaftLogStorage;
 use openraft::{BasicNode, Raft, RaftLogReader, ServerState};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
 
 use super::admin::{AdminApi, status_of};
 use super::context::{NodeContext, ReadConsistency};
+use super::auth::Users;
 use super::db_service::DbApi;
+use super::gate::{ClientGate, PeerGate, PeerService, stamp_cluster_id};
+use super::identity::{ClusterId, ClusterIdentity, resolve_node_id};
+use super::security::{PeerAuth, Security, SecurityConfig};
 use super::raft_service::RaftRpc;
 use crate::engine::Limits;
 use crate::proto::admin::cluster_admin_client::ClusterAdminClient;
@@ -44,9 +49,6 @@ use crate::wal::WalOptions;
 
 /// Default largest client message (a Set of many large vectors).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
-
-/// Name of the file in the data directory holding the node id.
-pub const NODE_ID_FILE: &str = "node-id";
 
 /// How long a stopping node waits for requests in flight before closing their connections.
 const SERVER_STOP_WAIT: Duration = Duration::from_secs(2);
@@ -84,6 +86,8 @@ pub struct NodeConfig {
     pub raft: RaftSettings,
     /// WAL settings.
     pub wal: WalOptions,
+    /// TLS, peer certificates, client auth and `--insecure`.
+    pub security: SecurityConfig,
     /// Faults injected into outgoing Raft messages (tests).
     pub faults: Option<Arc<NetFaults>>,
 }
@@ -104,6 +108,7 @@ impl NodeConfig {
             limits: Limits::default(),
             raft: RaftSettings::default(),
             wal: WalOptions::default(),
+            security: SecurityConfig::default(),
             faults: None,
         }
     }
@@ -124,9 +129,12 @@ pub enum NodeError {
     /// The state could not be restored.
     #[error(transparent)]
     State(#[from] crate::raft::state_machine::StartError),
-    /// The node id could not be read, stored, or does not match.
-    #[error("node id: {0}")]
-    NodeId(String),
+    /// The node id or cluster id could not be read, stored, or does not match.
+    #[error("identity: {0}")]
+    Identity(String),
+    /// The TLS, certificate or auth settings are unusable or unsafe.
+    #[error("{0}")]
+    Security(String),
     /// Raft refused to start or bootstrap.
     #[error("starting Raft: {0}")]
     Raft(String),
@@ -149,6 +157,7 @@ pub struct Node {
     stop: tokio::sync::watch::Sender<bool>,
     joining: Option<JoinHandle<()>>,
     retention: JoinHandle<()>,
+    users: Option<Arc<Users>>,
 }
 
 impl Node {
@@ -156,8 +165,16 @@ impl Node {
     /// directory and `join` say. Returns once the server is listening (a join goes on in the
     /// background).
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        let security = Security::load(&config.security, config.listen).map_err(NodeError::Security)?;
+        if config.join.is_some() && security.peers == PeerAuth::Closed {
+            return Err(NodeError::Security(
+                "--join needs the cluster's CA (--certs-dir, or --peer-ca, --peer-cert and --peer-key): with TLS for \
+                 clients only, a node takes no peer calls"
+                    .into(),
+            ));
+        }
         std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| NodeError::NodeId(format!("creating {}: {e}", config.data_dir.display())))?;
+            .map_err(|e| NodeError::Identity(format!("creating {}: {e}", config.data_dir.display())))?;
         let mut log = LogStore::<TypeConfig>::open(config.data_dir.join("log"), config.wal.clone())?;
         let id = resolve_node_id(&config.data_dir, config.node_id)?;
         let fresh = log.read_vote().await.map_err(|e| NodeError::Raft(e.to_string()))?.is_none()
@@ -166,13 +183,18 @@ impl Node {
         let log_closed = log.wal().closed_flag();
         let wal = Arc::downgrade(log.wal());
         let state = StateMachine::open(&config.data_dir.join("snapshots"), config.limits.clone(), purged)?;
+        let cluster = Arc::new(ClusterIdentity::load(&config.data_dir)?);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| NodeError::Listen { addr: config.listen, source })?;
         let addr = listener.local_addr().map_err(|source| NodeError::Listen { addr: config.listen, source })?;
         let advertise = config.advertise.clone().unwrap_or_else(|| advertised_default(addr));
         let raft_config = config.raft.to_config().map_err(|e| NodeError::Raft(e.to_string()))?;
-        let channels = Arc::new(Channels::default());
+        let stamped = cluster.clone();
+        let channels = Arc::new(Channels::new(
+            security.peer_tls.clone(),
+            Arc::new(move |metadata: &mut tonic::metadata::MetadataMap| stamp_cluster_id(&stamped, metadata)),
+        ));
         let max_raft = config.max_raft_message_bytes();
         let eviction = Arc::new(Eviction::default());
         let network = GrpcNetwork::new(id, channels.clone(), max_raft, config.faults.clone(), eviction.clone());
@@ -191,7 +213,13 @@ impl Node {
             commit_wait: config.commit_wait,
             membership_lock: tokio::sync::Mutex::new(()),
             eviction: eviction.clone(),
+            cluster: cluster.clone(),
         });
+        let bootstrapping = fresh && config.join.is_none() && config.bootstrap;
+        if bootstrapping || (!fresh && cluster.get().is_none() && sole_voter(&raft, id)) {
+            // A new cluster, or one made before cluster ids that only this node votes in.
+            cluster.adopt(ClusterId::generate().map_err(NodeError::Identity)?).map_err(NodeError::Identity)?;
+        }
         let db = DbServiceServer::new(DbApi::new(ctx.clone()))
             .max_decoding_message_size(config.max_message_bytes)
             .max_encoding_message_size(config.max_message_bytes);
@@ -199,14 +227,21 @@ impl Node {
             .max_decoding_message_size(max_raft)
             .max_encoding_message_size(max_raft);
         let admin = ClusterAdminServer::new(AdminApi::new(ctx.clone()));
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = security.server_tls.clone() {
+            server = server.tls_config(tls).map_err(|e| NodeError::Security(format!("the TLS settings: {e}")))?;
+        }
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let mut server_stopped = stopped.clone();
         let server = tokio::spawn(
-            tonic::transport::Server::builder()
+            server
                 .http2_adaptive_window(Some(true))
-                .add_service(db)
-                .add_service(raft_rpc)
-                .add_service(admin)
+                .add_service(InterceptedService::new(db, ClientGate::new(security.users.clone())))
+                .add_service(InterceptedService::new(
+                    raft_rpc,
+                    PeerGate::new(security.peers, PeerService::Raft, cluster.clone()),
+                ))
+                .add_service(InterceptedService::new(admin, PeerGate::new(security.peers, PeerService::Admin, cluster)))
                 .serve_with_incoming_shutdown(incoming(listener), async move {
                     let _ = server_stopped.wait_for(|s| *s).await;
                 }),
@@ -243,12 +278,22 @@ impl Node {
             "node {id} serving on {addr} (advertised as {advertise}), data in {}",
             config.data_dir.display()
         );
-        Ok(Node { ctx, log_closed, addr, server, stop, joining, retention })
+        Ok(Node { ctx, log_closed, addr, server, stop, joining, retention, users: security.users })
     }
 
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The DB-API users, when auth is on (to re-read their file).
+    pub fn users(&self) -> Option<&Arc<Users>> {
+        self.users.as_ref()
+    }
+
+    /// The cluster this node belongs to, once it knows.
+    pub fn cluster_id(&self) -> Option<ClusterId> {
+        self.ctx.cluster.get()
     }
 
     /// This node's id.
@@ -379,6 +424,12 @@ async fn retain_log(
     }
 }
 
+/// Whether this node is the only voter of the membership its log holds.
+fn sole_voter(raft: &Raft<TypeConfig, StateMachine>, id: u64) -> bool {
+    let m = raft.metrics().borrow_watched().clone();
+    m.membership_config.membership().voter_ids().eq([id])
+}
+
 /// Asks `member` to add this node until it answers that it did, backing off between tries.
 async fn join_until_member(channels: Arc<Channels>, member: String, id: u64, me: String) {
     let mut backoff = Duration::from_millis(100);
@@ -414,48 +465,6 @@ fn advertised_default(bound: SocketAddr) -> String {
     a.to_string()
 }
 
-/// The node id: `explicit` if given (it must match a stored one), else the stored one, else a
-/// new random id, stored durably before it is used.
-pub fn resolve_node_id(dir: &Path, explicit: Option<u64>) -> Result<u64, NodeError> {
-    let path = dir.join(NODE_ID_FILE);
-    let stored = match std::fs::read_to_string(&path) {
-        Ok(text) => Some(text.trim().parse::<u64>().map_err(|e| {
-            NodeError::NodeId(format!("{} holds {:?}, not a node id: {e}", path.display(), text.trim()))
-        })?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(NodeError::NodeId(format!("reading {}: {e}", path.display()))),
-    };
-    match (stored, explicit) {
-        (Some(s), Some(e)) if s != e => Err(NodeError::NodeId(format!(
-            "this data directory belongs to node {s} ({}), not node {e}",
-            path.display()
-        ))),
-        (Some(s), _) => Ok(s),
-        (None, e) => {
-            let id = e.unwrap_or_else(random_id);
-            store_node_id(dir, &path, id).map_err(|e| NodeError::NodeId(format!("storing {}: {e}", path.display())))?;
-            Ok(id)
-        }
-    }
-}
-
-fn random_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
-    h.write_u32(std::process::id());
-    // Keep ids readable and positive in every client: 1..2^53.
-    (h.finish() >> 11).max(1)
-}
-
-fn store_node_id(dir: &Path, path: &Path, id: u64) -> std::io::Result<()> {
-    let tmp = dir.join(format!("{NODE_ID_FILE}.tmp"));
-    std::fs::write(&tmp, format!("{id}\n"))?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
 /// The accepted connections of `listener`, as tonic's server takes them.
 fn incoming(listener: TcpListener) -> impl futures_util::Stream<Item = Result<tokio::net::TcpStream, std::io::Error>> {
     futures_util::stream::unfold(listener, |listener| async move {
@@ -472,27 +481,6 @@ fn incoming(listener: TcpListener) -> impl futures_util::Stream<Item = Result<to
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_node_id_is_generated_once_and_kept() {
-        let dir = tempfile::TempDir::new().expect("tempdir");
-        let id = resolve_node_id(dir.path(), None).expect("generated");
-        assert!(id >= 1);
-        assert_eq!(resolve_node_id(dir.path(), None).expect("stored"), id);
-        assert_eq!(resolve_node_id(dir.path(), Some(id)).expect("same explicit id"), id);
-        let err = resolve_node_id(dir.path(), Some(id + 1)).expect_err("another id");
-        assert!(err.to_string().contains(&format!("belongs to node {id}")), "{err}");
-    }
-
-    #[test]
-    fn an_explicit_id_is_stored_and_a_damaged_id_file_is_an_error() {
-        let dir = tempfile::TempDir::new().expect("tempdir");
-        assert_eq!(resolve_node_id(dir.path(), Some(7)).expect("explicit"), 7);
-        assert_eq!(resolve_node_id(dir.path(), None).expect("stored"), 7);
-        std::fs::write(dir.path().join(NODE_ID_FILE), "seven\n").expect("write");
-        let err = resolve_node_id(dir.path(), None).expect_err("garbage");
-        assert!(err.to_string().contains("not a node id"), "{err}");
-    }
 
     #[test]
     fn an_unspecified_listen_address_advertises_loopback() {
