@@ -1,8 +1,12 @@
 """Wire compatibility with the published Python client, ahnlich-client-py 0.4.2 (grpclib and
-betterproto): run against a server address given as HOST:PORT; exits non-zero on any mismatch."""
+betterproto): run against a server address given as HOST:PORT; exits non-zero on any mismatch.
 
+Over TLS with `--ca FILE` (the CA that issued the server's certificate), and with upstream
+Ahnlich's credentials on every call with `--auth USER:KEY`."""
+
+import argparse
 import asyncio
-import sys
+import ssl
 
 from grpclib.client import Channel
 from grpclib.const import Status
@@ -21,10 +25,30 @@ def entry(key, tag):
     )
 
 
-async def main(host, port):
-    channel = Channel(host=host, port=port)
+class WithMetadata:
+    """The stub, with the same metadata (the credentials) on every call."""
+
+    def __init__(self, stub, metadata):
+        self.stub, self.metadata = stub, metadata
+
+    def __getattr__(self, name):
+        method = getattr(self.stub, name)
+
+        async def call(*args, **kwargs):
+            return await method(*args, metadata=self.metadata, **kwargs)
+
+        return call
+
+
+async def main(host, port, ca, auth):
+    context = None
+    if ca:
+        context = ssl.create_default_context(cafile=ca)
+        context.set_alpn_protocols(["h2"])
+    channel = Channel(host=host, port=port, ssl=context)
     try:
-        client = DbServiceStub(channel)
+        credentials = {"authorization": f"Bearer {auth}"} if auth else None
+        client = WithMetadata(DbServiceStub(channel), credentials)
         await client.ping(query.Ping())
         await client.create_store(
             query.CreateStore(store="py", dimension=2, create_predicates=["tag"], error_if_exists=True)
@@ -67,5 +91,10 @@ async def main(host, port):
 
 
 if __name__ == "__main__":
-    host, port = sys.argv[1].rsplit(":", 1)
-    asyncio.run(main(host, int(port)))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("addr", help="HOST:PORT")
+    parser.add_argument("--ca", help="CA certificate (PEM): connect over TLS")
+    parser.add_argument("--auth", help="USER:KEY sent as a bearer credential")
+    args = parser.parse_args()
+    host, port = args.addr.rsplit(":", 1)
+    asyncio.run(main(host, int(port), args.ca, args.auth))

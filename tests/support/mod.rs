@@ -6,4 +6,5 @@ pub mod cluster;
 pub mod node;
 pub mod procs;
 pub mod python;
+pub mod rust_client;
 pub mod wal_util;

@@ -18,8 +18,14 @@ pub fn client_installed_or_skip() -> bool {
 /// Runs the Python client's checks against `addr`; panics with its report, prefixed by
 /// `failure`, unless all of them pass.
 pub async fn run_checks(addr: &str, failure: &str) {
+    run_checks_with(addr, &[], failure).await
+}
+
+/// As [`run_checks`], with more arguments for the script (`--ca FILE`, `--auth USER:KEY`).
+pub async fn run_checks_with(addr: &str, args: &[&str], failure: &str) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/client_py_compat.py");
-    let out = tokio::process::Command::new("python3").arg(script).arg(addr).output().await.expect("run python");
+    let out =
+        tokio::process::Command::new("python3").arg(script).arg(addr).args(args).output().await.expect("run python");
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{failure}:\n{report}");
     assert!(report.contains("all checks passed"), "{report}");
