@@ -152,9 +152,12 @@ mod tests {
         let refused = run(dir.path(), &CertCommand::CreateNode { hosts: vec!["127.0.0.1".into()] });
         assert!(refused.expect_err("no CA yet").contains("cert create-ca"));
         run(dir.path(), &CertCommand::CreateCa).expect("ca");
-        run(dir.path(), &CertCommand::CreateNode { hosts: vec!["127.0.0.1".into(), "localhost".into()] }).expect("node");
+        run(dir.path(), &CertCommand::CreateNode { hosts: vec!["127.0.0.1".into(), "localhost".into()] })
+            .expect("node");
         run(dir.path(), &CertCommand::CreateClient { name: "root".into() }).expect("client");
-        for f in [files::CA_CERT, files::CA_KEY, files::NODE_CERT, files::NODE_KEY, files::CLIENT_CERT, files::CLIENT_KEY] {
+        for f in
+            [files::CA_CERT, files::CA_KEY, files::NODE_CERT, files::NODE_KEY, files::CLIENT_CERT, files::CLIENT_KEY]
+        {
             let text = std::fs::read_to_string(dir.path().join(f)).expect(f);
             assert!(text.starts_with("-----BEGIN "), "{f} is PEM");
         }

@@ -50,7 +50,10 @@ fn hangup_signal() -> Result<tokio::signal::unix::Signal, String> {
 
 /// Re-reads the users file on every SIGHUP and says so on stdout; a file that does not parse
 /// keeps the users as they were, and the log says why.
-async fn reload_users_on_sighup(users: std::sync::Arc<crate::server::auth::Users>, mut hangup: tokio::signal::unix::Signal) {
+async fn reload_users_on_sighup(
+    users: std::sync::Arc<crate::server::auth::Users>,
+    mut hangup: tokio::signal::unix::Signal,
+) {
     while hangup.recv().await.is_some() {
         let path = users.path().display().to_string();
         let reader = users.clone();

@@ -103,7 +103,8 @@ async fn attack(addr: &str, certs: &Path, who: Stranger, sent_cluster: Option<Cl
         };
     }
     let code = |res: Result<(), tonic::Status>| res.err().map_or(Code::Ok, |s| s.code());
-    let vote = pb::VoteRequest { vote: forged_vote(1_000), last_log_id: log_id(1_000, 1_000_000), leadership_transfer: true };
+    let vote =
+        pb::VoteRequest { vote: forged_vote(1_000), last_log_id: log_id(1_000, 1_000_000), leadership_transfer: true };
     let append = pb::AppendRequest {
         vote: forged_vote(1_000),
         prev_log_id: None,
@@ -130,7 +131,10 @@ async fn attack(addr: &str, certs: &Path, who: Stranger, sent_cluster: Option<Cl
                 Err(s) => Err(s),
             }),
         ),
-        ("InstallSnapshot", code(raft.install_snapshot(r!(futures_util::stream::iter(vec![offer, data]))).await.map(drop))),
+        (
+            "InstallSnapshot",
+            code(raft.install_snapshot(r!(futures_util::stream::iter(vec![offer, data]))).await.map(drop)),
+        ),
         (
             "TransferLeader",
             code(
@@ -152,7 +156,12 @@ async fn attack(addr: &str, certs: &Path, who: Stranger, sent_cluster: Option<Cl
         ("admin Promote", code(admin.promote(r!(adm::NodeIds { ids: vec![99] })).await.map(drop))),
         (
             "admin ChangeMembership",
-            code(admin.change_membership(r!(adm::ChangeMembershipRequest { voters: vec![1], retain: false })).await.map(drop)),
+            code(
+                admin
+                    .change_membership(r!(adm::ChangeMembershipRequest { voters: vec![1], retain: false }))
+                    .await
+                    .map(drop),
+            ),
         ),
         ("admin Remove", code(admin.remove(r!(adm::NodeIds { ids: vec![2, 3] })).await.map(drop))),
         ("admin Join", code(admin.join(r!(me)).await.map(drop))),

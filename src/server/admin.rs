@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::raft::network::PeerChannel;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState};
-use crate::raft::network::PeerChannel;
 use tonic::{Request, Response as Reply, Status};
 
 use super::context::{NodeContext, Route, forwarded};

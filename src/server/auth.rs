@@ -87,11 +87,7 @@ impl UserTable {
         // Hash even for an unknown user, so its answer takes as long as a wrong key's.
         let stored = self.keys.get(user).copied();
         let same = constant_time_eq(&offered, &stored.unwrap_or([0; 32]));
-        if stored.is_some() && same {
-            Ok(())
-        } else {
-            Err(Status::unauthenticated("Invalid credentials"))
-        }
+        if stored.is_some() && same { Ok(()) } else { Err(Status::unauthenticated("Invalid credentials")) }
     }
 }
 
@@ -148,7 +144,8 @@ impl Users {
     /// Whether `metadata` carries the credentials of a user: UNAUTHENTICATED with upstream's
     /// text when it does not.
     pub fn authenticate(&self, metadata: &MetadataMap) -> Result<(), Status> {
-        let header = metadata.get(AUTHORIZATION).ok_or_else(|| Status::unauthenticated("Missing authorization header"))?;
+        let header =
+            metadata.get(AUTHORIZATION).ok_or_else(|| Status::unauthenticated("Missing authorization header"))?;
         let malformed = || Status::unauthenticated("Invalid authorization format, expected 'Bearer username:api_key'");
         let text = header.to_str().map_err(|_| malformed())?;
         let (user, key) =

@@ -21,9 +21,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::raft::network::PeerChannel;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::{ReadPolicy, ServerState};
-use crate::raft::network::PeerChannel;
 use tonic::{Request, Response as Reply, Status};
 
 use super::context::{NodeContext, ReadConsistency, Route, forwarded};

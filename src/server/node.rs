@@ -27,13 +27,13 @@ use tokio::task::JoinHandle;
 use tonic::service::interceptor::InterceptedService;
 
 use super::admin::{AdminApi, status_of};
-use super::context::{NodeContext, ReadConsistency};
 use super::auth::Users;
+use super::context::{NodeContext, ReadConsistency};
 use super::db_service::DbApi;
 use super::gate::{ClientGate, PeerGate, PeerService, stamp_cluster_id};
 use super::identity::{ClusterId, ClusterIdentity, resolve_node_id};
-use super::security::{PeerAuth, Security, SecurityConfig};
 use super::raft_service::RaftRpc;
+use super::security::{PeerAuth, Security, SecurityConfig};
 use crate::engine::Limits;
 use crate::proto::admin::cluster_admin_client::ClusterAdminClient;
 use crate::proto::admin::cluster_admin_server::ClusterAdminServer;

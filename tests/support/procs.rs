@@ -125,6 +125,13 @@ impl Proc {
         }
     }
 
+    /// Sends `signal` (a name `kill` takes, e.g. `HUP`) to the running node.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let ok = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().expect("kill");
+        assert!(ok.success(), "kill -{signal} {pid}");
+    }
+
     /// SIGTERM, and the exit status (waits up to 20 s).
     pub fn terminate(&mut self) -> ExitStatus {
         let mut c = self.child.take().expect("running");

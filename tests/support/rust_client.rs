@@ -226,5 +226,4 @@ pub async fn call_all_23_rpcs(
     c.create_store(create, None).await.expect("create store in a schema");
     let dropped = c.drop_schema("tenant".into(), None).await.expect("drop schema");
     assert_eq!(dropped.deleted_count, 1);
-
 }
