@@ -33,14 +33,14 @@ const CA_NAME: &str = "ahnlich-raft cluster CA";
 #[derive(Clone, Debug)]
 pub enum CertCommand {
     /// A new cluster CA: `ca.crt` and `ca.key`.
-    CreateCa,
+    Ca,
     /// A node certificate for these hosts: `node.crt` and `node.key`.
-    CreateNode {
+    Node {
         /// DNS names and IP addresses the node is reached at.
         hosts: Vec<String>,
     },
     /// An operator's client certificate: `client.crt` and `client.key`.
-    CreateClient {
+    Client {
         /// The name in the certificate's subject.
         name: String,
     },
@@ -50,8 +50,8 @@ pub enum CertCommand {
 pub fn run(dir: &Path, command: &CertCommand) -> Result<String, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let written = match command {
-        CertCommand::CreateCa => create_ca(dir)?,
-        CertCommand::CreateNode { hosts } => {
+        CertCommand::Ca => create_ca(dir)?,
+        CertCommand::Node { hosts } => {
             if hosts.is_empty() {
                 return Err("a node certificate needs at least one host (name or IP address) peers dial".into());
             }
@@ -61,7 +61,7 @@ pub fn run(dir: &Path, command: &CertCommand) -> Result<String, String> {
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
             issue(dir, params, files::NODE_CERT, files::NODE_KEY)?
         }
-        CertCommand::CreateClient { name: who } => {
+        CertCommand::Client { name: who } => {
             let mut params = CertificateParams::default();
             params.distinguished_name = name(who);
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -149,12 +149,11 @@ mod tests {
     #[test]
     fn a_ca_issues_node_and_client_certificates_and_nothing_is_overwritten() {
         let dir = tempfile::TempDir::new().expect("tempdir");
-        let refused = run(dir.path(), &CertCommand::CreateNode { hosts: vec!["127.0.0.1".into()] });
+        let refused = run(dir.path(), &CertCommand::Node { hosts: vec!["127.0.0.1".into()] });
         assert!(refused.expect_err("no CA yet").contains("cert create-ca"));
-        run(dir.path(), &CertCommand::CreateCa).expect("ca");
-        run(dir.path(), &CertCommand::CreateNode { hosts: vec!["127.0.0.1".into(), "localhost".into()] })
-            .expect("node");
-        run(dir.path(), &CertCommand::CreateClient { name: "root".into() }).expect("client");
+        run(dir.path(), &CertCommand::Ca).expect("ca");
+        run(dir.path(), &CertCommand::Node { hosts: vec!["127.0.0.1".into(), "localhost".into()] }).expect("node");
+        run(dir.path(), &CertCommand::Client { name: "root".into() }).expect("client");
         for f in
             [files::CA_CERT, files::CA_KEY, files::NODE_CERT, files::NODE_KEY, files::CLIENT_CERT, files::CLIENT_KEY]
         {
@@ -164,7 +163,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(dir.path().join(files::NODE_KEY)).expect("key").permissions().mode();
         assert_eq!(mode & 0o077, 0, "a private key is readable by its owner only");
-        let again = run(dir.path(), &CertCommand::CreateCa).expect_err("ca exists");
+        let again = run(dir.path(), &CertCommand::Ca).expect_err("ca exists");
         assert!(again.contains("exists already"), "{again}");
     }
 }

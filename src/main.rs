@@ -181,6 +181,8 @@ impl OperatorTls {
     }
 }
 
+// The variants name the subcommands (`create-ca`, …).
+#[allow(clippy::enum_variant_names)]
 #[derive(Subcommand)]
 enum CertCmd {
     /// Make a new cluster CA (ca.crt, ca.key).
@@ -240,9 +242,9 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Cert { certs_dir, command } => {
             let command = match command {
-                CertCmd::CreateCa => CertCommand::CreateCa,
-                CertCmd::CreateNode { hosts } => CertCommand::CreateNode { hosts },
-                CertCmd::CreateClient { name } => CertCommand::CreateClient { name },
+                CertCmd::CreateCa => CertCommand::Ca,
+                CertCmd::CreateNode { hosts } => CertCommand::Node { hosts },
+                CertCmd::CreateClient { name } => CertCommand::Client { name },
             };
             match certs::run(&certs_dir, &command) {
                 Ok(out) => {

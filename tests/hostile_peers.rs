@@ -32,8 +32,8 @@ const USER_KEY: &str = "alice-key-0123456789";
 
 /// A CA, a node certificate for 127.0.0.1 and a users file with alice, in `dir`.
 fn secure_config(dir: &Path) -> SecurityConfig {
-    certs::run(dir, &CertCommand::CreateCa).expect("ca");
-    certs::run(dir, &CertCommand::CreateNode { hosts: vec!["127.0.0.1".into()] }).expect("node cert");
+    certs::run(dir, &CertCommand::Ca).expect("ca");
+    certs::run(dir, &CertCommand::Node { hosts: vec!["127.0.0.1".into()] }).expect("node cert");
     let users = dir.join("auth.toml");
     std::fs::write(&users, format!("[users]\nalice = \"{}\"\n", hash_api_key(USER_KEY))).expect("users");
     SecurityConfig { peer: Some(PeerFiles::in_dir(dir)), auth: Some(users), ..Default::default() }
@@ -121,7 +121,7 @@ async fn attack(addr: &str, certs: &Path, who: Stranger, sent_cluster: Option<Cl
     let data = pb::SnapshotChunk { kind: Some(pb::snapshot_chunk::Kind::Data(vec![1, 2, 3, 4])) };
     let me = adm::NodeSpec { id: 99, addr: "127.0.0.1:9".into() };
     let mut out = vec![
-        ("Vote", code(raft.vote(r!(vote.clone())).await.map(drop))),
+        ("Vote", code(raft.vote(r!(vote)).await.map(drop))),
         ("PreVote", code(raft.pre_vote(r!(vote)).await.map(drop))),
         ("Append", code(raft.append(r!(append.clone())).await.map(drop))),
         (

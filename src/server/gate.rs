@@ -116,10 +116,15 @@ fn adopt(cluster: &ClusterIdentity, id: ClusterId) -> Result<(), Status> {
 
 impl Interceptor for PeerGate {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let has_certificate = request.peer_certs().is_some_and(|c| !c.is_empty());
-        self.admit(request.metadata(), has_certificate)?;
+        self.admit(request.metadata(), has_certificate(&request))?;
         Ok(request)
     }
+}
+
+/// Whether the caller presented a certificate (the TLS layer verified it against the cluster CA,
+/// or refused the connection).
+fn has_certificate(request: &Request<()>) -> bool {
+    request.peer_certs().is_some_and(|chain| !chain.is_empty())
 }
 
 /// The check in front of the DB API.
@@ -138,7 +143,7 @@ impl ClientGate {
 impl Interceptor for ClientGate {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(users) = &self.users
-            && !request.peer_certs().is_some_and(|c| !c.is_empty())
+            && !has_certificate(&request)
         {
             users.authenticate(request.metadata())?;
         }
