@@ -7,10 +7,14 @@
 //! - bulk ingest in Sets of 1,000 entries (entries/s);
 //! - the data directory of one node after the ingest and a snapshot, against the raw size of
 //!   the vectors;
-//! - restart of a node holding everything, from spawn to its first answered read.
+//! - restart of a node holding everything, from spawn to its first answered read;
+//! - then a second table: a 3-node cluster with TLS (certificates from `ahnlich-raft cert`)
+//!   and client auth against a plain-text one, both running, measured in alternating rounds
+//!   (sequential and 64-client Sets, linearizable GetSimN), medians and their ratio.
 //!
 //! Scale with `AHNLICH_BENCH_ENTRIES` (bulk entries, default 1,000,000) and
-//! `AHNLICH_BENCH_WRITES` (writes per latency run, default 2,000).
+//! `AHNLICH_BENCH_WRITES` (writes per latency run, default 2,000); `AHNLICH_BENCH_TLS_ONLY=1`
+//! runs only the TLS comparison.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,13 +22,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ahnlich_raft::certs::{self, CertCommand};
 use ahnlich_raft::proto::admin::cluster_admin_client::ClusterAdminClient;
 use ahnlich_raft::proto::admin::{StatusRequest, TriggerSnapshotRequest};
 use ahnlich_raft::proto::ahnlich::db::query as q;
 use ahnlich_raft::proto::ahnlich::keyval::{DbStoreEntry, StoreKey, StoreValue};
 use ahnlich_raft::proto::ahnlich::metadata::{MetadataValue, metadata_value};
 use ahnlich_raft::proto::ahnlich::services::db_service::db_service_client::DbServiceClient;
-use tonic::transport::Channel;
+use ahnlich_raft::server::auth::hash_api_key;
+use ahnlich_raft::server::security::files;
+use tonic::metadata::{Ascii, MetadataValue as Header};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 const DIM: usize = 128;
 
@@ -34,12 +42,50 @@ mod procs;
 
 use procs::{Proc, channel, start_three};
 
-async fn db(addr: SocketAddr) -> DbServiceClient<Channel> {
-    DbServiceClient::new(channel(addr).await).max_encoding_message_size(64 << 20).max_decoding_message_size(64 << 20)
+/// A node as clients reach it: over TLS with credentials, or in plain text.
+#[derive(Clone)]
+struct Target {
+    addr: SocketAddr,
+    tls: Option<ClientTlsConfig>,
+    auth: Option<Header<Ascii>>,
+}
+
+impl Target {
+    fn plain(addr: SocketAddr) -> Self {
+        Self { addr, tls: None, auth: None }
+    }
+
+    /// `message` as a request carrying this target's credentials.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(message);
+        if let Some(auth) = &self.auth {
+            r.metadata_mut().insert("authorization", auth.clone());
+        }
+        r
+    }
+}
+
+async fn db(target: &Target) -> DbServiceClient<Channel> {
+    let ch = match &target.tls {
+        None => channel(target.addr).await,
+        Some(tls) => Channel::from_shared(format!("https://{}", target.addr))
+            .expect("uri")
+            .tls_config(tls.clone())
+            .expect("tls")
+            .connect()
+            .await
+            .expect("TLS connection"),
+    };
+    DbServiceClient::new(ch).max_encoding_message_size(64 << 20).max_decoding_message_size(64 << 20)
 }
 
 async fn wait_voters(addr: SocketAddr, n: usize) -> u64 {
-    let mut admin = ClusterAdminClient::new(channel(addr).await);
+    wait_voters_on(channel(addr).await, addr, n).await
+}
+
+/// The leader of an `n`-voter cluster, once the node on `ch` (at `addr`) reports one.
+async fn wait_voters_on(ch: Channel, addr: SocketAddr, n: usize) -> u64 {
+    let mut admin = ClusterAdminClient::new(ch);
     for _ in 0..600 {
         if let Ok(s) = admin.status(StatusRequest {}).await {
             let s = s.into_inner();
@@ -77,15 +123,17 @@ fn entry(i: u64) -> DbStoreEntry {
     DbStoreEntry { key: Some(StoreKey { key: vector(i) }), value: Some(StoreValue { value }) }
 }
 
-async fn create(db: &mut DbServiceClient<Channel>, store: &str) {
-    db.create_store(q::CreateStore {
-        store: store.into(),
-        dimension: DIM as u32,
-        create_predicates: vec!["author".into()],
-        ..Default::default()
-    })
-    .await
-    .expect("create store");
+async fn create(target: &Target, store: &str) {
+    db(target)
+        .await
+        .create_store(target.request(q::CreateStore {
+            store: store.into(),
+            dimension: DIM as u32,
+            create_predicates: vec!["author".into()],
+            ..Default::default()
+        }))
+        .await
+        .expect("create store");
 }
 
 struct Run {
@@ -101,16 +149,21 @@ fn summarize(mut lat: Vec<Duration>, wall: Duration) -> Run {
 }
 
 /// `total` operations from `clients` concurrent clients; `op(client, i)` does operation `i`.
-async fn drive<F, Fut>(addr: SocketAddr, clients: usize, total: u64, op: F) -> Run
+async fn drive<F, Fut>(target: &Target, clients: usize, total: u64, op: F) -> Run
 where
     F: Fn(DbServiceClient<Channel>, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
     let op = Arc::new(op);
+    // Connections (TLS handshakes included) are made before the clock starts.
+    let mut connected = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        connected.push(db(target).await);
+    }
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for c in 0..clients as u64 {
-        let client = db(addr).await;
+    for (c, client) in connected.into_iter().enumerate() {
+        let c = c as u64;
         let op = op.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -131,28 +184,31 @@ where
     summarize(lat, start.elapsed())
 }
 
-async fn writes(addr: SocketAddr, store: &'static str, clients: usize, total: u64, offset: u64) -> Run {
-    drive(addr, clients, total, move |mut c, i| async move {
-        c.set(q::Set { store: store.into(), inputs: vec![entry(offset + i)], ..Default::default() })
-            .await
-            .expect("set");
+async fn writes(target: &Target, store: &'static str, clients: usize, total: u64, offset: u64) -> Run {
+    let t = target.clone();
+    drive(target, clients, total, move |mut c, i| {
+        let set = t.request(q::Set { store: store.into(), inputs: vec![entry(offset + i)], ..Default::default() });
+        async move {
+            c.set(set).await.expect("set");
+        }
     })
     .await
 }
 
-async fn searches(addr: SocketAddr, store: &'static str, clients: usize, total: u64) -> Run {
-    drive(addr, clients, total, move |mut c, i| async move {
-        let r = c
-            .get_sim_n(q::GetSimN {
-                store: store.into(),
-                search_input: Some(StoreKey { key: vector(i + 7_000_000) }),
-                closest_n: 10,
-                algorithm: 2, // cosine similarity
-                ..Default::default()
-            })
-            .await
-            .expect("get sim n");
-        assert_eq!(r.into_inner().entries.len(), 10);
+async fn searches(target: &Target, store: &'static str, clients: usize, total: u64) -> Run {
+    let t = target.clone();
+    drive(target, clients, total, move |mut c, i| {
+        let query = t.request(q::GetSimN {
+            store: store.into(),
+            search_input: Some(StoreKey { key: vector(i + 7_000_000) }),
+            closest_n: 10,
+            algorithm: 2, // cosine similarity
+            ..Default::default()
+        });
+        async move {
+            let r = c.get_sim_n(query).await.expect("get sim n");
+            assert_eq!(r.into_inner().entries.len(), 10);
+        }
     })
     .await
 }
@@ -187,7 +243,10 @@ fn main() {
         return;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    runtime.block_on(bench());
+    if std::env::var_os("AHNLICH_BENCH_TLS_ONLY").is_none() {
+        runtime.block_on(bench());
+    }
+    runtime.block_on(tls_against_plain_text());
 }
 
 async fn bench() {
@@ -202,34 +261,35 @@ async fn bench() {
     {
         let single = Proc::start(&root.path().join("single"), 1, None, &[]);
         wait_voters(single.addr, 1).await;
-        create(&mut db(single.addr).await, "w").await;
-        row("1 node: Set 1 entry, 1 client", &writes(single.addr, "w", 1, writes_n, 0).await);
-        row("1 node: Set 1 entry, 64 clients", &writes(single.addr, "w", 64, writes_n * 4, 1 << 32).await);
+        let single = Target::plain(single.addr);
+        create(&single, "w").await;
+        row("1 node: Set 1 entry, 1 client", &writes(&single, "w", 1, writes_n, 0).await);
+        row("1 node: Set 1 entry, 64 clients", &writes(&single, "w", 64, writes_n * 4, 1 << 32).await);
     }
 
     let [n1, n2, mut n3] = start_three(root.path(), &[]);
     let leader = wait_voters(n1.addr, 3).await;
-    let leader_addr = [&n1, &n2, &n3].iter().find(|p| p.id == leader).map(|p| p.addr).expect("leader");
-    let follower_addr = [&n1, &n2, &n3].iter().find(|p| p.id != leader).map(|p| p.addr).expect("follower");
-    create(&mut db(leader_addr).await, "w").await;
-    row("3 nodes: Set 1 entry, 1 client (leader)", &writes(leader_addr, "w", 1, writes_n, 0).await);
-    row("3 nodes: Set 1 entry, 64 clients (leader)", &writes(leader_addr, "w", 64, writes_n * 4, 1 << 32).await);
-    row("3 nodes: Set 1 entry, 1 client (via follower)", &writes(follower_addr, "w", 1, writes_n, 2 << 32).await);
+    let at_leader = Target::plain([&n1, &n2, &n3].iter().find(|p| p.id == leader).map(|p| p.addr).expect("leader"));
+    let at_follower = Target::plain([&n1, &n2, &n3].iter().find(|p| p.id != leader).map(|p| p.addr).expect("follower"));
+    create(&at_leader, "w").await;
+    row("3 nodes: Set 1 entry, 1 client (leader)", &writes(&at_leader, "w", 1, writes_n, 0).await);
+    row("3 nodes: Set 1 entry, 64 clients (leader)", &writes(&at_leader, "w", 64, writes_n * 4, 1 << 32).await);
+    row("3 nodes: Set 1 entry, 1 client (via follower)", &writes(&at_follower, "w", 1, writes_n, 2 << 32).await);
 
-    create(&mut db(leader_addr).await, "search").await;
-    let mut c = db(leader_addr).await;
+    create(&at_leader, "search").await;
+    let mut c = db(&at_leader).await;
     for chunk in 0..10u64 {
         let inputs = (chunk * 1000..(chunk + 1) * 1000).map(entry).collect();
         c.set(q::Set { store: "search".into(), inputs, ..Default::default() }).await.expect("load");
     }
-    row("3 nodes: GetSimN 10k linearizable, 1 client (leader)", &searches(leader_addr, "search", 1, 500).await);
-    row("3 nodes: GetSimN 10k linearizable, 64 clients (leader)", &searches(leader_addr, "search", 64, 2000).await);
-    row("3 nodes: GetSimN 10k linearizable, 1 client (follower)", &searches(follower_addr, "search", 1, 500).await);
+    row("3 nodes: GetSimN 10k linearizable, 1 client (leader)", &searches(&at_leader, "search", 1, 500).await);
+    row("3 nodes: GetSimN 10k linearizable, 64 clients (leader)", &searches(&at_leader, "search", 64, 2000).await);
+    row("3 nodes: GetSimN 10k linearizable, 1 client (follower)", &searches(&at_follower, "search", 1, 500).await);
 
-    create(&mut db(leader_addr).await, "bulk").await;
+    create(&at_leader, "bulk").await;
     let batches = bulk.div_ceil(1000);
     // Four clients keep the pipeline full without queueing much.
-    let ingest = drive(leader_addr, 4, batches, move |mut c, b| async move {
+    let ingest = drive(&at_leader, 4, batches, move |mut c, b| async move {
         let inputs = (b * 1000..((b + 1) * 1000).min(bulk)).map(|i| entry(i + (8 << 32))).collect();
         c.set(q::Set { store: "bulk".into(), inputs, ..Default::default() }).await.expect("bulk set");
     })
@@ -305,4 +365,112 @@ async fn bench() {
     }
     println!("restart of node 3 to its first answered read: {:?}", started.elapsed());
     drop((n1, n2, n3));
+}
+
+/// A 3-node cluster with TLS and auth and a plain-text one, both up; the same work on each in
+/// alternating rounds; medians per cluster and their ratio.
+async fn tls_against_plain_text() {
+    const ROUNDS: usize = 5;
+    let writes_n = env_u64("AHNLICH_BENCH_WRITES", 2_000);
+    let root = tempfile::TempDir::new().expect("tempdir");
+    let certs = root.path().join("certs");
+    for command in [
+        CertCommand::Ca,
+        CertCommand::Node { hosts: vec!["127.0.0.1".into()] },
+        CertCommand::Client { name: "bench".into() },
+    ] {
+        certs::run(&certs, &command).expect("certificates");
+    }
+    let users = root.path().join("auth.toml");
+    std::fs::write(&users, format!("[users]\nbench = \"{}\"\n", hash_api_key("bench-key-0123456789"))).expect("users");
+    let secure_flags = [
+        "--certs-dir",
+        certs.to_str().expect("utf-8"),
+        "--enable-auth",
+        "--auth-config",
+        users.to_str().expect("utf-8"),
+    ];
+    for sub in ["plain", "secure"] {
+        std::fs::create_dir_all(root.path().join(sub)).expect("node directory");
+    }
+    let plain_nodes = start_three(&root.path().join("plain"), &[]);
+    let secure_nodes = start_three(&root.path().join("secure"), &secure_flags);
+    let ca = Certificate::from_pem(std::fs::read(certs.join(files::CA_CERT)).expect("ca"));
+    let operator = ClientTlsConfig::new().ca_certificate(ca.clone()).identity(tonic::transport::Identity::from_pem(
+        std::fs::read(certs.join(files::CLIENT_CERT)).expect("client cert"),
+        std::fs::read(certs.join(files::CLIENT_KEY)).expect("client key"),
+    ));
+    let plain_leader = wait_voters(plain_nodes[0].addr, 3).await;
+    let secure_admin = Channel::from_shared(format!("https://{}", secure_nodes[0].addr))
+        .expect("uri")
+        .tls_config(operator)
+        .expect("tls");
+    let secure_admin = loop {
+        match secure_admin.connect().await {
+            Ok(ch) => break ch,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    let secure_leader = wait_voters_on(secure_admin, secure_nodes[0].addr, 3).await;
+    let leader_of = |nodes: &[Proc; 3], id: u64| nodes.iter().find(|p| p.id == id).map(|p| p.addr).expect("leader");
+    let plain = Target::plain(leader_of(&plain_nodes, plain_leader));
+    let secure = Target {
+        addr: leader_of(&secure_nodes, secure_leader),
+        tls: Some(ClientTlsConfig::new().ca_certificate(ca)),
+        auth: Some("Bearer bench:bench-key-0123456789".parse().expect("ascii")),
+    };
+    for target in [&plain, &secure] {
+        create(target, "w").await;
+        create(target, "search").await;
+        let mut c = db(target).await;
+        for chunk in 0..10u64 {
+            let inputs = (chunk * 1000..(chunk + 1) * 1000).map(entry).collect();
+            c.set(target.request(q::Set { store: "search".into(), inputs, ..Default::default() })).await.expect("load");
+        }
+    }
+
+    type Work = fn(&Target, u64, u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Run> + Send + '_>>;
+    let work: [(&str, Work); 3] = [
+        ("Set 1 entry, 1 client", |t, n, round| Box::pin(writes(t, "w", 1, n, round << 40))),
+        ("Set 1 entry, 64 clients", |t, n, round| Box::pin(writes(t, "w", 64, n * 4, (round << 40) | (1 << 32)))),
+        ("GetSimN 10k linearizable, 64 clients", |t, _, _| Box::pin(searches(t, "search", 64, 2000))),
+    ];
+    println!();
+    println!(
+        "3 nodes, TLS + auth against plain text (leader; medians of {ROUNDS} alternating rounds; ratio: median of \
+         the rounds' TLS / plain):"
+    );
+    println!(
+        "| {:<38} | {:>12} | {:>12} | {:>6} | {:>12} | {:>12} |",
+        "operation", "plain ops/s", "TLS ops/s", "ratio", "plain p99 ms", "TLS p99 ms"
+    );
+    println!("|{:-<40}|{:->14}|{:->14}|{:->8}|{:->14}|{:->14}|", "", "", "", "", "", "");
+    for (name, run) in work {
+        let (mut plain_runs, mut secure_runs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..ROUNDS as u64 {
+            // Distinct keys every round and cluster, so every Set inserts; the cluster that goes
+            // first alternates, so neither always runs on a machine the other just warmed.
+            let (p, t) = if round % 2 == 0 {
+                let p = run(&plain, writes_n, 2 * round).await;
+                (p, run(&secure, writes_n, 2 * round + 1).await)
+            } else {
+                let t = run(&secure, writes_n, 2 * round + 1).await;
+                (run(&plain, writes_n, 2 * round).await, t)
+            };
+            ratios.push(t.ops_per_sec / p.ops_per_sec);
+            plain_runs.push(p);
+            secure_runs.push(t);
+        }
+        let median = |runs: &mut Vec<Run>| {
+            runs.sort_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec));
+            let m = &runs[runs.len() / 2];
+            (m.ops_per_sec, m.p99.as_secs_f64() * 1e3)
+        };
+        let (p, p99p) = median(&mut plain_runs);
+        let (t, p99t) = median(&mut secure_runs);
+        ratios.sort_by(f64::total_cmp);
+        let ratio = ratios[ratios.len() / 2];
+        println!("| {name:<38} | {p:>12.0} | {t:>12.0} | {ratio:>6.2} | {p99p:>12.2} | {p99t:>12.2} |");
+    }
+    drop((plain_nodes, secure_nodes));
 }

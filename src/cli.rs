@@ -90,7 +90,8 @@ pub enum ClusterCommand {
 /// Runs `command` against the node at `addr` and returns what to print; over TLS with an
 /// operator's certificate when `tls` is given.
 pub async fn cluster(addr: &str, tls: Option<ClientTlsConfig>, command: ClusterCommand) -> Result<String, String> {
-    let scheme = if tls.is_some() { "https" } else { "http" };
+    let plain = tls.is_none();
+    let scheme = if plain { "http" } else { "https" };
     let mut endpoint =
         Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(|e| format!("{addr:?} is not a host:port: {e}"))?;
     if let Some(tls) = tls {
@@ -102,7 +103,15 @@ pub async fn cluster(addr: &str, tls: Option<ClientTlsConfig>, command: ClusterC
         .await
         .map_err(|e| format!("cannot reach {addr}: {e}"))?;
     let mut client = ClusterAdminClient::new(channel);
-    let failed = |s: tonic::Status| format!("{addr}: {}: {}", s.code(), s.message());
+    let failed = |s: tonic::Status| {
+        let hint = match s.code() {
+            tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::Unavailable if plain => {
+                " (if the cluster uses TLS, give --certs-dir, or --ca, --cert and --key)"
+            }
+            _ => "",
+        };
+        format!("{addr}: {}: {}{hint}", s.code(), s.message())
+    };
     let status = match command {
         ClusterCommand::Status => client.status(pb::StatusRequest {}).await,
         ClusterCommand::AddLearner { id, addr } => client.add_learner(pb::NodeSpec { id, addr }).await,
