@@ -190,8 +190,10 @@ enum CertCmd {
     /// Make a node certificate (node.crt, node.key) for the hosts peers and clients dial.
     CreateNode {
         /// DNS names and IP addresses of the node, e.g. `10.0.0.1 db1.example.com`.
-        #[arg(required = true)]
         hosts: Vec<String>,
+        /// More hosts, one per flag (`--host 10.0.0.1 --host db1.example.com`).
+        #[arg(long = "host")]
+        host: Vec<String>,
     },
     /// Make an operator's client certificate (client.crt, client.key) for `cluster`.
     CreateClient {
@@ -243,7 +245,7 @@ fn main() -> ExitCode {
         Command::Cert { certs_dir, command } => {
             let command = match command {
                 CertCmd::CreateCa => CertCommand::Ca,
-                CertCmd::CreateNode { hosts } => CertCommand::Node { hosts },
+                CertCmd::CreateNode { hosts, host } => CertCommand::Node { hosts: [hosts, host].concat() },
                 CertCmd::CreateClient { name } => CertCommand::Client { name },
             };
             match certs::run(&certs_dir, &command) {

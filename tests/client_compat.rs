@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -12,20 +11,9 @@ use ahnlich_raft::server::node::{Node, NodeConfig};
 use ahnlich_types::algorithm::algorithms::Algorithm;
 use ahnlich_types::algorithm::nonlinear::{HnswConfig, NonLinearIndex, non_linear_index};
 use ahnlich_types::db::query as q;
-use ahnlich_types::keyval::{DbStoreEntry, StoreKey, StoreValue};
-use ahnlich_types::metadata::{MetadataValue, metadata_value};
+use ahnlich_types::keyval::StoreKey;
 use ahnlich_types::predicates::{Equals, Predicate, PredicateCondition, predicate, predicate_condition};
-
-fn text(s: &str) -> MetadataValue {
-    MetadataValue { value: Some(metadata_value::Value::RawString(s.into())) }
-}
-
-fn entry(key: Vec<f32>, tag: &str) -> DbStoreEntry {
-    DbStoreEntry {
-        key: Some(StoreKey { key }),
-        value: Some(StoreValue { value: HashMap::from([("tag".to_string(), text(tag))]) }),
-    }
-}
+use support::rust_client::{entry, text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_published_rust_client_works_against_our_server() {

@@ -90,7 +90,7 @@ async fn a_cluster_secured_with_the_cert_commands_serves_authenticated_clients_o
     let root = ProcRoot::new();
     let certs = root.path().join("certs");
     let certs_s = certs.to_str().expect("utf-8 path");
-    for cmd in [&["create-ca"][..], &["create-node", "127.0.0.1", "localhost"], &["create-client"]] {
+    for cmd in [&["create-ca"][..], &["create-node", "127.0.0.1", "--host", "localhost"], &["create-client"]] {
         let mut args = vec!["cert", "--certs-dir", certs_s];
         args.extend_from_slice(cmd);
         let (ok, out) = run(&args);

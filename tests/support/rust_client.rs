@@ -14,11 +14,13 @@ use ahnlich_types::predicates::{Equals, Predicate, PredicateCondition, predicate
 use ahnlich_types::services::db_service::db_service_client::DbServiceClient;
 use ahnlich_types::shared::cluster::ClusterInfoQuery;
 
-fn text(s: &str) -> MetadataValue {
+/// A metadata text value.
+pub fn text(s: &str) -> MetadataValue {
     MetadataValue { value: Some(metadata_value::Value::RawString(s.into())) }
 }
 
-fn entry(key: Vec<f32>, tag: &str) -> DbStoreEntry {
+/// An entry whose metadata is `tag` = `tag`.
+pub fn entry(key: Vec<f32>, tag: &str) -> DbStoreEntry {
     DbStoreEntry {
         key: Some(StoreKey { key }),
         value: Some(StoreValue { value: HashMap::from([("tag".to_string(), text(tag))]) }),
