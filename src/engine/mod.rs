@@ -20,7 +20,8 @@
 //! - **Input rules.** Key components must be finite (NaN and ±∞ are InvalidArgument), names
 //!   and metadata keys non-empty, dimensions in `1..=Limits::max_dimension`, conditions at most
 //!   `Limits::max_condition_depth` deep, `closest_n` positive (fewer results come back when the
-//!   store holds fewer). Cosine similarity of a zero query vector is InvalidArgument; a stored
+//!   store holds fewer; no request sizes an allocation beyond the store), a query's HNSW
+//!   `ef_search` within the bounds an index is created with. Cosine similarity of a zero query vector is InvalidArgument; a stored
 //!   zero vector scores 0. An entry lacking a predicate's metadata key matches neither
 //!   `Equals` nor `NotEquals` (nor `In` / `NotIn`), as upstream Ahnlich does.
 
@@ -97,6 +98,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn key_of(r: &StoreRef) -> StoreKey {
     (r.schema().to_owned(), r.name.clone())
 }
+
+/// The `ef` (search breadth) an HNSW index takes, at creation and per query.
+const HNSW_EF_RANGE: std::ops::RangeInclusive<usize> = 1..=10_000;
 
 impl Engine {
     /// An empty engine with `limits`.
@@ -346,9 +350,21 @@ impl Engine {
                 if *closest_n == 0 {
                     return Err(EngineError::InvalidArgument("closest_n must be at least 1".into()));
                 }
+                if let Algorithm::Hnsw { ef_search: Some(ef) } = algorithm
+                    && !HNSW_EF_RANGE.contains(ef)
+                {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "ef_search must be in {}..={}, as at index creation; got {ef}",
+                        HNSW_EF_RANGE.start(),
+                        HNSW_EF_RANGE.end()
+                    )));
+                }
                 let s = self.store(store)?;
                 let s = read(&s);
                 check_key(store, s.dimension(), search)?;
+                // No allocation or loop is sized by the request: a store never returns more
+                // entries than it holds.
+                let closest_n = &(*closest_n).min(s.len());
                 let cosine = matches!(algorithm, Algorithm::Linear(Metric::Cosine));
                 if cosine && search.iter().all(|x| *x == 0.0) {
                     return Err(EngineError::InvalidArgument("cosine similarity to a zero vector is undefined".into()));
@@ -495,7 +511,7 @@ fn check_non_linear(idx: &NonLinearIndex) -> Result<(), EngineError> {
     if let NonLinearIndex::Hnsw(c) = idx {
         let ok = (2..=256).contains(&c.m)
             && (1..=10_000).contains(&c.ef_construction)
-            && (1..=10_000).contains(&c.ef_search);
+            && HNSW_EF_RANGE.contains(&c.ef_search);
         if !ok {
             return Err(EngineError::InvalidArgument(format!(
                 "HNSW parameters out of range (m in 2..=256, ef_construction and ef_search in 1..=10000): {c:?}"

@@ -1,0 +1,95 @@
+//! Sizes a client chooses never reach an allocation or a loop unbounded: absurd `closest_n`
+//! on every algorithm, `ef_search` and `limit` at their maximum, each answered with the right
+//! status or a correct, bounded answer, after which the node still takes a write.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ahnlich_raft::proto::ahnlich::algorithm::algorithms::Algorithm;
+use ahnlich_raft::proto::ahnlich::algorithm::nonlinear::{HnswConfig, KdTreeConfig, NonLinearIndex, non_linear_index};
+use ahnlich_raft::proto::ahnlich::db::query as q;
+use ahnlich_raft::proto::ahnlich::keyval::{DbStoreEntry, StoreKey, StoreValue};
+use ahnlich_raft::proto::ahnlich::services::db_service::db_service_client::DbServiceClient;
+use ahnlich_raft::server::node::{Node, NodeConfig};
+use tonic::Code;
+use tonic::transport::Channel;
+
+const ENTRIES: usize = 5;
+
+fn entry(i: usize) -> DbStoreEntry {
+    let key = vec![i as f32 + 1.0, 1.0, -(i as f32), 0.5];
+    DbStoreEntry { key: Some(StoreKey { key }), value: Some(StoreValue { value: HashMap::new() }) }
+}
+
+async fn store(db: &mut DbServiceClient<Channel>, name: &str, index: Option<non_linear_index::Index>) {
+    let create = q::CreateStore {
+        store: name.into(),
+        dimension: 4,
+        non_linear_indices: index.into_iter().map(|i| NonLinearIndex { index: Some(i) }).collect(),
+        error_if_exists: true,
+        ..Default::default()
+    };
+    db.create_store(create).await.expect("create store");
+    let inputs = (0..ENTRIES).map(entry).collect();
+    db.set(q::Set { store: name.into(), inputs, schema: None }).await.expect("set");
+}
+
+fn sim(store: &str, closest_n: u64, algorithm: Algorithm, ef_search: Option<u32>) -> q::GetSimN {
+    q::GetSimN {
+        store: store.into(),
+        search_input: Some(StoreKey { key: vec![1.0, 1.0, 0.0, 0.5] }),
+        closest_n,
+        algorithm: algorithm as i32,
+        ef_search,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_sizes_get_a_bounded_answer_or_a_clear_refusal() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let node = Node::start(NodeConfig::new(dir.path(), SocketAddr::from(([127, 0, 0, 1], 0)))).await.expect("start");
+    node.wait_leader(Duration::from_secs(10)).await.expect("leader");
+    let mut db = DbServiceClient::connect(format!("http://{}", node.addr())).await.expect("connect");
+    store(&mut db, "linear", None).await;
+    store(&mut db, "kd", Some(non_linear_index::Index::Kdtree(KdTreeConfig {}))).await;
+    store(&mut db, "hnsw", Some(non_linear_index::Index::Hnsw(HnswConfig::default()))).await;
+    let empty = q::CreateStore { store: "empty".into(), dimension: 4, ..Default::default() };
+    db.create_store(empty).await.expect("empty store");
+
+    let cases = [
+        ("linear", Algorithm::CosineSimilarity),
+        ("linear", Algorithm::EuclideanDistance),
+        ("linear", Algorithm::DotProductSimilarity),
+        ("kd", Algorithm::KdTree),
+        ("hnsw", Algorithm::Hnsw),
+    ];
+    for (name, algorithm) in cases {
+        for closest_n in [1 << 40, u64::MAX] {
+            let found = db.get_sim_n(sim(name, closest_n, algorithm, None)).await;
+            let found = found.unwrap_or_else(|s| panic!("{name} {algorithm:?} closest_n {closest_n}: {s:?}"));
+            assert_eq!(found.into_inner().entries.len(), ENTRIES, "{name} {algorithm:?}: the whole store, no more");
+        }
+    }
+    let none = db.get_sim_n(sim("empty", u64::MAX, Algorithm::EuclideanDistance, None)).await.expect("empty store");
+    assert!(none.into_inner().entries.is_empty());
+
+    for ef in [u32::MAX, 0] {
+        let refused = db.get_sim_n(sim("hnsw", 3, Algorithm::Hnsw, Some(ef))).await.expect_err("ef out of range");
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert!(refused.message().contains("ef_search must be in 1..=10000"), "{refused:?}");
+    }
+    let bounded = db.get_sim_n(sim("hnsw", 3, Algorithm::Hnsw, Some(10_000))).await.expect("largest ef");
+    assert_eq!(bounded.into_inner().entries.len(), 3);
+
+    let page = q::ListStoreEntries { store: "linear".into(), limit: Some(u32::MAX), ..Default::default() };
+    let page = db.list_store_entries(page).await.expect("list entries").into_inner();
+    assert_eq!(page.entries.len(), ENTRIES);
+    assert_eq!(page.next_cursor, None, "everything fit in one page");
+
+    let after = db.set(q::Set { store: "linear".into(), inputs: vec![entry(99)], schema: None }).await;
+    assert_eq!(after.expect("the node still takes writes").into_inner().upsert.map(|u| u.inserted), Some(1));
+    drop(db);
+    node.shutdown().await.expect("shutdown");
+}
