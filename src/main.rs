@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use ahnlich_raft::certs::{self, CertCommand};
 use ahnlich_raft::cli::{self, ClusterCommand};
 use ahnlich_raft::server::context::ReadConsistency;
-use ahnlich_raft::server::node::{MAX_MESSAGE_BYTES, NodeConfig};
+use ahnlich_raft::server::node::{DEFAULT_MAX_SNAPSHOT_BYTES, MAX_MESSAGE_BYTES, NodeConfig, ServerLimits};
 use ahnlich_raft::server::security::{self, CertFiles, PeerFiles, SecurityConfig, files};
 use ahnlich_raft::wal::{self, fs::OsFs};
 use clap::{Args, Parser, Subcommand};
@@ -89,6 +89,30 @@ struct ServeArgs {
     /// Largest client message in bytes; any write accepted can be replicated.
     #[arg(long, env = "AHNLICH_RAFT_MAX_MESSAGE_BYTES", default_value_t = MAX_MESSAGE_BYTES)]
     max_message_bytes: usize,
+    /// Largest memory (bytes) the stores may use; writes past it get RESOURCE_EXHAUSTED and
+    /// change nothing (default: no cap).
+    #[arg(long, env = "AHNLICH_RAFT_MAX_MEMORY")]
+    max_memory: Option<usize>,
+    /// Largest snapshot (bytes) this node accepts from a leader; one larger, or larger than
+    /// the free space of the data volume, is refused before a byte is written.
+    #[arg(long, env = "AHNLICH_RAFT_MAX_SNAPSHOT_BYTES", default_value_t = DEFAULT_MAX_SNAPSHOT_BYTES)]
+    max_snapshot_bytes: u64,
+    /// Requests served at once on one connection; more wait.
+    #[arg(long, env = "AHNLICH_RAFT_CONCURRENCY_PER_CONNECTION", default_value_t = ServerLimits::default().concurrency_per_connection)]
+    concurrency_per_connection: usize,
+    /// HTTP/2 streams a client may open at once on one connection.
+    #[arg(long, env = "AHNLICH_RAFT_MAX_CONCURRENT_STREAMS", default_value_t = ServerLimits::default().max_concurrent_streams)]
+    max_concurrent_streams: u32,
+    /// Seconds a request may take before it is answered DEADLINE_EXCEEDED.
+    #[arg(long, env = "AHNLICH_RAFT_REQUEST_TIMEOUT", default_value_t = ServerLimits::default().request_timeout.as_secs())]
+    request_timeout: u64,
+    /// Seconds between pings of an idle connection; one that does not answer within
+    /// --keepalive-timeout seconds is closed.
+    #[arg(long, env = "AHNLICH_RAFT_KEEPALIVE_INTERVAL", default_value_t = ServerLimits::default().keepalive_interval.as_secs())]
+    keepalive_interval: u64,
+    /// See --keepalive-interval.
+    #[arg(long, env = "AHNLICH_RAFT_KEEPALIVE_TIMEOUT", default_value_t = ServerLimits::default().keepalive_timeout.as_secs())]
+    keepalive_timeout: u64,
     #[command(flatten)]
     security: ServeSecurity,
     /// Take a snapshot after this many log entries (0: only when asked).
@@ -297,6 +321,15 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.read_consistency = args.read_consistency;
     config.max_message_bytes = args.max_message_bytes;
     config.security = args.security.config();
+    config.limits.max_memory_bytes = args.max_memory;
+    config.max_snapshot_bytes = args.max_snapshot_bytes;
+    config.server = ServerLimits {
+        concurrency_per_connection: args.concurrency_per_connection.max(1),
+        max_concurrent_streams: args.max_concurrent_streams.max(1),
+        request_timeout: std::time::Duration::from_secs(args.request_timeout.max(1)),
+        keepalive_interval: std::time::Duration::from_secs(args.keepalive_interval.max(1)),
+        keepalive_timeout: std::time::Duration::from_secs(args.keepalive_timeout.max(1)),
+    };
     config.raft.snapshot_every = args.snapshot_every;
     config.raft.keep_behind_snapshot = args.keep_behind_snapshot;
     run(cli::serve(config, |addr| {

@@ -189,7 +189,27 @@ pub enum Response {
     },
 }
 
+/// Entries or keys beyond which a Set or DelKey counts as long work.
+const LONG_BATCH: usize = 64;
+
 impl Command {
+    /// Whether checking or applying this command may take long enough (a scan, an index
+    /// build, a large batch, freeing a store) that it belongs off the threads that drive Raft.
+    pub fn may_take_long(&self) -> bool {
+        match self {
+            Command::CreateStore { .. } | Command::DropPredIndex { .. } | Command::DropNonLinearIndex { .. } => false,
+            Command::Set { entries, .. } => entries.len() > LONG_BATCH,
+            Command::DelKey { keys, .. } => keys.len() > LONG_BATCH,
+            Command::CreatePredIndex { .. }
+            | Command::CreateNonLinearIndex { .. }
+            | Command::Upsert { .. }
+            | Command::DelPred { .. }
+            | Command::DropStore { .. }
+            | Command::DropSchema { .. }
+            | Command::ClearStore { .. } => true,
+        }
+    }
+
     /// The command's name, as the API calls it.
     pub fn name(&self) -> &'static str {
         match self {

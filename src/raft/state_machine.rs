@@ -200,15 +200,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let engine = self.engine();
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
-            let result = match &entry.payload {
+            let log_id = entry.log_id;
+            let result = match entry.payload {
                 EntryPayload::Blank => Ok(Response::Unit),
-                EntryPayload::Normal(cmd) => engine.apply(cmd),
+                // Scans, index builds and large batches run on the blocking pool, so the
+                // runtime's workers stay free for heartbeats and elections.
+                EntryPayload::Normal(cmd) if cmd.may_take_long() => {
+                    let engine = engine.clone();
+                    tokio::task::spawn_blocking(move || engine.apply(&cmd))
+                        .await
+                        .map_err(|e| other(format!("applying {log_id}: {e}")))?
+                }
+                EntryPayload::Normal(cmd) => engine.apply(&cmd),
                 EntryPayload::Membership(m) => {
-                    lock(&self.shared.applied).membership = Membership::new(Some(entry.log_id), m.clone());
+                    lock(&self.shared.applied).membership = Membership::new(Some(log_id), m);
                     Ok(Response::Unit)
                 }
             };
-            lock(&self.shared.applied).last = Some(entry.log_id);
+            lock(&self.shared.applied).last = Some(log_id);
             if let Some(r) = responder {
                 r.send(result);
             }

@@ -75,6 +75,8 @@ pub struct NodeContext {
     pub eviction: Arc<Eviction>,
     /// The cluster this node belongs to, once it knows.
     pub cluster: Arc<ClusterIdentity>,
+    /// Turns for engine work done for requests (queries, checks of long writes): one per core.
+    pub engine_work: Arc<tokio::sync::Semaphore>,
 }
 
 /// Where a request that must run on the leader goes.

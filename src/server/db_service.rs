@@ -67,6 +67,13 @@ fn count(r: Response, what: &str) -> Result<u64, Status> {
     }
 }
 
+/// `cmd`, checked against the engine's state, and the size of its encoding.
+fn checked_size(engine: &Engine, cmd: Command) -> Result<(Command, usize), Status> {
+    engine.validate(&cmd).map_err(status)?;
+    let size = cmd.encode_command().len();
+    Ok((cmd, size))
+}
+
 fn unix_seconds(t: SystemTime) -> String {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()).to_string()
 }
@@ -98,9 +105,12 @@ impl DbApi {
 
     /// Proposes `cmd` on this node, which leads (callers route first).
     async fn write(&self, cmd: Command) -> Result<Response, Status> {
-        self.engine().validate(&cmd).map_err(status)?;
+        let (cmd, size) = if cmd.may_take_long() {
+            self.off_the_reactor(move |engine| checked_size(&engine, cmd)).await??
+        } else {
+            checked_size(&self.engine(), cmd)?
+        };
         let limit = self.ctx.max_raft_message_bytes.saturating_sub(RAFT_MESSAGE_OVERHEAD);
-        let size = cmd.encode_command().len();
         if size > limit {
             return Err(Status::resource_exhausted(format!(
                 "this {} is {size} bytes once encoded, more than the {limit} bytes one Raft entry may carry; \
@@ -133,7 +143,25 @@ impl DbApi {
         if c == ReadConsistency::Linearizable {
             self.linearize().await?;
         }
-        self.engine().query(&query).map_err(status)
+        self.off_the_reactor(move |engine| engine.query(&query).map_err(status)).await?
+    }
+
+    /// Runs `work` on the engine in the blocking pool, at most one piece per core at a time
+    /// (more would only share the cores); the runtime's workers, which drive Raft's heartbeats
+    /// and elections, never wait for it. Callers beyond that wait their turn without a thread.
+    async fn off_the_reactor<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(Arc<Engine>) -> T + Send + 'static,
+    ) -> Result<T, Status> {
+        let turn =
+            self.ctx.engine_work.clone().acquire_owned().await.map_err(|_| unavailable("the node is stopping"))?;
+        let engine = self.engine();
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            work(engine)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the engine failed on this request: {e}")))
     }
 
     /// Returns once this node has applied every write acknowledged before the call.

@@ -50,11 +50,44 @@ use crate::wal::WalOptions;
 /// Default largest client message (a Set of many large vectors).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
+/// Default largest snapshot a node accepts: far more state than fits the memory of the
+/// machines it is meant for, while a forged offer cannot ask for the whole disk.
+pub const DEFAULT_MAX_SNAPSHOT_BYTES: u64 = 64 << 30;
+
 /// How long a stopping node waits for requests in flight before closing their connections.
 const SERVER_STOP_WAIT: Duration = Duration::from_secs(2);
 
 /// How long a leader stepping down waits for another node to take over.
 const HANDOVER_WAIT: Duration = Duration::from_secs(3);
+
+/// Limits of the gRPC server, per connection and per request.
+#[derive(Clone, Debug)]
+pub struct ServerLimits {
+    /// Requests served at once on one connection; more wait.
+    pub concurrency_per_connection: usize,
+    /// HTTP/2 streams a client may open at once on one connection.
+    pub max_concurrent_streams: u32,
+    /// How long a request may take before it is answered DEADLINE_EXCEEDED (a client's own
+    /// `grpc-timeout` can only shorten it).
+    pub request_timeout: Duration,
+    /// How often an idle connection is pinged; one that does not answer within
+    /// `keepalive_timeout` is closed.
+    pub keepalive_interval: Duration,
+    /// See `keepalive_interval`.
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            concurrency_per_connection: 256,
+            max_concurrent_streams: 256,
+            request_timeout: Duration::from_secs(300),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 /// How a node runs.
 #[derive(Clone, Debug)]
@@ -88,6 +121,10 @@ pub struct NodeConfig {
     pub wal: WalOptions,
     /// TLS, peer certificates, client auth and `--insecure`.
     pub security: SecurityConfig,
+    /// Limits of the gRPC server.
+    pub server: ServerLimits,
+    /// Largest snapshot this node accepts from a leader (bytes of the file).
+    pub max_snapshot_bytes: u64,
     /// Faults injected into outgoing Raft messages (tests).
     pub faults: Option<Arc<NetFaults>>,
 }
@@ -109,6 +146,8 @@ impl NodeConfig {
             raft: RaftSettings::default(),
             wal: WalOptions::default(),
             security: SecurityConfig::default(),
+            server: ServerLimits::default(),
+            max_snapshot_bytes: DEFAULT_MAX_SNAPSHOT_BYTES,
             faults: None,
         }
     }
@@ -214,6 +253,9 @@ impl Node {
             membership_lock: tokio::sync::Mutex::new(()),
             eviction: eviction.clone(),
             cluster: cluster.clone(),
+            engine_work: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            )),
         });
         let bootstrapping = fresh && config.join.is_none() && config.bootstrap;
         if bootstrapping || (!fresh && cluster.get().is_none() && sole_voter(&raft, id)) {
@@ -223,9 +265,9 @@ impl Node {
         let db = DbServiceServer::new(DbApi::new(ctx.clone()))
             .max_decoding_message_size(config.max_message_bytes)
             .max_encoding_message_size(config.max_message_bytes);
-        let raft_rpc = RaftServiceServer::new(RaftRpc::new(raft.clone(), id, state.snapshot_dir(), eviction))
-            .max_decoding_message_size(max_raft)
-            .max_encoding_message_size(max_raft);
+        let raft_rpc = RaftRpc::new(raft.clone(), id, state.snapshot_dir(), eviction, config.max_snapshot_bytes);
+        let raft_rpc =
+            RaftServiceServer::new(raft_rpc).max_decoding_message_size(max_raft).max_encoding_message_size(max_raft);
         let admin = ClusterAdminServer::new(AdminApi::new(ctx.clone()));
         let mut server = tonic::transport::Server::builder();
         if let Some(tls) = security.server_tls.clone() {
@@ -236,6 +278,11 @@ impl Node {
         let server = tokio::spawn(
             server
                 .http2_adaptive_window(Some(true))
+                .concurrency_limit_per_connection(config.server.concurrency_per_connection)
+                .max_concurrent_streams(Some(config.server.max_concurrent_streams))
+                .timeout(config.server.request_timeout)
+                .http2_keepalive_interval(Some(config.server.keepalive_interval))
+                .http2_keepalive_timeout(Some(config.server.keepalive_timeout))
                 .add_service(InterceptedService::new(db, ClientGate::new(security.users.clone())))
                 .add_service(InterceptedService::new(
                     raft_rpc,

@@ -33,13 +33,52 @@ pub struct RaftRpc {
     snapshot_dir: PathBuf,
     received: AtomicU64,
     eviction: Arc<Eviction>,
+    max_snapshot_bytes: u64,
+    receiving: tokio::sync::Semaphore,
 }
 
 impl RaftRpc {
-    /// Serves `raft` of node `id`, receiving snapshots into `snapshot_dir` (the state
-    /// machine's); an append from a leader clears `eviction`.
-    pub fn new(raft: Raft<TypeConfig, StateMachine>, id: u64, snapshot_dir: PathBuf, eviction: Arc<Eviction>) -> Self {
-        Self { raft, id, snapshot_dir, received: AtomicU64::new(0), eviction }
+    /// Serves `raft` of node `id`, receiving snapshots of at most `max_snapshot_bytes` into
+    /// `snapshot_dir` (the state machine's), one at a time; an append from a leader clears
+    /// `eviction`.
+    pub fn new(
+        raft: Raft<TypeConfig, StateMachine>,
+        id: u64,
+        snapshot_dir: PathBuf,
+        eviction: Arc<Eviction>,
+        max_snapshot_bytes: u64,
+    ) -> Self {
+        Self {
+            raft,
+            id,
+            snapshot_dir,
+            received: AtomicU64::new(0),
+            eviction,
+            max_snapshot_bytes,
+            receiving: tokio::sync::Semaphore::new(1),
+        }
+    }
+
+    /// Refuses an offer of `length` bytes that is over the cap or would not fit on the disk.
+    async fn check_room(&self, length: u64) -> Result<(), Status> {
+        if length > self.max_snapshot_bytes {
+            return Err(Status::resource_exhausted(format!(
+                "a snapshot of {length} bytes is larger than this node takes (--max-snapshot-bytes {})",
+                self.max_snapshot_bytes
+            )));
+        }
+        let dir = self.snapshot_dir.clone();
+        let free = tokio::task::spawn_blocking(move || fs2::available_space(&dir))
+            .await
+            .map_err(|e| Status::internal(format!("checking free space: {e}")))?
+            .map_err(|e| Status::internal(format!("checking free space in {}: {e}", self.snapshot_dir.display())))?;
+        if length > free {
+            return Err(Status::resource_exhausted(format!(
+                "a snapshot of {length} bytes does not fit in the {free} bytes free in {}",
+                self.snapshot_dir.display()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -138,6 +177,10 @@ impl RaftService for RaftRpc {
             .last_log_id
             .map(log_id_from_pb)
             .ok_or_else(|| Status::invalid_argument("snapshot offer without its last log id"))?;
+        self.check_room(offer.length).await?;
+        let _receiving = self.receiving.try_acquire().map_err(|_| {
+            Status::unavailable("this node is receiving another snapshot; the leader retries when it is done")
+        })?;
         let id = SnapshotId { index: last.index, term: last.leader_id.term };
         let n = self.received.fetch_add(1, Ordering::Relaxed);
         let path = self.snapshot_dir.join(format!("received-{}-{}-{n}.tmp", id.index, id.term));
