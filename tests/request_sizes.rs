@@ -93,3 +93,44 @@ async fn absurd_sizes_get_a_bounded_answer_or_a_clear_refusal() {
     drop(db);
     node.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_past_the_memory_cap_are_refused_whole_and_info_server_reports_the_cap() {
+    const CAP: usize = 400_000;
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let mut config = NodeConfig::new(dir.path(), SocketAddr::from(([127, 0, 0, 1], 0)));
+    config.limits.max_memory_bytes = Some(CAP);
+    let node = Node::start(config).await.expect("start");
+    node.wait_leader(Duration::from_secs(10)).await.expect("leader");
+    let mut db = DbServiceClient::connect(format!("http://{}", node.addr())).await.expect("connect");
+    let info = |db: &mut DbServiceClient<Channel>| {
+        let mut db = db.clone();
+        async move { db.info_server(q::InfoServer {}).await.expect("info").into_inner().info.expect("server info") }
+    };
+    let before = info(&mut db).await;
+    assert_eq!((before.limit, before.remaining), (CAP as u64, CAP as u64), "the cap, and all of it left");
+    db.create_store(q::CreateStore { store: "m".into(), dimension: 4, ..Default::default() }).await.expect("create");
+    let batch =
+        |first: usize| q::Set { store: "m".into(), inputs: (first..first + 100).map(entry).collect(), schema: None };
+    let mut stored = 0;
+    let refused = loop {
+        match db.set(batch(stored)).await {
+            Ok(_) => stored += 100,
+            Err(s) => break s,
+        }
+        assert!(stored < 1_000_000, "the cap never refused a write");
+    };
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    let store = db.get_store(q::GetStore { store: "m".into(), schema: None }).await.expect("store").into_inner();
+    assert_eq!(store.len as usize, stored, "the refused Set added nothing");
+    let after = info(&mut db).await;
+    assert_eq!(after.limit, CAP as u64);
+    assert!(after.remaining < CAP as u64 / 2, "remaining shrinks with the data: {after:?}");
+    db.drop_store(q::DropStore { store: "m".into(), error_if_not_exists: true, schema: None }).await.expect("drop");
+    assert_eq!(info(&mut db).await.remaining, CAP as u64, "dropping the store gave its memory back");
+    db.create_store(q::CreateStore { store: "n".into(), dimension: 4, ..Default::default() }).await.expect("create");
+    db.set(batch(0)).await.expect_err("into the dropped store");
+    db.set(q::Set { store: "n".into(), inputs: vec![entry(1)], schema: None }).await.expect("room again");
+    drop(db);
+    node.shutdown().await.expect("shutdown");
+}
