@@ -88,8 +88,13 @@ pub enum ClusterCommand {
 }
 
 /// Runs `command` against the node at `addr` and returns what to print; over TLS with an
-/// operator's certificate when `tls` is given.
-pub async fn cluster(addr: &str, tls: Option<ClientTlsConfig>, command: ClusterCommand) -> Result<String, String> {
+/// operator's certificate when `tls` is given; a call that takes longer than `deadline` fails.
+pub async fn cluster(
+    addr: &str,
+    tls: Option<ClientTlsConfig>,
+    deadline: Duration,
+    command: ClusterCommand,
+) -> Result<String, String> {
     let plain = tls.is_none();
     let scheme = if plain { "http" } else { "https" };
     let mut endpoint =
@@ -99,6 +104,7 @@ pub async fn cluster(addr: &str, tls: Option<ClientTlsConfig>, command: ClusterC
     }
     let channel = endpoint
         .connect_timeout(Duration::from_secs(3))
+        .timeout(deadline)
         .connect()
         .await
         .map_err(|e| format!("cannot reach {addr}: {e}"))?;

@@ -39,6 +39,10 @@ enum Command {
         addr: String,
         #[command(flatten)]
         tls: OperatorTls,
+        /// Seconds a call may take before it fails (adding a learner waits up to a minute for
+        /// it to catch up).
+        #[arg(long, env = "AHNLICH_RAFT_TIMEOUT", default_value_t = 120)]
+        timeout: u64,
         #[command(subcommand)]
         command: ClusterCmd,
     },
@@ -97,6 +101,10 @@ struct ServeArgs {
     /// the free space of the data volume, is refused before a byte is written.
     #[arg(long, env = "AHNLICH_RAFT_MAX_SNAPSHOT_BYTES", default_value_t = DEFAULT_MAX_SNAPSHOT_BYTES)]
     max_snapshot_bytes: u64,
+    /// Seconds `cluster add-learner` waits for the new node's address to answer before it
+    /// refuses to add it.
+    #[arg(long, env = "AHNLICH_RAFT_ADD_LEARNER_TIMEOUT", default_value_t = 3)]
+    add_learner_timeout: u64,
     /// Requests served at once on one connection; more wait.
     #[arg(long, env = "AHNLICH_RAFT_CONCURRENCY_PER_CONNECTION", default_value_t = ServerLimits::default().concurrency_per_connection)]
     concurrency_per_connection: usize,
@@ -283,7 +291,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Cluster { addr, tls, command } => {
+        Command::Cluster { addr, tls, timeout, command } => {
             let command = match command {
                 ClusterCmd::Status => ClusterCommand::Status,
                 ClusterCmd::AddLearner { id, node_addr } => ClusterCommand::AddLearner { id, addr: node_addr },
@@ -293,7 +301,8 @@ fn main() -> ExitCode {
                 ClusterCmd::Snapshot => ClusterCommand::Snapshot,
             };
             run(async move {
-                let out = cli::cluster(&addr, tls.config()?, command).await?;
+                let deadline = std::time::Duration::from_secs(timeout.max(1));
+                let out = cli::cluster(&addr, tls.config()?, deadline, command).await?;
                 print!("{out}");
                 Ok(())
             })
@@ -323,6 +332,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.security = args.security.config();
     config.limits.max_memory_bytes = args.max_memory;
     config.max_snapshot_bytes = args.max_snapshot_bytes;
+    config.add_learner_timeout = std::time::Duration::from_secs(args.add_learner_timeout.max(1));
     config.server = ServerLimits {
         concurrency_per_connection: args.concurrency_per_connection.max(1),
         max_concurrent_streams: args.max_concurrent_streams.max(1),

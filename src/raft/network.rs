@@ -91,12 +91,31 @@ impl Channels {
     }
 
     /// The channel to `addr` (`host:port`), created on first use; it connects when first used
-    /// and reconnects by itself after the peer restarts.
+    /// and reconnects by itself after the peer restarts. For members' addresses only: an
+    /// address a caller supplies goes through [`Channels::uncached`].
     pub fn get(&self, addr: &str) -> Result<PeerChannel, String> {
         let mut map = self.by_addr.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = map.get(addr) {
             return Ok(c.clone());
         }
+        let channel = self.uncached(addr)?;
+        map.insert(addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Forgets the channels to every address not in `keep` (the members').
+    pub fn keep_only(&self, keep: &std::collections::BTreeSet<String>) {
+        self.by_addr.lock().unwrap_or_else(|p| p.into_inner()).retain(|addr, _| keep.contains(addr));
+    }
+
+    /// How many addresses have a cached channel.
+    pub fn cached(&self) -> usize {
+        self.by_addr.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// A channel to `addr` that is not kept: for an address a caller supplies, so that no
+    /// caller can make the cache grow.
+    pub fn uncached(&self, addr: &str) -> Result<PeerChannel, String> {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
             .map_err(|e| format!("peer address {addr:?} is not a valid host:port: {e}"))?;
@@ -111,9 +130,7 @@ impl Channels {
             .keep_alive_while_idle(true)
             .http2_adaptive_window(true)
             .connect_lazy();
-        let channel = InterceptedService::new(channel, StampPeerCalls(self.stamp.clone()));
-        map.insert(addr.to_string(), channel.clone());
-        Ok(channel)
+        Ok(InterceptedService::new(channel, StampPeerCalls(self.stamp.clone())))
     }
 }
 

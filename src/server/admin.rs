@@ -21,6 +21,10 @@ use crate::raft::types::TypeConfig;
 /// How long a leadership transfer or a snapshot may take before the call reports failure.
 const ADMIN_WAIT: Duration = Duration::from_secs(10);
 
+/// How long adding a learner waits for it to catch up before answering that it goes on
+/// catching up (the membership lock is not held meanwhile).
+const CATCH_UP_WAIT: Duration = Duration::from_secs(60);
+
 /// The admin service of one node.
 pub struct AdminApi {
     ctx: Arc<NodeContext>,
@@ -52,65 +56,109 @@ impl AdminApi {
         Ok(())
     }
 
-    /// Refuses to add the node at `addr` if it belongs to another cluster: it refuses this
-    /// node's cluster id, or (a node from before cluster ids) it holds a log of which this node
-    /// is not a member. Log ids carry only terms and indexes, so two histories can share ids,
-    /// and replicating onto one would mix them. A node without a cluster adopts this one's on
-    /// this call. A node that cannot be reached is let through: it refuses the first append
-    /// if it belongs elsewhere.
-    async fn refuse_foreign(&self, addr: &str) -> Result<(), Status> {
-        let channel = self.ctx.channels.get(addr).map_err(Status::invalid_argument)?;
+    /// Refuses to add the node at `addr` if it cannot be reached within the add-learner
+    /// timeout, or if it belongs to another cluster: it refuses this node's cluster id, or (a
+    /// node from before cluster ids) it holds a log of which this node is not a member. Log
+    /// ids carry only terms and indexes, so two histories can share ids, and replicating onto
+    /// one would mix them. A node without a cluster adopts this one's on this call. The
+    /// address is the caller's, so its channel is not kept.
+    async fn probe_new_member(&self, addr: &str) -> Result<(), Status> {
+        let channel = self.ctx.channels.uncached(addr).map_err(Status::invalid_argument)?;
         let mut client = ClusterAdminClient::new(channel);
-        let asked = client.status(pb::StatusRequest {});
-        let foreign = |why: String| {
-            Status::failed_precondition(format!(
-                "the node at {addr} already belongs to another cluster ({why}); give it an empty data directory and \
-                 start it with --join to add it here"
-            ))
-        };
-        let theirs = match tokio::time::timeout(Duration::from_secs(3), asked).await {
+        let wait = self.ctx.add_learner_timeout;
+        let theirs = match tokio::time::timeout(wait, client.status(pb::StatusRequest {})).await {
             Ok(Ok(theirs)) => theirs.into_inner(),
-            Ok(Err(s)) if s.code() == tonic::Code::PermissionDenied => return Err(foreign(s.message().to_string())),
-            _ => return Ok(()),
+            Ok(Err(s)) if s.code() == tonic::Code::PermissionDenied => {
+                return Err(foreign(addr, s.message()));
+            }
+            Ok(Err(s)) => {
+                return Err(Status::unavailable(format!(
+                    "the node at {addr} cannot be asked to join ({}: {}); start it (with --no-bootstrap) and retry",
+                    s.code(),
+                    s.message()
+                )));
+            }
+            Err(_) => {
+                return Err(Status::deadline_exceeded(format!(
+                    "the node at {addr} did not answer within {wait:?}; start it (with --no-bootstrap) and retry"
+                )));
+            }
         };
         let ours = theirs.members.iter().any(|m| m.id == self.ctx.id && m.addr == self.ctx.addr);
         if theirs.last_log_index.is_some() && !theirs.members.is_empty() && !ours {
-            return Err(foreign(format!("node {} holds a log of which this node is not a member", theirs.id)));
+            let why = format!("node {} holds a log of which this node is not a member", theirs.id);
+            return Err(foreign(addr, &why));
         }
         Ok(())
+    }
+
+    /// Adds `spec` as a learner (under the membership lock), then waits, without the lock, until
+    /// it has caught up with the log as it was when added.
+    async fn add_learner_and_wait(&self, spec: &pb::NodeSpec) -> Result<(), Status> {
+        let target = {
+            let _serialized = self.ctx.membership_lock.lock().await;
+            self.ctx.raft.add_learner(spec.id, BasicNode { addr: spec.addr.clone() }, false).await.map_err(refused)?;
+            self.ctx.raft.metrics().borrow_watched().last_log_index
+        };
+        let id = spec.id;
+        self.ctx
+            .raft
+            .wait(Some(CATCH_UP_WAIT))
+            .metrics(
+                move |m| {
+                    let matched = m.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten());
+                    matched.map(|l| l.index) >= target
+                },
+                "the learner caught up",
+            )
+            .await
+            .map(|_| ())
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "node {id} at {} was added as a learner but did not catch up within {CATCH_UP_WAIT:?}; it goes on \
+                     catching up (see `cluster status`)",
+                    spec.addr
+                ))
+            })
     }
 
     async fn join(&self, spec: pb::NodeSpec) -> Result<(), Status> {
         if spec.addr.is_empty() {
             return Err(Status::invalid_argument("a joining node must give the address it is reached at"));
         }
-        let _serialized = self.ctx.membership_lock.lock().await;
-        let membership = self.ctx.raft.metrics().borrow_watched().membership_config.membership().clone();
-        if let Some(node) = membership.get_node(&spec.id) {
-            if node.addr != spec.addr {
+        {
+            let _serialized = self.ctx.membership_lock.lock().await;
+            let membership = self.ctx.raft.metrics().borrow_watched().membership_config.membership().clone();
+            if let Some(node) = membership.get_node(&spec.id) {
+                if node.addr != spec.addr {
+                    return Err(Status::already_exists(format!(
+                        "node id {} already belongs to the member at {}; a node joining from {} needs another id",
+                        spec.id, node.addr, spec.addr
+                    )));
+                }
+                if membership.voter_ids().any(|v| v == spec.id) {
+                    return Ok(());
+                }
+            } else if let Some((other, _)) = membership.nodes().find(|(_, n)| n.addr == spec.addr) {
                 return Err(Status::already_exists(format!(
-                    "node id {} already belongs to the member at {}; a node joining from {} needs another id",
-                    spec.id, node.addr, spec.addr
+                    "address {} already belongs to member {other}; remove it first to rejoin as node {}",
+                    spec.addr, spec.id
                 )));
             }
-            if membership.voter_ids().any(|v| v == spec.id) {
-                return Ok(());
-            }
-        } else if let Some((other, _)) = membership.nodes().find(|(_, n)| n.addr == spec.addr) {
-            return Err(Status::already_exists(format!(
-                "address {} already belongs to member {other}; remove it first to rejoin as node {}",
-                spec.addr, spec.id
-            )));
         }
-        self.ctx.raft.add_learner(spec.id, BasicNode { addr: spec.addr.clone() }, true).await.map_err(refused)?;
-        self.ctx
-            .raft
-            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([spec.id])), false)
-            .await
-            .map_err(refused)?;
+        self.add_learner_and_wait(&spec).await?;
+        self.change(ChangeMembers::AddVoterIds(BTreeSet::from([spec.id])), false).await?;
         tracing::info!("node {} at {} joined as a voter", spec.id, spec.addr);
         Ok(())
     }
+}
+
+/// The refusal of a node at `addr` that belongs to another cluster, for the reason `why`.
+fn foreign(addr: &str, why: &str) -> Status {
+    Status::failed_precondition(format!(
+        "the node at {addr} already belongs to another cluster ({why}); give it an empty data directory and start \
+         it with --join to add it here"
+    ))
 }
 
 /// A Raft refusal of a membership change as a status: UNAVAILABLE when leadership moved (the
@@ -194,9 +242,8 @@ impl ClusterAdmin for AdminApi {
             return leader.add_learner(forwarded(request.into_inner())).await;
         }
         let spec = request.into_inner();
-        self.refuse_foreign(&spec.addr).await?;
-        let _serialized = self.ctx.membership_lock.lock().await;
-        self.ctx.raft.add_learner(spec.id, BasicNode { addr: spec.addr }, true).await.map_err(refused)?;
+        self.probe_new_member(&spec.addr).await?;
+        self.add_learner_and_wait(&spec).await?;
         Ok(Reply::new(AdminApi::status(self)))
     }
 

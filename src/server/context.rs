@@ -75,6 +75,8 @@ pub struct NodeContext {
     pub eviction: Arc<Eviction>,
     /// The cluster this node belongs to, once it knows.
     pub cluster: Arc<ClusterIdentity>,
+    /// How long adding a learner waits for its address to answer.
+    pub add_learner_timeout: Duration,
     /// Turns for engine work done for requests (queries, checks of long writes): one per core.
     pub engine_work: Arc<tokio::sync::Semaphore>,
 }

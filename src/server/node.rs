@@ -125,6 +125,8 @@ pub struct NodeConfig {
     pub server: ServerLimits,
     /// Largest snapshot this node accepts from a leader (bytes of the file).
     pub max_snapshot_bytes: u64,
+    /// How long `add-learner` waits for the new node's address to answer.
+    pub add_learner_timeout: Duration,
     /// Faults injected into outgoing Raft messages (tests).
     pub faults: Option<Arc<NetFaults>>,
 }
@@ -148,6 +150,7 @@ impl NodeConfig {
             security: SecurityConfig::default(),
             server: ServerLimits::default(),
             max_snapshot_bytes: DEFAULT_MAX_SNAPSHOT_BYTES,
+            add_learner_timeout: Duration::from_secs(3),
             faults: None,
         }
     }
@@ -196,6 +199,7 @@ pub struct Node {
     stop: tokio::sync::watch::Sender<bool>,
     joining: Option<JoinHandle<()>>,
     retention: JoinHandle<()>,
+    forgetting: JoinHandle<()>,
     users: Option<Arc<Users>>,
 }
 
@@ -253,6 +257,7 @@ impl Node {
             membership_lock: tokio::sync::Mutex::new(()),
             eviction: eviction.clone(),
             cluster: cluster.clone(),
+            add_learner_timeout: config.add_learner_timeout,
             engine_work: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             )),
@@ -319,13 +324,14 @@ impl Node {
         } else if config.join.is_some() {
             tracing::info!("node {id} has a log already; restarting from it and ignoring --join");
         }
+        let forgetting = tokio::spawn(forget_departed_peers(raft.clone(), ctx.channels.clone()));
         let retention =
             tokio::spawn(retain_log(raft.clone(), wal, state.clone(), config.raft.keep_behind_snapshot_bytes));
         tracing::info!(
             "node {id} serving on {addr} (advertised as {advertise}), data in {}",
             config.data_dir.display()
         );
-        Ok(Node { ctx, log_closed, addr, server, stop, joining, retention, users: security.users })
+        Ok(Node { ctx, log_closed, addr, server, stop, joining, retention, forgetting, users: security.users })
     }
 
     /// The address the server listens on.
@@ -356,6 +362,11 @@ impl Node {
     /// This node's Raft (for tests and tools).
     pub fn raft(&self) -> &Raft<TypeConfig, StateMachine> {
         &self.ctx.raft
+    }
+
+    /// How many peer addresses have a cached channel (at most one per member).
+    pub fn cached_peer_channels(&self) -> usize {
+        self.ctx.channels.cached()
     }
 
     /// This node's status, as the admin API reports it.
@@ -409,7 +420,8 @@ impl Node {
     /// unlocked; everything acknowledged is already durable. Does not hand over leadership:
     /// call [`Node::step_down`] first for a graceful exit.
     pub async fn shutdown(self) -> Result<(), NodeError> {
-        let Node { ctx, log_closed, mut server, stop, joining, retention, .. } = self;
+        let Node { ctx, log_closed, mut server, stop, joining, retention, forgetting, .. } = self;
+        forgetting.abort();
         let _ = stop.send(true);
         retention.abort();
         if let Some(j) = joining {
@@ -468,6 +480,22 @@ async fn retain_log(
                 return;
             }
         }
+    }
+}
+
+/// Drops the cached channels to addresses that are no longer members' whenever the membership
+/// changes, so the cache holds at most one channel per member.
+async fn forget_departed_peers(raft: Raft<TypeConfig, StateMachine>, channels: Arc<Channels>) {
+    let mut metrics = raft.metrics();
+    let mut seen = None;
+    while metrics.changed().await.is_ok() {
+        let membership = metrics.borrow_watched().membership_config.clone();
+        if seen.as_ref() == Some(membership.log_id()) {
+            continue;
+        }
+        seen = Some(*membership.log_id());
+        let members = membership.membership().nodes().map(|(_, n)| n.addr.clone()).collect();
+        channels.keep_only(&members);
     }
 }
 
