@@ -15,8 +15,9 @@
 //!   and reads of one store run in parallel. Mutations are applied one at a time (as a Raft
 //!   state machine applies them anyway).
 //! - **Snapshots.** [`Engine::capture`] takes the state as it is now by cloning one `Arc` per
-//!   store: nothing waits on it. A store written while a capture still holds it is copied once
-//!   (copy-on-write at store granularity), so the capture never sees a later write.
+//!   store: nothing waits on it. A store written while a capture still holds it copies what the
+//!   write touches: the ~1 MiB chunks of vectors and norms, and the key map, predicate indexes
+//!   and metadata arena whole; so the capture never sees a later write.
 //! - **Input rules.** Key components must be finite (NaN and ±∞ are InvalidArgument), names
 //!   and metadata keys non-empty, dimensions in `1..=Limits::max_dimension`, conditions at most
 //!   `Limits::max_condition_depth` deep, `closest_n` positive (fewer results come back when the
