@@ -28,7 +28,7 @@ enum Command {
     /// An empty data directory becomes a single-node cluster at once, unless --join names a
     /// member to join through; a directory with a log restarts from it. Logs go to stderr at
     /// the level in AHNLICH_RAFT_LOG (error, warn, info, debug, trace; default warn).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Administer a running cluster through any of its nodes.
     ///
     /// On a cluster with TLS, give the cluster CA and an operator certificate it issued
@@ -273,7 +273,7 @@ enum ClusterCmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Cert { certs_dir, command } => {
             let command = match command {
                 CertCmd::CreateCa => CertCommand::Ca,

@@ -134,3 +134,47 @@ async fn writes_past_the_memory_cap_are_refused_whole_and_info_server_reports_th
     drop(db);
     node.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_larger_than_a_message_is_refused_up_front_with_how_to_ask_for_less() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let mut config = NodeConfig::new(dir.path(), SocketAddr::from(([127, 0, 0, 1], 0)));
+    config.max_message_bytes = 64 << 10;
+    let node = Node::start(config).await.expect("start");
+    node.wait_leader(Duration::from_secs(10)).await.expect("leader");
+    let mut db = DbServiceClient::connect(format!("http://{}", node.addr())).await.expect("connect");
+    let wide = |i: usize| DbStoreEntry {
+        key: Some(StoreKey { key: (0..128).map(|d| (i * 131 + d) as f32).collect() }),
+        value: Some(StoreValue { value: HashMap::new() }),
+    };
+    db.create_store(q::CreateStore { store: "w".into(), dimension: 128, ..Default::default() }).await.expect("create");
+    for batch in 0..10 {
+        let inputs = (batch * 50..(batch + 1) * 50).map(wide).collect();
+        db.set(q::Set { store: "w".into(), inputs, schema: None }).await.expect("set");
+    }
+    // 500 entries of 512 bytes of key each: about 256 KB, four times the 64 KiB limit.
+    let search = |n: u64| q::GetSimN {
+        store: "w".into(),
+        search_input: Some(StoreKey { key: vec![1.0; 128] }),
+        closest_n: n,
+        algorithm: Algorithm::EuclideanDistance as i32,
+        ..Default::default()
+    };
+    let refused = db.get_sim_n(search(500)).await.expect_err("too large");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("65536-byte message limit") && refused.message().contains("closest_n"),
+        "{refused:?}"
+    );
+    assert_eq!(db.get_sim_n(search(50)).await.expect("fits").into_inner().entries.len(), 50);
+
+    let page = |limit: u32| q::ListStoreEntries { store: "w".into(), limit: Some(limit), ..Default::default() };
+    let refused = db.list_store_entries(page(500)).await.expect_err("too large");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("smaller limit"), "{refused:?}");
+    assert_eq!(db.list_store_entries(page(50)).await.expect("fits").into_inner().entries.len(), 50);
+
+    db.set(q::Set { store: "w".into(), inputs: vec![wide(1000)], schema: None }).await.expect("still takes writes");
+    drop(db);
+    node.shutdown().await.expect("shutdown");
+}

@@ -72,6 +72,16 @@ pub enum EngineError {
         /// How many matched.
         count: usize,
     },
+    /// The answer would be larger than a message may be.
+    #[error("the answer would take about {bytes} bytes, more than the {limit}-byte message limit; {how}")]
+    AnswerTooLarge {
+        /// About how large the answer would be.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+        /// How to ask for less.
+        how: &'static str,
+    },
     /// The write would take the engine past its memory cap.
     #[error("memory cap of {cap} bytes would be exceeded: {used} in use, the write needs {needed} more")]
     MemoryCap {
@@ -92,7 +102,7 @@ impl EngineError {
             | EngineError::PredicateNotFound { .. }
             | EngineError::NonLinearIndexNotFound { .. } => ErrorCode::NotFound,
             EngineError::StoreAlreadyExists(_) => ErrorCode::AlreadyExists,
-            EngineError::MemoryCap { .. } => ErrorCode::ResourceExhausted,
+            EngineError::MemoryCap { .. } | EngineError::AnswerTooLarge { .. } => ErrorCode::ResourceExhausted,
             _ => ErrorCode::InvalidArgument,
         }
     }

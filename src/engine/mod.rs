@@ -327,20 +327,43 @@ impl Engine {
         response
     }
 
-    /// Answers a read.
+    /// Answers a read, however large the answer.
     pub fn query(&self, q: &Query) -> Result<Response, EngineError> {
+        self.query_within(q, usize::MAX)
+    }
+
+    /// Answers a read whose answer takes at most about `max_bytes`; a larger one is refused
+    /// (ResourceExhausted, saying how to ask for less) before any of it is built.
+    pub fn query_within(&self, q: &Query, max_bytes: usize) -> Result<Response, EngineError> {
+        let fits = |s: &Store, slots: &mut dyn Iterator<Item = u32>, how: &'static str| {
+            let mut bytes = 0usize;
+            for slot in slots {
+                bytes = bytes.saturating_add(s.answer_bytes(slot));
+                if bytes > max_bytes {
+                    return Err(EngineError::AnswerTooLarge { bytes, limit: max_bytes, how });
+                }
+            }
+            Ok(())
+        };
         match q {
             Query::GetKey { store, keys } => {
                 let s = self.store(store)?;
                 let s = read(&s);
                 keys.iter().try_for_each(|k| check_key(store, s.dimension(), k))?;
-                Ok(Response::Entries(keys.iter().filter_map(|k| s.find(k)).map(|slot| s.entry(slot)).collect()))
+                let slots: Vec<u32> = keys.iter().filter_map(|k| s.find(k)).collect();
+                fits(&s, &mut slots.iter().copied(), "ask for fewer keys at a time")?;
+                Ok(Response::Entries(slots.into_iter().map(|slot| s.entry(slot)).collect()))
             }
             Query::GetPred { store, condition } => {
                 self.check_condition(condition)?;
                 let s = self.store(store)?;
                 let s = read(&s);
                 let mut slots: Vec<u32> = s.matching(condition).into_iter().collect();
+                fits(
+                    &s,
+                    &mut slots.iter().copied(),
+                    "narrow the condition, or page with ListStoreEntries (limit and cursor)",
+                )?;
                 s.sort_by_key(&mut slots);
                 Ok(Response::Entries(slots.into_iter().map(|slot| s.entry(slot)).collect()))
             }
@@ -385,6 +408,7 @@ impl Engine {
                     _ => NonLinearKind::KdTree,
                 };
                 let found = found.ok_or_else(|| EngineError::NonLinearIndexNotFound { store: store.clone(), kind })?;
+                fits(&s, &mut found.iter().map(|(slot, _)| *slot), "ask for fewer with closest_n")?;
                 Ok(Response::Similar(found.into_iter().map(|(slot, score)| (s.entry(slot), score)).collect()))
             }
             Query::GetStore { store } => {
@@ -422,6 +446,7 @@ impl Engine {
                 s.sort_by_key(&mut slots);
                 let more = slots.len() > *limit;
                 slots.truncate(*limit);
+                fits(&s, &mut slots.iter().copied(), "ask for a smaller limit and follow the cursor")?;
                 let next_cursor = more.then(|| slots.last().map(|&slot| encode_cursor(s.key(slot)))).flatten();
                 Ok(Response::Page { entries: slots.into_iter().map(|slot| s.entry(slot)).collect(), next_cursor })
             }

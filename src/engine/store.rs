@@ -130,6 +130,24 @@ impl Store {
         Entry { key: self.key(slot).to_vec(), value: self.meta.get(slot).unwrap_or_default() }
     }
 
+    /// About how many bytes the entry at `slot` takes in an answer: its key, its metadata and
+    /// a few bytes of framing per field and per entry (a score included), a little more than
+    /// the protobuf encoding takes.
+    pub fn answer_bytes(&self, slot: u32) -> usize {
+        let meta: usize = self
+            .meta
+            .pairs(slot)
+            .map(|(k, v)| {
+                let value = match v {
+                    super::meta_arena::ValueRef::Text(t) => t.len(),
+                    super::meta_arena::ValueRef::Image(b) | super::meta_arena::ValueRef::Audio(b) => b.len(),
+                };
+                k.len() + value + 16
+            })
+            .sum();
+        self.dimension * 4 + meta + 32
+    }
+
     /// A copy of the metadata of a live `slot`.
     pub fn value(&self, slot: u32) -> Option<Metadata> {
         self.meta.get(slot)

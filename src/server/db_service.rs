@@ -143,7 +143,10 @@ impl DbApi {
         if c == ReadConsistency::Linearizable {
             self.linearize().await?;
         }
-        self.off_the_reactor(move |engine| engine.query(&query).map_err(status)).await?
+        // The estimate counts a few bytes of framing per field more than protobuf uses, which
+        // covers the answer's own few fields.
+        let max_bytes = self.ctx.max_message_bytes;
+        self.off_the_reactor(move |engine| engine.query_within(&query, max_bytes).map_err(status)).await?
     }
 
     /// Runs `work` on the engine in the blocking pool, at most one piece per core at a time
