@@ -37,7 +37,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 const DIM: usize = 128;
 
 #[allow(dead_code)]
-#[path = "../tests/support/procs.rs"]
+#[path = "../tests/suite/support/procs.rs"]
 mod procs;
 
 use procs::{Proc, channel, start_three};

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::storage::RaftLogStorage;
 use openraft::{BasicNode, Raft, RaftLogReader, ServerState};
@@ -207,7 +208,14 @@ impl Node {
     /// Opens the data directory, starts Raft and the server, and bootstraps or joins as the
     /// directory and `join` say. Returns once the server is listening (a join goes on in the
     /// background).
-    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+    ///
+    /// The future is boxed here so that the server is compiled once, in this crate, rather
+    /// than again in every binary that starts a node.
+    pub fn start(config: NodeConfig) -> BoxFuture<'static, Result<Node, NodeError>> {
+        Box::pin(Self::start_boxed(config))
+    }
+
+    async fn start_boxed(config: NodeConfig) -> Result<Node, NodeError> {
         let security = Security::load(&config.security, config.listen).map_err(NodeError::Security)?;
         if config.join.is_some() && security.peers == PeerAuth::Closed {
             return Err(NodeError::Security(
@@ -375,7 +383,11 @@ impl Node {
     }
 
     /// Waits until this node leads (a single node elects itself within an election timeout).
-    pub async fn wait_leader(&self, timeout: Duration) -> Result<(), NodeError> {
+    pub fn wait_leader(&self, timeout: Duration) -> BoxFuture<'_, Result<(), NodeError>> {
+        Box::pin(self.wait_leader_boxed(timeout))
+    }
+
+    async fn wait_leader_boxed(&self, timeout: Duration) -> Result<(), NodeError> {
         self.ctx
             .raft
             .wait(Some(timeout))
@@ -388,7 +400,11 @@ impl Node {
     /// Hands leadership to the most up-to-date other voter, if this node leads and there is
     /// one, and waits (briefly) for a new leader. Returns the node that leads now, if this
     /// node handed over.
-    pub async fn step_down(&self) -> Option<u64> {
+    pub fn step_down(&self) -> BoxFuture<'_, Option<u64>> {
+        Box::pin(self.step_down_boxed())
+    }
+
+    async fn step_down_boxed(&self) -> Option<u64> {
         let m = self.ctx.raft.metrics().borrow_watched().clone();
         if m.state != ServerState::Leader {
             return None;
@@ -419,7 +435,11 @@ impl Node {
     /// Stops serving, then stops Raft, and returns once the log is closed and its directory
     /// unlocked; everything acknowledged is already durable. Does not hand over leadership:
     /// call [`Node::step_down`] first for a graceful exit.
-    pub async fn shutdown(self) -> Result<(), NodeError> {
+    pub fn shutdown(self) -> BoxFuture<'static, Result<(), NodeError>> {
+        Box::pin(self.shutdown_boxed())
+    }
+
+    async fn shutdown_boxed(self) -> Result<(), NodeError> {
         let Node { ctx, log_closed, mut server, stop, joining, retention, forgetting, .. } = self;
         forgetting.abort();
         let _ = stop.send(true);

@@ -2,16 +2,14 @@
 //! durable; the parent kills it with SIGKILL at random moments, reopens the log, and checks that
 //! every acknowledged index is present and intact. The child then continues from what it finds.
 
-mod support;
-
 use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::child::{AckingChild, ack};
+use crate::support::wal_util::{entry, read_all};
 use ahnlich_raft::wal::sim_fs::SimRng;
 use ahnlich_raft::wal::{Wal, WalOptions};
-use support::child::{AckingChild, ack};
-use support::wal_util::{entry, read_all};
 
 const CHILD_DIR_ENV: &str = "AHNLICH_WAL_CRASH_CHILD_DIR";
 const CHILD_TERM_ENV: &str = "AHNLICH_WAL_CRASH_CHILD_TERM";
@@ -62,6 +60,7 @@ fn sigkill_never_loses_an_acknowledged_entry() {
         let term = kill as u64 + 1;
         let term_text = term.to_string();
         let child = AckingChild::spawn(
+            module_path!(),
             "crash_child_appender",
             &[(CHILD_DIR_ENV, dir.path().as_os_str()), (CHILD_TERM_ENV, OsStr::new(&term_text))],
         );

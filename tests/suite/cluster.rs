@@ -3,11 +3,10 @@
 //! leader, restart and catch-up from disk, catch-up by snapshot install after the log was
 //! purged, removal, rejected writes, and a clean SIGTERM restart.
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::support::procs::{Proc, ProcRoot, eventually, start_three};
 use ahnlich_raft::proto::admin::{NodeIds, NodeSpec, StatusReply};
 use ahnlich_raft::proto::ahnlich::db::query as q;
 use ahnlich_raft::proto::ahnlich::keyval::{DbStoreEntry, StoreKey, StoreValue};
@@ -16,7 +15,6 @@ use ahnlich_raft::proto::ahnlich::predicates::{
     Equals, In, Predicate, PredicateCondition, predicate, predicate_condition,
 };
 use ahnlich_raft::proto::ahnlich::services::db_service::db_service_client::DbServiceClient;
-use support::procs::{Proc, ProcRoot, eventually, start_three};
 use tonic::transport::Channel;
 
 const STORE: &str = "vectors";
@@ -301,7 +299,7 @@ async fn rejected_writes_get_clear_errors_and_the_cluster_keeps_serving() {
     let outside = |p: &Proc| {
         let addr = p.addr;
         async move {
-            let mut db = DbServiceClient::new(support::procs::channel(addr).await);
+            let mut db = DbServiceClient::new(crate::support::procs::channel(addr).await);
             db.get_store(local(q::GetStore { store: STORE.into(), ..Default::default() })).await.err()
         }
     };

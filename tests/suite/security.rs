@@ -4,18 +4,16 @@
 //! operator CLI needs the CA's certificate; SIGHUP re-reads the users file. Also the safe
 //! default: no TLS, no listening beyond loopback unless `--insecure`.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::procs::{Proc, ProcRoot, eventually, free_addr, start_three};
+use crate::support::rust_client::{call_all_23_rpcs, with_auth};
 use ahnlich_client_rs::db::DbClient;
 use ahnlich_raft::server::auth::hash_api_key;
 use ahnlich_types::db::query as q;
 use ahnlich_types::services::db_service::db_service_client::DbServiceClient;
-use support::procs::{Proc, ProcRoot, eventually, free_addr, start_three};
-use support::rust_client::{call_all_23_rpcs, with_auth};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ahnlich-raft");
 const ALICE: &str = "alice:alice-key-0123456789";
@@ -148,9 +146,9 @@ async fn a_cluster_secured_with_the_cert_commands_serves_authenticated_clients_o
     call_all_23_rpcs(&c, &mut raw, &addr, Some(ALICE)).await;
 
     // The published Python client over TLS with credentials.
-    if support::python::client_installed_or_skip() {
+    if crate::support::python::client_installed_or_skip() {
         let args = ["--ca", ca.to_str().expect("utf-8"), "--auth", ALICE];
-        support::python::run_checks_with(&addr, &args, "the Python client failed over TLS with auth").await;
+        crate::support::python::run_checks_with(&addr, &args, "the Python client failed over TLS with auth").await;
     }
 
     // Wrong, missing and short keys: UNAUTHENTICATED with upstream's words, and nothing done.

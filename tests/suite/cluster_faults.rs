@@ -2,16 +2,14 @@
 //! isolated leader acknowledges nothing, the majority goes on, and after healing every replica
 //! holds exactly the acknowledged writes.
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::support::cluster::Cluster;
 use ahnlich_raft::engine::StoreRef;
 use ahnlich_raft::proto::ahnlich::db::query as q;
 use ahnlich_raft::proto::ahnlich::keyval::{DbStoreEntry, StoreKey, StoreValue};
 use ahnlich_raft::proto::ahnlich::services::db_service::db_service_client::DbServiceClient;
-use support::cluster::Cluster;
 use tonic::transport::Channel;
 
 async fn client(cluster: &Cluster, id: u64) -> DbServiceClient<Channel> {

@@ -2,12 +2,10 @@
 //! RPCs on a follower of a 3-node cluster, and every answer is checked. Writes are forwarded
 //! to the leader; reads are linearizable on the follower.
 
-mod support;
-
+use crate::support::cluster::Cluster;
+use crate::support::rust_client::call_all_23_rpcs;
 use ahnlich_client_rs::db::DbClient;
 use ahnlich_types::services::db_service::db_service_client::DbServiceClient;
-use support::cluster::Cluster;
-use support::rust_client::call_all_23_rpcs;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_published_rust_client_calls_all_23_rpcs_through_a_follower() {
@@ -34,11 +32,11 @@ async fn the_published_rust_client_calls_all_23_rpcs_through_a_follower() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_published_python_client_works_through_a_follower() {
-    if !support::python::client_installed_or_skip() {
+    if !crate::support::python::client_installed_or_skip() {
         return;
     }
     let cluster = Cluster::start(3).await;
     let addr = cluster.node(cluster.follower()).addr().to_string();
-    support::python::run_checks(&addr, "the Python client failed through a follower").await;
+    crate::support::python::run_checks(&addr, "the Python client failed through a follower").await;
     cluster.shutdown().await;
 }

@@ -1,10 +1,9 @@
 //! Reopening the Raft log store after truncation and purge restores exactly the same state:
 //! log state, entries, vote and committed log id; purged segments are really deleted.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::support::wal_util::segment_files;
 use ahnlich_raft::engine::{Command, StoreRef};
 use ahnlich_raft::raft::codec::log_id;
 use ahnlich_raft::raft::log_store::LogStore;
@@ -15,7 +14,6 @@ use openraft::type_config::TypeConfigExt;
 use openraft::type_config::alias::{EntryOf, LogIdOf, VoteOf};
 use openraft::vote::leader_id_std::LeaderId;
 use openraft::{BasicNode, Entry, EntryPayload, LogState, Membership, RaftLogReader, Vote};
-use support::wal_util::segment_files;
 
 type Store = LogStore<TypeConfig>;
 

@@ -3,18 +3,16 @@
 //! after restarts at random points, with snapshots and log purges in between, the recovered
 //! state equals that of an engine that never restarted.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::node::start;
 use ahnlich_raft::engine::{
     Command, Condition, Engine, Entry, HnswConfig, Metadata, MetadataValue, NonLinearIndex, Predicate, StoreRef,
 };
 use ahnlich_raft::wal::sim_fs::SimRng;
 use openraft::{BasicNode, ServerState};
-use support::node::start;
 
 /// The last log index covered by the newest snapshot file in `dir`.
 fn newest_snapshot_index(dir: &Path) -> Option<u64> {

@@ -1,11 +1,10 @@
 //! Wire compatibility with the published Rust client, `ahnlich_client_rs =0.4.5` (tonic 0.12,
 //! prost 0.13, its own generated types): a real server of ours answers it correctly.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::support::rust_client::{entry, text};
 use ahnlich_client_rs::db::DbClient;
 use ahnlich_raft::server::node::{Node, NodeConfig};
 use ahnlich_types::algorithm::algorithms::Algorithm;
@@ -13,7 +12,6 @@ use ahnlich_types::algorithm::nonlinear::{HnswConfig, NonLinearIndex, non_linear
 use ahnlich_types::db::query as q;
 use ahnlich_types::keyval::StoreKey;
 use ahnlich_types::predicates::{Equals, Predicate, PredicateCondition, predicate, predicate_condition};
-use support::rust_client::{entry, text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_published_rust_client_works_against_our_server() {
@@ -108,12 +106,12 @@ async fn the_published_rust_client_works_against_our_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_published_python_client_works_against_our_server() {
-    if !support::python::client_installed_or_skip() {
+    if !crate::support::python::client_installed_or_skip() {
         return;
     }
     let dir = tempfile::TempDir::new().expect("tempdir");
     let node = Node::start(NodeConfig::new(dir.path(), SocketAddr::from(([127, 0, 0, 1], 0)))).await.expect("start");
     node.wait_leader(Duration::from_secs(10)).await.expect("leader");
-    support::python::run_checks(&node.addr().to_string(), "the Python client failed").await;
+    crate::support::python::run_checks(&node.addr().to_string(), "the Python client failed").await;
     node.shutdown().await.expect("shutdown");
 }

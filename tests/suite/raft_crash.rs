@@ -8,19 +8,17 @@
 //! command `i` applied and unmarked: it is issued again, right after itself, and every command
 //! of this workload leaves the same state when repeated back to back.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::support::child::{AckingChild, ack};
+use crate::support::node::start;
 use ahnlich_raft::engine::{
     Command, Condition, Engine, Entry, HnswConfig, Metadata, MetadataValue, NonLinearIndex, Predicate, Query, Response,
     StoreRef,
 };
 use ahnlich_raft::wal::sim_fs::SimRng;
 use openraft::{BasicNode, ServerState};
-use support::child::{AckingChild, ack};
-use support::node::start;
 
 const DIR_ENV: &str = "AHNLICH_RAFT_CRASH_DIR";
 const KILLS: usize = 12;
@@ -125,7 +123,7 @@ async fn sigkill_of_a_node_never_loses_an_acknowledged_command() {
     let mut rng = SimRng::new(77);
     let mut acked_total = 0u64;
     for kill in 0..KILLS {
-        let child = AckingChild::spawn("crash_child_node", &[(DIR_ENV, dir.path().as_os_str())]);
+        let child = AckingChild::spawn(module_path!(), "crash_child_node", &[(DIR_ENV, dir.path().as_os_str())]);
         tokio::time::sleep(Duration::from_millis(400 + rng.below(600))).await;
         acked_total = acked_total.max(child.kill());
 

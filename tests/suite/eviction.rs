@@ -3,8 +3,6 @@
 //! log ends before it. A candidate further ahead may belong to a newer configuration this node
 //! has not seen, and is always heard.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -15,7 +13,7 @@ use openraft::{BasicNode, ServerState};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_a_candidate_behind_the_committed_configuration_that_excludes_it_is_refused() {
     let dir = tempfile::TempDir::new().expect("tempdir");
-    let (raft, _sm, _) = support::node::start(dir.path()).await;
+    let (raft, _sm, _) = crate::support::node::start(dir.path()).await;
     assert!(refuse_outsider(&raft, 1, 9, None).is_ok(), "a node with no configuration refuses nobody");
 
     raft.initialize(BTreeMap::from([(1u64, BasicNode::default())])).await.expect("initialize");

@@ -5,12 +5,11 @@
 //! CA but of another cluster. Each call is refused before it is decoded, and every node's term,
 //! leader, membership, log position and state digest are the same afterwards.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::cluster::Cluster;
 use ahnlich_raft::certs::{self, CertCommand};
 use ahnlich_raft::proto::admin as adm;
 use ahnlich_raft::proto::admin::cluster_admin_client::ClusterAdminClient;
@@ -23,7 +22,6 @@ use ahnlich_raft::server::auth::hash_api_key;
 use ahnlich_raft::server::gate::CLUSTER_ID;
 use ahnlich_raft::server::identity::ClusterId;
 use ahnlich_raft::server::security::{PeerFiles, SecurityConfig, files};
-use support::cluster::Cluster;
 use tonic::Code;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};

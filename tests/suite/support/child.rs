@@ -16,11 +16,15 @@ pub struct AckingChild {
 }
 
 impl AckingChild {
-    /// Runs test `test_name` of this binary with `env` set.
-    pub fn spawn(test_name: &str, env: &[(&str, &OsStr)]) -> Self {
+    /// Runs test `test_name` of module `module` (its `module_path!()`) of this binary with
+    /// `env` set.
+    pub fn spawn(module: &str, test_name: &str, env: &[(&str, &OsStr)]) -> Self {
         let exe = std::env::current_exe().expect("test binary");
+        // libtest names a test by its path below the crate root.
+        let below_root = module.split_once("::").map_or("", |(_, rest)| rest);
+        let full_name = format!("{below_root}::{test_name}");
         let mut cmd = Command::new(exe);
-        cmd.args(["--exact", test_name, "--nocapture", "--test-threads=1"])
+        cmd.args(["--exact", &full_name, "--nocapture", "--test-threads=1"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         for (k, v) in env {

@@ -1,14 +1,12 @@
 //! Recovery from damaged files: every cut of the last segment, bit flips everywhere, absurd
 //! lengths, and the directory lock.
 
-mod support;
-
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::support::wal_util::{append_durable, copy_dir, entry, read_all, segment_files};
 use ahnlich_raft::wal::sim_fs::{SimFs, SimRng};
 use ahnlich_raft::wal::{Entry, Wal, WalError, WalOptions};
-use support::wal_util::{append_durable, copy_dir, entry, read_all, segment_files};
 use tempfile::TempDir;
 
 fn small_segments() -> WalOptions {

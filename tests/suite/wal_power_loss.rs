@@ -9,16 +9,14 @@
 //! of writes is kept. Three crash cycles per seed, so recovery also runs on what an earlier
 //! recovery left behind.
 
-mod support;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use crate::support::wal_util::entry;
 use ahnlich_raft::wal::model::{Issued as Rec, LogModel as Model, matching_prefix};
 use ahnlich_raft::wal::sim_fs::{SimFs, SimRng};
 use ahnlich_raft::wal::{LogPos, Wal, WalError, WalOptions};
-use support::wal_util::entry;
 
 /// Seeds in the default run; `WAL_SIM_SEEDS=N` runs more (a soak), `WAL_SIM_SEED=S` just one.
 const SEEDS: u64 = 1000;
