@@ -12,9 +12,14 @@
 //!   and client auth against a plain-text one, both running, measured in alternating rounds
 //!   (sequential and 64-client Sets, linearizable GetSimN), medians and their ratio.
 //!
-//! Scale with `AHNLICH_BENCH_ENTRIES` (bulk entries, default 1,000,000) and
-//! `AHNLICH_BENCH_WRITES` (writes per latency run, default 2,000); `AHNLICH_BENCH_TLS_ONLY=1`
-//! runs only the TLS comparison.
+//! - then a third: the writer's latency on a 3-node cluster while 64 clients scan 100k × 128-d
+//!   linearly on the leader, against the same writer on the idle cluster, and whether any
+//!   node's term moved (an election) meanwhile.
+//!
+//! Scale with `AHNLICH_BENCH_ENTRIES` (bulk entries, default 1,000,000),
+//! `AHNLICH_BENCH_WRITES` (writes per latency run, default 2,000), `AHNLICH_BENCH_SCAN_ENTRIES`
+//! (default 100,000) and `AHNLICH_BENCH_SCAN_SECONDS` (per starvation run, default 10);
+//! `AHNLICH_BENCH_ONLY=tls` or `=starvation` runs only that table.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -41,6 +46,10 @@ const DIM: usize = 128;
 mod procs;
 
 use procs::{Proc, channel, start_three};
+
+#[allow(dead_code)]
+#[path = "../tests/suite/support/starvation.rs"]
+mod starvation;
 
 /// A node as clients reach it: over TLS with credentials, or in plain text.
 #[derive(Clone)]
@@ -243,10 +252,65 @@ fn main() {
         return;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    if std::env::var_os("AHNLICH_BENCH_TLS_ONLY").is_none() {
+    let only = std::env::var("AHNLICH_BENCH_ONLY").ok();
+    let wanted = |table: &str| only.as_deref().is_none_or(|o| o == table);
+    if wanted("main") {
         runtime.block_on(bench());
     }
-    runtime.block_on(tls_against_plain_text());
+    if wanted("tls") {
+        runtime.block_on(tls_against_plain_text());
+    }
+    if wanted("starvation") {
+        runtime.block_on(scans_against_a_writer());
+    }
+}
+
+/// The writer's latency while 64 clients scan linearly on the leader, against the idle
+/// cluster in the same run, and the terms before and after (any change is an election).
+async fn scans_against_a_writer() {
+    const READERS: usize = 64;
+    let entries = env_u64("AHNLICH_BENCH_SCAN_ENTRIES", 100_000);
+    let length = Duration::from_secs(env_u64("AHNLICH_BENCH_SCAN_SECONDS", 10));
+    let root = tempfile::TempDir::new().expect("tempdir");
+    let nodes = start_three(root.path(), &[]);
+    let leader = wait_voters(nodes[0].addr, 3).await;
+    let leader = nodes.iter().find(|p| p.id == leader).map(|p| p.addr).expect("leader");
+    starvation::load(leader, entries, DIM).await;
+    let terms = || async {
+        let mut all = Vec::new();
+        for p in &nodes {
+            all.push(starvation::term_and_leader(p.addr).await);
+        }
+        all
+    };
+    let before = terms().await;
+    let idle = starvation::run(leader, 0, length, DIM).await;
+    let loaded = starvation::run(leader, READERS, length, DIM).await;
+    let after = terms().await;
+    println!();
+    println!(
+        "| {:<60} | {:>9} | {:>9} | {:>9} |",
+        "writer, 3 nodes, 1 client, Set of one 128-d entry", "writes", "p50 ms", "p99 ms"
+    );
+    println!("|{:-<62}|{:->11}|{:->11}|{:->11}|", "", "", "", "");
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    for (name, r) in [("idle cluster (baseline)", &idle), ("64 clients scanning linearly on the leader", &loaded)] {
+        println!(
+            "| {name:<60} | {:>9} | {:>9.2} | {:>9.2} |",
+            r.write_latencies.len(),
+            ms(r.write_percentile(50.0)),
+            ms(r.write_percentile(99.0))
+        );
+    }
+    println!(
+        "loaded/idle: p50 {:.2}x, p99 {:.2}x; {} scans of {entries} × {DIM} ({:.0}/s, {} refused); elections: {}",
+        ms(loaded.write_percentile(50.0)) / ms(idle.write_percentile(50.0)),
+        ms(loaded.write_percentile(99.0)) / ms(idle.write_percentile(99.0)),
+        loaded.scans,
+        loaded.scans as f64 / length.as_secs_f64(),
+        loaded.scan_errors,
+        if before == after { "none".to_string() } else { format!("(term, leader) per node {before:?} -> {after:?}") }
+    );
 }
 
 async fn bench() {

@@ -159,7 +159,10 @@ pub fn format_status(s: &pb::StatusReply) -> String {
         opt(s.purged_index),
         if s.joint { " (joint configuration)" } else { "" }
     );
-    if !s.outside.is_empty() {
+    if !s.stopped.is_empty() {
+        let _ = writeln!(out, "STOPPED: {}", s.stopped);
+    }
+    if !s.outside.is_empty() && s.stopped.is_empty() {
         let _ = writeln!(out, "not serving the DB API: {}", s.outside);
     }
     for m in &s.members {

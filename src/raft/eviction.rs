@@ -18,14 +18,9 @@ use std::sync::Mutex;
 
 use openraft::Raft;
 use openraft::async_runtime::watch::WatchReceiver;
-use tonic::Status;
-use tonic::metadata::{MetadataMap, MetadataValue};
 
 use super::state_machine::StateMachine;
 use super::types::TypeConfig;
-
-/// Metadata key marking a refusal sent to a node that is not a member.
-const NOT_MEMBER: &str = "x-ahnlich-raft-not-member";
 
 /// Whether this node was told it is no longer a member, and by whom.
 #[derive(Debug, Default)]
@@ -55,41 +50,47 @@ impl Eviction {
     }
 }
 
-/// The refusal for a vote from `candidate`, whose log ends at `candidate_last`, if `raft`'s
-/// latest configuration is committed, does not include the candidate, and lies beyond the end of
-/// its log.
-pub fn refuse_outsider(
+/// A vote refused because the candidate is outside this node's committed configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outsider {
+    /// The node refusing.
+    pub me: u64,
+    /// The candidate.
+    pub candidate: u64,
+    /// The members of the configuration that leaves it out.
+    pub members: Vec<u64>,
+    /// The log index that configuration was written at.
+    pub config_index: u64,
+}
+
+impl std::fmt::Display for Outsider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "node {} does not count node {} as a member: the cluster's configuration since log index {} is nodes {:?}",
+            self.me, self.candidate, self.config_index, self.members
+        )
+    }
+}
+
+/// Why a vote from `candidate`, whose log ends at `candidate_last`, must be refused: `raft`'s
+/// latest configuration is committed, does not include the candidate, and lies beyond the end
+/// of its log. `None`: hear it.
+pub fn outsider(
     raft: &Raft<TypeConfig, StateMachine>,
     me: u64,
     candidate: u64,
     candidate_last: Option<u64>,
-) -> Result<(), Status> {
+) -> Option<Outsider> {
     let metrics = raft.metrics();
     let m = metrics.borrow_watched();
     let stored = &m.membership_config;
-    let Some(config_at) = stored.log_id() else {
-        return Ok(());
-    };
+    let config_at = stored.log_id().as_ref()?;
     let committed = m.last_applied.as_ref().is_some_and(|applied| applied >= config_at);
     let candidate_behind = candidate_last.is_none_or(|last| last < config_at.index);
     if !committed || !candidate_behind || stored.membership().get_node(&candidate).is_some() {
-        return Ok(());
+        return None;
     }
-    let members: Vec<u64> = stored.membership().nodes().map(|(id, _)| *id).collect();
-    let mut metadata = MetadataMap::new();
-    metadata.insert(NOT_MEMBER, MetadataValue::from_static("1"));
-    Err(Status::with_metadata(
-        tonic::Code::FailedPrecondition,
-        format!(
-            "node {me} does not count node {candidate} as a member: the cluster's configuration since log index {} \
-             is nodes {members:?}",
-            config_at.index
-        ),
-        metadata,
-    ))
-}
-
-/// Whether `status` is a refusal sent because this node is not a member.
-pub fn is_not_member(status: &Status) -> bool {
-    status.code() == tonic::Code::FailedPrecondition && status.metadata().contains_key(NOT_MEMBER)
+    let members = stored.membership().nodes().map(|(id, _)| *id).collect();
+    Some(Outsider { me, candidate, members, config_index: config_at.index })
 }

@@ -19,7 +19,8 @@ use std::io;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Weak};
 
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::type_config::alias::{LogIdOf, VoteOf};
@@ -27,6 +28,7 @@ use openraft::{Entry, LogState, OptionalSend, RaftLogReader};
 
 use super::codec::{self, log_id};
 use super::types::DurableConfig;
+use crate::wal::fs::Fs;
 use crate::wal::{self, Done, LogPos, Wal, WalError, WalOptions};
 
 /// WAL metadata slot holding the vote.
@@ -52,6 +54,11 @@ impl<C: DurableConfig> LogStore<C> {
         Ok(Self::with_wal(Arc::new(Wal::open(dir, opts)?)))
     }
 
+    /// Opens (or creates) the log in `dir` on the file system `fs`; see [`Wal::open_with_fs`].
+    pub fn open_on(fs: Arc<dyn Fs>, dir: &Path, opts: WalOptions) -> Result<Self, WalError> {
+        Ok(Self::with_wal(Arc::new(Wal::open_with_fs(fs, dir, opts)?)))
+    }
+
     /// A log store over an already open WAL.
     pub fn with_wal(wal: Arc<Wal>) -> Self {
         Self { wal, _config: PhantomData }
@@ -60,6 +67,40 @@ impl<C: DurableConfig> LogStore<C> {
     /// The WAL underneath.
     pub fn wal(&self) -> &Arc<Wal> {
         &self.wal
+    }
+
+    /// The index of the last entry purged from the log, if any was.
+    pub fn purged_index(&self) -> Option<u64> {
+        self.wal.bounds().purged.map(|p| p.index)
+    }
+
+    /// A flag that turns true once the log is fully closed (its directory unlocked).
+    pub fn closed_flag(&self) -> Arc<AtomicBool> {
+        self.wal.closed_flag()
+    }
+
+    /// A view of this log for tasks that watch it, which does not keep it open.
+    pub fn watch(&self) -> LogWatch {
+        LogWatch(Arc::downgrade(&self.wal))
+    }
+}
+
+/// A view of a node's log that does not keep it open: whether it can still be written, and
+/// how much of it lies behind a point. Once the log is closed it reports nothing.
+#[derive(Clone, Debug)]
+pub struct LogWatch(Weak<Wal>);
+
+impl LogWatch {
+    /// What failed, if the log refuses writes (after a failed write or sync: a disk error, a
+    /// full disk; it does until the node is restarted).
+    pub fn failure(&self) -> Option<String> {
+        self.0.upgrade()?.failure()
+    }
+
+    /// The lowest index `i` such that the entries `i..=upto` take at most `max_bytes` on disk
+    /// (see [`Wal::tail_start_within`]); `None` once the log is closed.
+    pub fn tail_start_within(&self, upto: u64, max_bytes: u64) -> Option<u64> {
+        Some(self.0.upgrade()?.tail_start_within(upto, max_bytes))
     }
 }
 

@@ -1,14 +1,18 @@
 //! openraft glue: the type configuration ([`types`]), the log store on [`crate::wal`]
 //! ([`log_store`], [`codec`]), the state machine on [`crate::engine`] and [`crate::snapshot`]
-//! ([`state_machine`], [`command`]), the Raft settings ([`config`]), the gRPC network
-//! ([`network`], [`wire`]) and how a removed node learns it was removed ([`eviction`]).
+//! ([`state_machine`], [`command`]), log retention by bytes ([`retention`]), the Raft settings
+//! ([`config`]), the gRPC network ([`network`], [`wire`]) and how a removed node learns it was
+//! removed ([`eviction`]).
 
 pub mod codec;
 pub mod command;
 pub mod config;
 pub mod eviction;
 pub mod log_store;
+#[cfg(any(test, feature = "testing"))]
+pub mod net_faults;
 pub mod network;
+pub mod retention;
 pub mod state_machine;
 pub mod types;
 pub mod wire;

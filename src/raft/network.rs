@@ -9,10 +9,10 @@
 //!   chunk at a time; the whole file is never copied into memory.
 //! - A peer that cannot be reached is reported as `Unreachable`, which makes openraft back off
 //!   before retrying.
-//! - [`NetFaults`] lets tests cut links, delay and drop messages between nodes running in one
-//!   process; a node without it sends every message.
+//! - A [`LinkFaults`] hook lets tests cut links, delay and drop messages between nodes running
+//!   in one process; a node without one sends every message.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,12 +31,20 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::codec::{pb_log_id, vote_from_pb, vote_to_pb};
-use super::eviction::{self, Eviction};
+use super::eviction::Eviction;
 use super::state_machine::SnapshotData;
 use super::types::TypeConfig;
 use super::wire::{self, entry_wire_len};
 use crate::proto::raft as pb;
 use crate::proto::raft::raft_service_client::RaftServiceClient;
+
+/// Metadata key marking a refusal sent to a node that is not a member (see [`super::eviction`]).
+pub const NOT_MEMBER: &str = "x-ahnlich-raft-not-member";
+
+/// Whether `status` is a peer's refusal sent because this node is not a member.
+pub fn is_not_member(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::FailedPrecondition && status.metadata().contains_key(NOT_MEMBER)
+}
 
 /// Bytes of a snapshot file sent per message.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
@@ -134,63 +142,12 @@ impl Channels {
     }
 }
 
-/// Faults injected into the Raft messages between nodes of one process (tests only): cut
-/// links, a delay on every message, and a share of messages dropped.
-#[derive(Debug, Default)]
-pub struct NetFaults {
-    state: Mutex<FaultState>,
-}
-
-#[derive(Debug, Default)]
-struct FaultState {
-    cut: BTreeSet<(u64, u64)>,
-    delay: Duration,
-    drop_per_mille: u64,
-    rng: u64,
-}
-
-impl NetFaults {
-    /// Cuts every link between `node` and each of `others`, both ways.
-    pub fn isolate(&self, node: u64, others: &[u64]) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        for &o in others {
-            s.cut.insert((node, o));
-            s.cut.insert((o, node));
-        }
-    }
-
-    /// Restores every link and removes delay and drops.
-    pub fn heal(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.cut.clear();
-        s.delay = Duration::ZERO;
-        s.drop_per_mille = 0;
-    }
-
-    /// Delays every message by `delay`.
-    pub fn set_delay(&self, delay: Duration) {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).delay = delay;
-    }
-
-    /// Drops `per_mille` of every thousand messages (chosen by a fixed pseudo-random sequence).
-    pub fn set_drop_per_mille(&self, per_mille: u64) {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).drop_per_mille = per_mille.min(1000);
-    }
-
-    /// Whether a message from `from` to `to` goes through, and after what delay.
-    fn admit(&self, from: u64, to: u64) -> Result<Duration, Unreachable<TypeConfig>> {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.cut.contains(&(from, to)) {
-            return Err(Unreachable::from_string(format!("link {from} -> {to} is cut (injected fault)")));
-        }
-        if s.drop_per_mille > 0 {
-            s.rng = s.rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            if (s.rng >> 33) % 1000 < s.drop_per_mille {
-                return Err(Unreachable::from_string(format!("message {from} -> {to} dropped (injected fault)")));
-            }
-        }
-        Ok(s.delay)
-    }
+/// Decides whether a Raft message from one node to another goes through, and after what
+/// delay: the hook through which tests inject network faults (`net_faults`, feature
+/// `testing`). A node without one sends every message at once.
+pub trait LinkFaults: std::fmt::Debug + Send + Sync {
+    /// `Ok(delay)` to send the message from `from` to `to` after `delay`; `Err(why)` to lose it.
+    fn admit(&self, from: u64, to: u64) -> Result<Duration, String>;
 }
 
 /// Builds a [`PeerClient`] per target; what openraft asks for.
@@ -199,7 +156,7 @@ pub struct GrpcNetwork {
     me: u64,
     channels: Arc<Channels>,
     max_message_bytes: usize,
-    faults: Option<Arc<NetFaults>>,
+    faults: Option<Arc<dyn LinkFaults>>,
     eviction: Arc<Eviction>,
 }
 
@@ -210,10 +167,33 @@ impl GrpcNetwork {
         me: u64,
         channels: Arc<Channels>,
         max_message_bytes: usize,
-        faults: Option<Arc<NetFaults>>,
+        faults: Option<Arc<dyn LinkFaults>>,
         eviction: Arc<Eviction>,
     ) -> Self {
         Self { me, channels, max_message_bytes, faults, eviction }
+    }
+
+    fn peer(&self, target: u64, addr: &str) -> PeerClient {
+        PeerClient {
+            from: self.me,
+            target,
+            addr: addr.to_owned(),
+            channel: self.channels.get(addr),
+            max_message_bytes: self.max_message_bytes,
+            faults: self.faults.clone(),
+            eviction: self.eviction.clone(),
+        }
+    }
+
+    /// Asks `leader` (at `addr`) for its read index: the log index a read must see applied
+    /// to be linearizable, once the leader has confirmed with a quorum that it still leads.
+    /// Travels like every Raft message (same channel, faults and eviction handling).
+    pub async fn read_index(&self, leader: u64, addr: &str, timeout: Duration) -> Result<u64, String> {
+        let peer = self.peer(leader, addr);
+        let mut client = peer.client().await.map_err(|e| e.to_string())?;
+        let option = RPCOption::new(timeout);
+        let reply = peer.unary(&option, client.read_index(pb::ReadIndexRequest {})).await.map_err(|e| e.to_string())?;
+        Ok(reply.read_index)
     }
 }
 
@@ -221,15 +201,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
-        PeerClient {
-            from: self.me,
-            target,
-            addr: node.addr.clone(),
-            channel: self.channels.get(&node.addr),
-            max_message_bytes: self.max_message_bytes,
-            faults: self.faults.clone(),
-            eviction: self.eviction.clone(),
-        }
+        self.peer(target, &node.addr)
     }
 }
 
@@ -240,7 +212,7 @@ pub struct PeerClient {
     addr: String,
     channel: Result<PeerChannel, String>,
     max_message_bytes: usize,
-    faults: Option<Arc<NetFaults>>,
+    faults: Option<Arc<dyn LinkFaults>>,
     eviction: Arc<Eviction>,
 }
 
@@ -262,11 +234,12 @@ fn rpc_error(target: u64, addr: &str, s: tonic::Status) -> RPCError<TypeConfig> 
 
 impl PeerClient {
     async fn client(&self) -> Result<RaftServiceClient<PeerChannel>, Unreachable<TypeConfig>> {
-        if let Some(f) = &self.faults {
-            let delay = f.admit(self.from, self.target)?;
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
+        let delay = match &self.faults {
+            Some(f) => f.admit(self.from, self.target).map_err(unreachable)?,
+            None => Duration::ZERO,
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
         let channel = self.channel.clone().map_err(unreachable)?;
         Ok(RaftServiceClient::new(channel)
@@ -286,7 +259,7 @@ impl PeerClient {
         match tokio::time::timeout(option.hard_ttl(), call).await {
             Ok(Ok(r)) => Ok(r.into_inner()),
             Ok(Err(s)) => {
-                if eviction::is_not_member(&s) {
+                if is_not_member(&s) {
                     self.eviction.record(format!("node {} answered: {}", self.target, s.message()));
                 }
                 Err(rpc_error(self.target, &self.addr, s))
@@ -303,6 +276,33 @@ impl PeerClient {
     fn entry_budget(&self) -> usize {
         self.max_message_bytes.saturating_sub(APPEND_OVERHEAD).max(1)
     }
+}
+
+/// The wire messages of a stream of append requests, each split to fit `budget` (how many
+/// each became is pushed to `parts`), ending when the link `(from, to, faults)` is cut, as a
+/// broken connection would.
+fn wire_messages<S>(
+    input: S,
+    (from, to, faults): (u64, u64, Option<Arc<dyn LinkFaults>>),
+    budget: usize,
+    parts: Arc<Mutex<VecDeque<usize>>>,
+) -> impl futures_util::Stream<Item = pb::AppendRequest> + Send + 'static
+where
+    S: futures_util::Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + 'static,
+{
+    input
+        .take_while(move |_| {
+            let open = match &faults {
+                Some(f) => f.admit(from, to).is_ok(),
+                None => true,
+            };
+            std::future::ready(open)
+        })
+        .flat_map(move |req| {
+            let msgs = split_chained(&req, budget);
+            parts.lock().unwrap_or_else(|p| p.into_inner()).push_back(msgs.len());
+            stream::iter(msgs)
+        })
 }
 
 /// Splits `req` into wire messages whose entries each fit `budget` bytes (a single entry larger
@@ -381,19 +381,8 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             // How many wire messages each request became, in order, so replies can be merged.
             let parts = Arc::new(Mutex::new(VecDeque::<usize>::new()));
             let budget = self.entry_budget();
-            let (from, target, faults) = (self.from, self.target, self.faults.clone());
-            let parts_in = parts.clone();
-            let outgoing = input
-                .take_while(move |_| {
-                    // A link cut while the stream is open ends it, as a broken connection would.
-                    let open = faults.as_ref().is_none_or(|f| f.admit(from, target).is_ok());
-                    std::future::ready(open)
-                })
-                .flat_map(move |req| {
-                    let msgs = split_chained(&req, budget);
-                    parts_in.lock().unwrap_or_else(|p| p.into_inner()).push_back(msgs.len());
-                    stream::iter(msgs)
-                });
+            let link = (self.from, self.target, self.faults.clone());
+            let outgoing = wire_messages(input, link, budget, parts.clone());
             let replies =
                 client.stream_append(outgoing).await.map_err(|s| rpc_error(self.target, &self.addr, s))?.into_inner();
             let (target, addr) = (self.target, self.addr.clone());
@@ -583,18 +572,5 @@ mod tests {
             .map(|e| e.log_id.index)
             .collect();
         assert_eq!(back, vec![11, 12, 13, 14, 15]);
-    }
-
-    #[test]
-    fn faults_cut_both_ways_and_heal() {
-        let f = NetFaults::default();
-        f.isolate(1, &[2, 3]);
-        assert!(f.admit(1, 2).is_err() && f.admit(3, 1).is_err());
-        assert!(f.admit(2, 3).is_ok());
-        f.heal();
-        assert!(f.admit(1, 2).is_ok());
-        f.set_drop_per_mille(500);
-        let dropped = (0..1000).filter(|_| f.admit(2, 3).is_err()).count();
-        assert!((350..650).contains(&dropped), "{dropped}");
     }
 }

@@ -176,7 +176,9 @@ pub fn status_of(ctx: &NodeContext) -> pb::StatusReply {
     let m = ctx.raft.metrics().borrow_watched().clone();
     let membership = m.membership_config.membership();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let stopped = ctx.stopped();
     let role = match m.state {
+        _ if stopped.is_some() => "stopped",
         ServerState::Leader => "leader",
         ServerState::Candidate => "candidate",
         ServerState::Shutdown => "shutdown",
@@ -214,6 +216,7 @@ pub fn status_of(ctx: &NodeContext) -> pb::StatusReply {
         joint: membership.get_joint_config().len() > 1,
         outside: ctx.outside().map(|s| s.message().to_string()).unwrap_or_default(),
         cluster_id: ctx.cluster.get().map(|c| c.to_string()).unwrap_or_default(),
+        stopped: stopped.unwrap_or_default(),
     }
 }
 

@@ -11,7 +11,8 @@ use tonic::metadata::MetadataMap;
 
 use super::identity::ClusterIdentity;
 use crate::raft::eviction::Eviction;
-use crate::raft::network::{Channels, PeerChannel};
+use crate::raft::log_store::LogWatch;
+use crate::raft::network::{Channels, GrpcNetwork, PeerChannel};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::TypeConfig;
 
@@ -61,6 +62,8 @@ pub struct NodeContext {
     pub addr: String,
     /// Channels to peers (shared with the Raft network).
     pub channels: Arc<Channels>,
+    /// The Raft network (for the calls a node makes to the leader on its own: read indexes).
+    pub network: GrpcNetwork,
     /// The largest message a client may send.
     pub max_message_bytes: usize,
     /// The largest message the Raft transport carries (room for a maximal command).
@@ -79,6 +82,8 @@ pub struct NodeContext {
     pub add_learner_timeout: Duration,
     /// Turns for engine work done for requests (queries, checks of long writes): one per core.
     pub engine_work: Arc<tokio::sync::Semaphore>,
+    /// The Raft log, watched (whether it can still be written).
+    pub log: LogWatch,
 }
 
 /// Where a request that must run on the leader goes.
@@ -103,11 +108,33 @@ impl NodeContext {
         Some((id, addr))
     }
 
-    /// Why this node refuses DB requests, if it is outside the cluster: not yet a member as far
+    /// Why this node has stopped for good, if it has: its log could not be written (a disk
+    /// error, a full disk) or its Raft ended on another fatal error. Such a node takes part in
+    /// nothing (the others elect a leader without it) until it is restarted.
+    pub fn stopped(&self) -> Option<String> {
+        if let Some(failure) = self.log.failure() {
+            return Some(format!("its Raft log cannot be written ({failure})"));
+        }
+        match &self.raft.metrics().borrow_watched().running_state {
+            Err(openraft::errors::Fatal::Stopped) | Ok(()) => None,
+            Err(openraft::errors::Fatal::StorageError(e)) => Some(format!("its storage failed ({e})")),
+            Err(fatal) => Some(format!("its Raft stopped ({fatal})")),
+        }
+    }
+
+    /// Why this node refuses DB requests, if it does: it has [stopped](NodeContext::stopped)
+    /// (UNAVAILABLE: other nodes serve), or it is outside the cluster: not yet a member as far
     /// as it knows (UNAVAILABLE, it may be joining or catching up) or told by a peer that it was
     /// removed (FAILED_PRECONDITION, for good). Its state is not kept up to date, so it does not
     /// answer even a local read.
     pub fn outside(&self) -> Option<Status> {
+        if let Some(why) = self.stopped() {
+            return Some(Status::unavailable(format!(
+                "node {} has stopped: {why}. It serves nothing until it is restarted (after freeing space or \
+                 fixing the disk); send requests to another node",
+                self.id
+            )));
+        }
         if let Some(why) = self.eviction.reason() {
             return Some(Status::failed_precondition(format!(
                 "node {} was removed from the cluster ({why}); it no longer serves requests: send them to a member",
@@ -141,8 +168,8 @@ impl NodeContext {
     /// node not yet a member (one bootstrapping, joining or catching up right now) to become one.
     pub async fn ensure_member(&self) -> Result<(), Status> {
         let Some(refusal) = self.outside() else { return Ok(()) };
-        // Not removed for good: it may become a member in a moment.
-        if refusal.code() != tonic::Code::Unavailable {
+        // Neither stopped nor removed for good: it may become a member in a moment.
+        if refusal.code() != tonic::Code::Unavailable || self.stopped().is_some() {
             return Err(refusal);
         }
         let id = self.id;

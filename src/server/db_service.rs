@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::raft::network::PeerChannel;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::{ReadPolicy, ServerState};
+use prost::Message as _;
 use tonic::{Request, Response as Reply, Status};
 
 use super::context::{NodeContext, ReadConsistency, Route, forwarded};
@@ -34,7 +35,6 @@ use crate::proto::ahnlich::services::db_service::db_service_client::DbServiceCli
 use crate::proto::ahnlich::services::db_service::db_service_server::DbService;
 use crate::proto::ahnlich::shared::{cluster, info};
 use crate::proto::ahnlich::{client, server_types};
-use crate::proto::raft::raft_service_client::RaftServiceClient;
 use crate::raft::codec::CommandCodec;
 
 /// How long a follower waits to apply the leader's read index before giving up.
@@ -68,10 +68,22 @@ fn count(r: Response, what: &str) -> Result<u64, Status> {
 }
 
 /// `cmd`, checked against the engine's state, and the size of its encoding.
-fn checked_size(engine: &Engine, cmd: Command) -> Result<(Command, usize), Status> {
-    engine.validate(&cmd).map_err(status)?;
-    let size = cmd.encode_command().len();
-    Ok((cmd, size))
+/// A command after the engine checked it.
+enum Checked {
+    /// Taken: the command and its encoded size.
+    Taken(Command, usize),
+    /// Refused: the command back, and why.
+    Refused(Command, Status),
+}
+
+fn check_with(engine: &Engine, cmd: Command) -> Checked {
+    match engine.validate(&cmd) {
+        Ok(()) => {
+            let size = cmd.encode_command().len();
+            Checked::Taken(cmd, size)
+        }
+        Err(e) => Checked::Refused(cmd, status(e)),
+    }
 }
 
 fn unix_seconds(t: SystemTime) -> String {
@@ -105,10 +117,20 @@ impl DbApi {
 
     /// Proposes `cmd` on this node, which leads (callers route first).
     async fn write(&self, cmd: Command) -> Result<Response, Status> {
-        let (cmd, size) = if cmd.may_take_long() {
-            self.off_the_reactor(move |engine| checked_size(&engine, cmd)).await??
-        } else {
-            checked_size(&self.engine(), cmd)?
+        let (cmd, size) = match self.check(cmd).await? {
+            Checked::Taken(cmd, size) => (cmd, size),
+            // A refusal rests on this node's state, which must first be shown to hold every
+            // write committed before the request: a deposed leader that has not heard of its
+            // successor yet would otherwise refuse on stale state (say, an Upsert whose entry a
+            // newer write has just created). So confirm leadership with a quorum, catch up
+            // with what it committed, and check again.
+            Checked::Refused(cmd, _) => {
+                self.ctx.raft.ensure_linearizable(ReadPolicy::ReadIndex).await.map_err(unavailable)?;
+                match self.check(cmd).await? {
+                    Checked::Taken(cmd, size) => (cmd, size),
+                    Checked::Refused(_, refusal) => return Err(refusal),
+                }
+            }
         };
         let limit = self.ctx.max_raft_message_bytes.saturating_sub(RAFT_MESSAGE_OVERHEAD);
         if size > limit {
@@ -138,15 +160,30 @@ impl DbApi {
         }
     }
 
-    /// Answers `query` once the consistency asked for is assured.
-    async fn read(&self, query: Query, c: ReadConsistency) -> Result<Response, Status> {
-        if c == ReadConsistency::Linearizable {
+    /// Checks `cmd` against the engine (off the reactor when that may take long).
+    async fn check(&self, cmd: Command) -> Result<Checked, Status> {
+        if cmd.may_take_long() {
+            self.off_the_reactor(move |engine| check_with(&engine, cmd)).await
+        } else {
+            Ok(check_with(&self.engine(), cmd))
+        }
+    }
+
+    /// Answers `query` once the consistency asked for is assured, if its answer fits.
+    async fn read(&self, query: Query, how: ReadAs) -> Result<Response, Status> {
+        if how.consistency == ReadConsistency::Linearizable {
             self.linearize().await?;
         }
         // The estimate counts a few bytes of framing per field more than protobuf uses, which
         // covers the answer's own few fields.
-        let max_bytes = self.ctx.max_message_bytes;
+        let max_bytes = how.max_answer_bytes;
         self.off_the_reactor(move |engine| engine.query_within(&query, max_bytes).map_err(status)).await?
+    }
+
+    /// How a read RPC's answer is read: at the consistency its metadata asks for, within the
+    /// message limit.
+    fn read_as(&self, metadata: &tonic::metadata::MetadataMap) -> Result<ReadAs, Status> {
+        Ok(ReadAs { consistency: self.ctx.read_consistency(metadata)?, max_answer_bytes: self.ctx.max_message_bytes })
     }
 
     /// Runs `work` on the engine in the blocking pool, at most one piece per core at a time
@@ -173,13 +210,12 @@ impl DbApi {
         if leader == self.ctx.id {
             return self.ctx.raft.ensure_linearizable(ReadPolicy::ReadIndex).await.map(|_| ()).map_err(unavailable);
         }
-        let channel = self.ctx.channels.get(&addr).map_err(Status::unavailable)?;
-        let index = RaftServiceClient::new(channel)
-            .read_index(crate::proto::raft::ReadIndexRequest {})
+        let index = self
+            .ctx
+            .network
+            .read_index(leader, &addr, READ_INDEX_WAIT)
             .await
-            .map_err(|s| Status::unavailable(format!("asking leader {leader} for a read index: {}", s.message())))?
-            .into_inner()
-            .read_index;
+            .map_err(|e| Status::unavailable(format!("asking leader {leader} for a read index: {e}")))?;
         self.ctx
             .raft
             .wait(Some(READ_INDEX_WAIT))
@@ -215,24 +251,24 @@ impl DbApi {
         Ok(s::CreateIndex { created_indexes: count(self.write(cmd).await?, "CreateNonLinearAlgorithmIndex")? })
     }
 
-    async fn get_key(&self, r: q::GetKey, c: ReadConsistency) -> Result<s::Get, Status> {
+    async fn get_key(&self, r: q::GetKey, how: ReadAs) -> Result<s::Get, Status> {
         let query = Query::GetKey { store: convert::store_ref(r.schema, r.store), keys: convert::keys(r.keys) };
-        match self.read(query, c).await? {
+        match self.read(query, how).await? {
             Response::Entries(v) => Ok(s::Get { entries: v.into_iter().map(convert::entry_out).collect() }),
             _ => Err(unexpected("GetKey")),
         }
     }
 
-    async fn get_pred(&self, r: q::GetPred, c: ReadConsistency) -> Result<s::Get, Status> {
+    async fn get_pred(&self, r: q::GetPred, how: ReadAs) -> Result<s::Get, Status> {
         let condition = convert::condition(r.condition, "the condition")?;
         let query = Query::GetPred { store: convert::store_ref(r.schema, r.store), condition };
-        match self.read(query, c).await? {
+        match self.read(query, how).await? {
             Response::Entries(v) => Ok(s::Get { entries: v.into_iter().map(convert::entry_out).collect() }),
             _ => Err(unexpected("GetPred")),
         }
     }
 
-    async fn get_sim_n(&self, r: q::GetSimN, c: ReadConsistency) -> Result<s::GetSimN, Status> {
+    async fn get_sim_n(&self, r: q::GetSimN, how: ReadAs) -> Result<s::GetSimN, Status> {
         let query = Query::GetSimN {
             store: convert::store_ref(r.schema, r.store),
             search: convert::key(r.search_input, "search_input")?,
@@ -240,7 +276,7 @@ impl DbApi {
             algorithm: convert::algorithm(r.algorithm, r.ef_search)?,
             condition: r.condition.map(|c| convert::condition(Some(c), "the condition")).transpose()?,
         };
-        match self.read(query, c).await? {
+        match self.read(query, how).await? {
             Response::Similar(v) => Ok(s::GetSimN {
                 entries: v
                     .into_iter()
@@ -258,25 +294,21 @@ impl DbApi {
         }
     }
 
-    async fn get_store(&self, r: q::GetStore, c: ReadConsistency) -> Result<s::StoreInfo, Status> {
-        match self.read(Query::GetStore { store: convert::store_ref(r.schema, r.store) }, c).await? {
+    async fn get_store(&self, r: q::GetStore, how: ReadAs) -> Result<s::StoreInfo, Status> {
+        match self.read(Query::GetStore { store: convert::store_ref(r.schema, r.store) }, how).await? {
             Response::Store(i) => Ok(convert::store_info_out(i)),
             _ => Err(unexpected("GetStore")),
         }
     }
 
-    async fn list_store_entries(
-        &self,
-        r: q::ListStoreEntries,
-        c: ReadConsistency,
-    ) -> Result<s::ListStoreEntries, Status> {
+    async fn list_store_entries(&self, r: q::ListStoreEntries, how: ReadAs) -> Result<s::ListStoreEntries, Status> {
         let query = Query::ListStoreEntries {
             store: convert::store_ref(r.schema, r.store),
             cursor: r.cursor,
             limit: r.limit.map_or(100, |l| l as usize),
             condition: r.condition.map(|c| convert::condition(Some(c), "the condition")).transpose()?,
         };
-        match self.read(query, c).await? {
+        match self.read(query, how).await? {
             Response::Page { entries, next_cursor } => {
                 Ok(s::ListStoreEntries { entries: entries.into_iter().map(convert::entry_out).collect(), next_cursor })
             }
@@ -369,8 +401,8 @@ impl DbApi {
         }
     }
 
-    async fn list_stores(&self, r: q::ListStores, c: ReadConsistency) -> Result<s::StoreList, Status> {
-        match self.read(Query::ListStores { schema: r.schema }, c).await? {
+    async fn list_stores(&self, r: q::ListStores, how: ReadAs) -> Result<s::StoreList, Status> {
+        match self.read(Query::ListStores { schema: r.schema }, how).await? {
             Response::Stores(v) => Ok(s::StoreList { stores: v.into_iter().map(convert::store_info_out).collect() }),
             _ => Err(unexpected("ListStores")),
         }
@@ -432,7 +464,7 @@ impl DbApi {
         cluster::ClusterInfoResponse { nodes }
     }
 
-    async fn one(&self, query: pl::DbQuery, c: ReadConsistency) -> pl::DbServerResponse {
+    async fn one(&self, query: pl::DbQuery, c: ReadAs) -> pl::DbServerResponse {
         use pl::db_query::Query as In;
         use pl::db_server_response::Response as Out;
         let result: Result<Out, Status> = match query.query {
@@ -484,10 +516,22 @@ macro_rules! read_rpc {
     ($self:ident, $request:ident, $internal:ident) => {{
         $self.seen(&$request);
         $self.ctx.ensure_member().await?;
-        let c = $self.ctx.read_consistency($request.metadata())?;
-        DbApi::$internal($self, $request.into_inner(), c).await.map(Reply::new)
+        let how = $self.read_as($request.metadata())?;
+        DbApi::$internal($self, $request.into_inner(), how).await.map(Reply::new)
     }};
 }
+
+/// How a read is answered.
+#[derive(Clone, Copy, Debug)]
+struct ReadAs {
+    /// Linearizable or local.
+    consistency: ReadConsistency,
+    /// The most its answer may take (the message limit, less what a pipeline answered before).
+    max_answer_bytes: usize,
+}
+
+/// Bytes a pipeline response adds around each answer (its tag and length).
+const PIPELINE_FRAMING_BYTES: usize = 16;
 
 /// Whether a pipeline query changes state (and so must run on the leader).
 fn is_write(query: &pl::DbQuery) -> bool {
@@ -620,15 +664,32 @@ impl DbService for DbApi {
     async fn pipeline(&self, request: Request<pl::DbRequestPipeline>) -> Result<Reply<pl::DbResponsePipeline>, Status> {
         self.seen(&request);
         self.ctx.ensure_member().await?;
-        let c = self.ctx.read_consistency(request.metadata())?;
+        let how = self.read_as(request.metadata())?;
         if request.get_ref().queries.iter().any(is_write)
             && let Route::Leader { channel, .. } = self.ctx.route(request.metadata()).await?
         {
             return self.leader_client(channel).pipeline(forwarded(request.into_inner())).await;
         }
+        // The answers share one message: each read gets what the answers before it left.
+        let mut left = how.max_answer_bytes;
         let mut responses = Vec::new();
         for query in request.into_inner().queries {
-            responses.push(self.one(query, c).await);
+            let read = !is_write(&query);
+            let mut response = self.one(query, ReadAs { max_answer_bytes: left, ..how }).await;
+            if read
+                && left < how.max_answer_bytes
+                && let Some(pl::db_server_response::Response::Error(e)) = &mut response.response
+                && e.code == tonic::Code::ResourceExhausted as i32
+            {
+                e.message.push_str(&format!(
+                    " (the pipeline's earlier answers took {} of the {}-byte limit: send the rest in another \
+                     pipeline)",
+                    how.max_answer_bytes - left,
+                    how.max_answer_bytes
+                ));
+            }
+            left = left.saturating_sub(response.encoded_len() + PIPELINE_FRAMING_BYTES);
+            responses.push(response);
         }
         Ok(Reply::new(pl::DbResponsePipeline { responses }))
     }

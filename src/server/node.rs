@@ -43,10 +43,12 @@ use crate::proto::raft::raft_service_server::RaftServiceServer;
 use crate::raft::config::RaftSettings;
 use crate::raft::eviction::Eviction;
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{Channels, GrpcNetwork, NetFaults};
+use crate::raft::network::{Channels, GrpcNetwork, LinkFaults};
+use crate::raft::retention::retain_log;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::TypeConfig;
 use crate::wal::WalOptions;
+use crate::wal::fs::Fs;
 
 /// Default largest client message (a Set of many large vectors).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
@@ -129,7 +131,10 @@ pub struct NodeConfig {
     /// How long `add-learner` waits for the new node's address to answer.
     pub add_learner_timeout: Duration,
     /// Faults injected into outgoing Raft messages (tests).
-    pub faults: Option<Arc<NetFaults>>,
+    pub faults: Option<Arc<dyn LinkFaults>>,
+    /// The file system the Raft log lives on; `None` is the real one (tests put a failing one
+    /// here).
+    pub wal_fs: Option<Arc<dyn Fs>>,
 }
 
 impl NodeConfig {
@@ -153,6 +158,7 @@ impl NodeConfig {
             max_snapshot_bytes: DEFAULT_MAX_SNAPSHOT_BYTES,
             add_learner_timeout: Duration::from_secs(3),
             faults: None,
+            wal_fs: None,
         }
     }
 
@@ -226,13 +232,17 @@ impl Node {
         }
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| NodeError::Identity(format!("creating {}: {e}", config.data_dir.display())))?;
-        let mut log = LogStore::<TypeConfig>::open(config.data_dir.join("log"), config.wal.clone())?;
+        let log_dir = config.data_dir.join("log");
+        let mut log = match &config.wal_fs {
+            None => LogStore::<TypeConfig>::open(log_dir, config.wal.clone())?,
+            Some(fs) => LogStore::open_on(fs.clone(), &log_dir, config.wal.clone())?,
+        };
         let id = resolve_node_id(&config.data_dir, config.node_id)?;
         let fresh = log.read_vote().await.map_err(|e| NodeError::Raft(e.to_string()))?.is_none()
             && log.get_log_state().await.map_err(|e| NodeError::Raft(e.to_string()))?.last_log_id.is_none();
-        let purged = log.wal().bounds().purged.map(|p| p.index);
-        let log_closed = log.wal().closed_flag();
-        let wal = Arc::downgrade(log.wal());
+        let purged = log.purged_index();
+        let log_closed = log.closed_flag();
+        let log_watch = log.watch();
         let state = StateMachine::open(&config.data_dir.join("snapshots"), config.limits.clone(), purged)?;
         let cluster = Arc::new(ClusterIdentity::load(&config.data_dir)?);
         let listener = TcpListener::bind(config.listen)
@@ -249,7 +259,7 @@ impl Node {
         let max_raft = config.max_raft_message_bytes();
         let eviction = Arc::new(Eviction::default());
         let network = GrpcNetwork::new(id, channels.clone(), max_raft, config.faults.clone(), eviction.clone());
-        let raft = Raft::new(id, Arc::new(raft_config), network, log, state.clone())
+        let raft = Raft::new(id, Arc::new(raft_config), network.clone(), log, state.clone())
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
         let ctx = Arc::new(NodeContext {
@@ -258,6 +268,7 @@ impl Node {
             id,
             addr: advertise.clone(),
             channels,
+            network,
             max_message_bytes: config.max_message_bytes,
             max_raft_message_bytes: max_raft,
             read_consistency: config.read_consistency,
@@ -269,6 +280,7 @@ impl Node {
             engine_work: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             )),
+            log: log_watch.clone(),
         });
         let bootstrapping = fresh && config.join.is_none() && config.bootstrap;
         if bootstrapping || (!fresh && cluster.get().is_none() && sole_voter(&raft, id)) {
@@ -334,7 +346,7 @@ impl Node {
         }
         let forgetting = tokio::spawn(forget_departed_peers(raft.clone(), ctx.channels.clone()));
         let retention =
-            tokio::spawn(retain_log(raft.clone(), wal, state.clone(), config.raft.keep_behind_snapshot_bytes));
+            tokio::spawn(retain_log(raft.clone(), log_watch, state.clone(), config.raft.keep_behind_snapshot_bytes));
         tracing::info!(
             "node {id} serving on {addr} (advertised as {advertise}), data in {}",
             config.data_dir.display()
@@ -449,7 +461,8 @@ impl Node {
         }
         // Raft first: that ends the long-lived streams peers hold open, which a graceful server
         // stop would otherwise wait on forever.
-        ctx.raft.shutdown().await.map_err(|e| NodeError::Raft(e.to_string()))?;
+        // A Raft that already stopped on a fatal error still stops the server and closes the log.
+        let raft_stopped = ctx.raft.shutdown().await.map_err(|e| NodeError::Raft(e.to_string()));
         if tokio::time::timeout(SERVER_STOP_WAIT, &mut server).await.is_err() {
             server.abort();
         }
@@ -457,49 +470,11 @@ impl Node {
         // openraft's tasks drop their log readers just after `shutdown` returns.
         for _ in 0..500 {
             if log_closed.load(std::sync::atomic::Ordering::Acquire) {
-                return Ok(());
+                return raft_stopped;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         Err(NodeError::Raft("the Raft log was still in use 5 s after shutdown".into()))
-    }
-}
-
-/// Keeps the log behind each new snapshot within `max_bytes` (openraft counts only entries),
-/// and deletes older snapshots once the log no longer reaches back to them.
-async fn retain_log(
-    raft: Raft<TypeConfig, StateMachine>,
-    wal: std::sync::Weak<crate::wal::Wal>,
-    state: StateMachine,
-    max_bytes: u64,
-) {
-    let mut metrics = raft.metrics();
-    let (mut seen_snapshot, mut seen_purged) = (None, None);
-    while metrics.changed().await.is_ok() {
-        let m = metrics.borrow_watched().clone();
-        if m.purged != seen_purged {
-            seen_purged = m.purged;
-            if let Some(p) = m.purged
-                && let Err(e) = state.log_purged(p.index)
-            {
-                tracing::warn!("removing snapshots the log no longer covers: {e}");
-            }
-        }
-        if m.snapshot == seen_snapshot {
-            continue;
-        }
-        seen_snapshot = m.snapshot;
-        let Some(snapshot) = m.snapshot else { continue };
-        let Some(wal) = wal.upgrade() else { return };
-        let keep_from = wal.tail_start_within(snapshot.index, max_bytes);
-        drop(wal);
-        let upto = keep_from.saturating_sub(1).min(snapshot.index);
-        if keep_from > 0 && m.purged.is_none_or(|p| p.index < upto) {
-            tracing::info!("purging the log up to {upto}: more than {max_bytes} bytes lay behind snapshot {snapshot}");
-            if raft.trigger().purge_log(upto).await.is_err() {
-                return;
-            }
-        }
     }
 }
 

@@ -20,7 +20,8 @@ use tonic::{Request, Response as Reply, Status, Streaming};
 use crate::proto::raft as pb;
 use crate::proto::raft::raft_service_server::RaftService;
 use crate::raft::codec::{decode_snapshot_meta, log_id_from_pb, vote_from_pb, vote_to_pb};
-use crate::raft::eviction::{self, Eviction};
+use crate::raft::eviction::{self, Eviction, Outsider};
+use crate::raft::network::NOT_MEMBER;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::TypeConfig;
 use crate::raft::wire::{self, WireError};
@@ -57,6 +58,12 @@ impl RaftRpc {
             max_snapshot_bytes,
             receiving: tokio::sync::Semaphore::new(1),
         }
+    }
+
+    /// Refuses a vote request from a candidate this node knows was removed (see
+    /// [`eviction::outsider`]); hears every other.
+    fn hear(&self, candidate: u64, candidate_last: Option<u64>) -> Result<(), Status> {
+        eviction::outsider(&self.raft, self.id, candidate, candidate_last).map_or(Ok(()), |o| Err(not_member(&o)))
     }
 
     /// Refuses an offer of `length` bytes that is over the cap or would not fit on the disk.
@@ -103,20 +110,28 @@ impl Drop for Incoming {
     }
 }
 
+/// The refusal sent to a candidate outside this node's configuration, marked so that the
+/// candidate learns it was removed ([`crate::raft::network::is_not_member`]).
+pub fn not_member(outsider: &Outsider) -> Status {
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert(NOT_MEMBER, tonic::metadata::MetadataValue::from_static("1"));
+    Status::with_metadata(tonic::Code::FailedPrecondition, outsider.to_string(), metadata)
+}
+
 type ReplyStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl RaftService for RaftRpc {
     async fn vote(&self, request: Request<pb::VoteRequest>) -> Result<Reply<pb::VoteReply>, Status> {
         let req = wire::vote_in_req(request.into_inner()).map_err(bad)?;
-        eviction::refuse_outsider(&self.raft, self.id, req.vote.leader_id.voted_for, req.last_log_id.map(|l| l.index))?;
+        self.hear(req.vote.leader_id.voted_for, req.last_log_id.map(|l| l.index))?;
         let resp = self.raft.vote(req).await.map_err(stopped)?;
         Ok(Reply::new(wire::vote_reply_out(&resp)))
     }
 
     async fn pre_vote(&self, request: Request<pb::VoteRequest>) -> Result<Reply<pb::VoteReply>, Status> {
         let req = wire::vote_in_req(request.into_inner()).map_err(bad)?;
-        eviction::refuse_outsider(&self.raft, self.id, req.vote.leader_id.voted_for, req.last_log_id.map(|l| l.index))?;
+        self.hear(req.vote.leader_id.voted_for, req.last_log_id.map(|l| l.index))?;
         let resp = self.raft.pre_vote(req).await.map_err(stopped)?;
         Ok(Reply::new(wire::vote_reply_out(&resp)))
     }

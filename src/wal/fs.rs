@@ -14,7 +14,7 @@ use fs2::FileExt as _;
 pub type DirLock = Box<dyn Any + Send + Sync>;
 
 /// The directory operations the WAL needs.
-pub trait Fs: Send + Sync + 'static {
+pub trait Fs: std::fmt::Debug + Send + Sync + 'static {
     /// Creates `dir` and its parents if missing.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Takes the exclusive lock of `dir`; fails at once with `WouldBlock` if another holder has it.

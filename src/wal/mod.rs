@@ -57,9 +57,11 @@ pub mod format;
 pub mod fs;
 mod index;
 mod inspect;
+#[cfg(any(test, feature = "testing"))]
 pub mod model;
 mod recovery;
 mod segment;
+#[cfg(any(test, feature = "testing"))]
 pub mod sim_fs;
 mod writer;
 
@@ -467,6 +469,11 @@ impl Wal {
     pub fn sync(&self) -> io::Result<()> {
         // An empty append writes nothing but completes only after every write queued before it.
         wait(|done| self.append(Vec::new(), done))
+    }
+
+    /// Why the log refuses writes, once a write or sync has failed (it does until reopened).
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.shared.state).failed.as_ref().map(|(_, reason)| reason.clone())
     }
 
     fn front(&self) -> Result<MutexGuard<'_, FrontState>, WalError> {

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::support::procs::{Proc, ProcRoot, eventually, start_three};
-use ahnlich_raft::proto::admin::{NodeIds, NodeSpec, StatusReply};
+use crate::support::procs::{Proc, ProcRoot, eventually, start_three, voters};
+use ahnlich_raft::proto::admin::{NodeIds, NodeSpec};
 use ahnlich_raft::proto::ahnlich::db::query as q;
 use ahnlich_raft::proto::ahnlich::keyval::{DbStoreEntry, StoreKey, StoreValue};
 use ahnlich_raft::proto::ahnlich::metadata::{MetadataValue, metadata_value};
@@ -110,14 +110,6 @@ async fn all_keys(p: &Proc) -> Option<std::collections::BTreeSet<u64>> {
 }
 
 /// Waits until `p` reports `n` voters and a leader.
-async fn voters(p: &Proc, n: usize) -> StatusReply {
-    eventually(Duration::from_secs(30), &format!("{n} voters and a leader on node {}", p.id), || async {
-        let s = p.status().await?;
-        (s.members.iter().filter(|m| m.voter).count() == n && s.leader_id.is_some()).then_some(s)
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_replicate_fail_over_catch_up_and_shrink() {
     let root = ProcRoot::new();

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ahnlich_raft::raft::eviction::{Eviction, is_not_member, refuse_outsider};
+use ahnlich_raft::raft::eviction::{Eviction, outsider};
+use ahnlich_raft::raft::network::is_not_member;
+use ahnlich_raft::server::raft_service::not_member;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::{BasicNode, ServerState};
 
@@ -14,7 +16,7 @@ use openraft::{BasicNode, ServerState};
 async fn only_a_candidate_behind_the_committed_configuration_that_excludes_it_is_refused() {
     let dir = tempfile::TempDir::new().expect("tempdir");
     let (raft, _sm, _) = crate::support::node::start(dir.path()).await;
-    assert!(refuse_outsider(&raft, 1, 9, None).is_ok(), "a node with no configuration refuses nobody");
+    assert_eq!(outsider(&raft, 1, 9, None), None, "a node with no configuration refuses nobody");
 
     raft.initialize(BTreeMap::from([(1u64, BasicNode::default())])).await.expect("initialize");
     raft.wait(Some(Duration::from_secs(10))).state(ServerState::Leader, "leader").await.expect("leader");
@@ -29,16 +31,18 @@ async fn only_a_candidate_behind_the_committed_configuration_that_excludes_it_is
         .expect("commit");
 
     for member in [1, 7] {
-        assert!(refuse_outsider(&raft, 1, member, None).is_ok(), "member {member} is heard");
+        assert_eq!(outsider(&raft, 1, member, None), None, "member {member} is heard");
     }
     for behind in [None, Some(0), Some(config_at - 1)] {
-        let refused = refuse_outsider(&raft, 1, 9, behind).expect_err("an outsider behind the configuration");
+        let refusal = outsider(&raft, 1, 9, behind).expect("an outsider behind the configuration is refused");
+        assert_eq!((refusal.candidate, refusal.members.clone(), refusal.config_index), (9, vec![1, 7], config_at));
+        let refused = not_member(&refusal);
         assert!(is_not_member(&refused), "{refused:?}");
         assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
         assert!(refused.message().contains("node 9"), "{refused:?}");
     }
     for ahead in [config_at, config_at + 100] {
-        assert!(refuse_outsider(&raft, 1, 9, Some(ahead)).is_ok(), "a candidate whose log ends at {ahead} is heard");
+        assert_eq!(outsider(&raft, 1, 9, Some(ahead)), None, "a candidate whose log ends at {ahead} is heard");
     }
     assert!(!is_not_member(&tonic::Status::failed_precondition("something else")));
     raft.shutdown().await.expect("shutdown");

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ahnlich_raft::proto::ahnlich::algorithm::algorithms::Algorithm;
 use ahnlich_raft::proto::ahnlich::algorithm::nonlinear::{HnswConfig, KdTreeConfig, NonLinearIndex, non_linear_index};
+use ahnlich_raft::proto::ahnlich::db::pipeline as pl;
 use ahnlich_raft::proto::ahnlich::db::query as q;
 use ahnlich_raft::proto::ahnlich::keyval::{DbStoreEntry, StoreKey, StoreValue};
 use ahnlich_raft::proto::ahnlich::services::db_service::db_service_client::DbServiceClient;
@@ -173,6 +174,29 @@ async fn an_answer_larger_than_a_message_is_refused_up_front_with_how_to_ask_for
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(refused.message().contains("smaller limit"), "{refused:?}");
     assert_eq!(db.list_store_entries(page(50)).await.expect("fits").into_inner().entries.len(), 50);
+
+    // A pipeline's answers share one message: each read gets what the answers before it left.
+    let get_sim_n = |n| pl::DbQuery { query: Some(pl::db_query::Query::GetSimN(search(n))) };
+    let answered = db
+        .pipeline(pl::DbRequestPipeline { queries: (0..6).map(|_| get_sim_n(50)).collect() })
+        .await
+        .expect("a pipeline whose answers would not all fit is still answered")
+        .into_inner()
+        .responses;
+    let outcomes: Vec<Result<usize, (i32, String)>> = answered
+        .into_iter()
+        .map(|r| match r.response {
+            Some(pl::db_server_response::Response::GetSimN(a)) => Ok(a.entries.len()),
+            Some(pl::db_server_response::Response::Error(e)) => Err((e.code, e.message)),
+            other => panic!("unexpected pipeline answer {other:?}"),
+        })
+        .collect();
+    assert_eq!(outcomes[..2], [Ok(50), Ok(50)], "the first two answers (about 26 KB each) fit");
+    for refused in &outcomes[2..] {
+        let Err((code, message)) = refused else { panic!("an answer past the limit: {outcomes:?}") };
+        assert_eq!(*code, Code::ResourceExhausted as i32, "{message}");
+        assert!(message.contains("message limit") && message.contains("another pipeline"), "{message}");
+    }
 
     db.set(q::Set { store: "w".into(), inputs: vec![wide(1000)], schema: None }).await.expect("still takes writes");
     drop(db);

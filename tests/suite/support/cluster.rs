@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ahnlich_raft::raft::network::NetFaults;
+use ahnlich_raft::raft::net_faults::NetFaults;
 use ahnlich_raft::server::node::{Node, NodeConfig};
 
 /// Nodes `1..=n` and their data directories.

@@ -200,3 +200,12 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Waits (up to 30 s) until `p` reports `n` voters and a leader, and returns its status.
+pub async fn voters(p: &Proc, n: usize) -> StatusReply {
+    eventually(Duration::from_secs(30), &format!("{n} voters and a leader on node {}", p.id), || async {
+        let s = p.status().await?;
+        (s.members.iter().filter(|m| m.voter).count() == n && s.leader_id.is_some()).then_some(s)
+    })
+    .await
+}
