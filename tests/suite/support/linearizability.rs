@@ -133,6 +133,11 @@ pub fn check(history: &[Op]) -> Result<(), Box<Violation>> {
     Ok(())
 }
 
+/// Most search states remembered for one key before the checker gives up (a few hundred MB):
+/// the search is exponential in the number of operations open at once, and a history that
+/// needs more should be split over more keys.
+const MAX_STATES: usize = 2_000_000;
+
 /// The end of the event list.
 const END: usize = usize::MAX;
 
@@ -207,6 +212,13 @@ fn check_key(key: usize, ops: &[Op]) -> Result<(), Box<Violation>> {
             if let Some(after) = step(state, op.call, op.outcome) {
                 let mut bits = linearized.clone();
                 bits[ev.op / 64] |= 1 << (ev.op % 64);
+                assert!(
+                    seen.len() < MAX_STATES,
+                    "key {key}: the search explored {MAX_STATES} states without an answer ({} operations, {} unknown); \
+                     spread the history over more keys",
+                    ops.len(),
+                    ops.iter().filter(|op| op.outcome == Outcome::Unknown).count()
+                );
                 if seen.insert((bits.clone(), after)) {
                     stack.push((ev.op, state));
                     state = after;
