@@ -232,18 +232,23 @@ impl Node {
         }
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| NodeError::Identity(format!("creating {}: {e}", config.data_dir.display())))?;
-        let log_dir = config.data_dir.join("log");
-        let mut log = match &config.wal_fs {
-            None => LogStore::<TypeConfig>::open(log_dir, config.wal.clone())?,
-            Some(fs) => LogStore::open_on(fs.clone(), &log_dir, config.wal.clone())?,
-        };
+        // Opening the log (recovery reads every segment) and the state (mapping and checking
+        // the newest snapshot) is file-system work: off the runtime's workers, which in one
+        // process may be driving other nodes' Raft.
+        let (log_dir, wal_fs, wal_options) = (config.data_dir.join("log"), config.wal_fs.clone(), config.wal.clone());
+        let mut log = off_the_reactor(move || match wal_fs {
+            None => LogStore::<TypeConfig>::open(log_dir, wal_options),
+            Some(fs) => LogStore::open_on(fs, &log_dir, wal_options),
+        })
+        .await??;
         let id = resolve_node_id(&config.data_dir, config.node_id)?;
         let fresh = log.read_vote().await.map_err(|e| NodeError::Raft(e.to_string()))?.is_none()
             && log.get_log_state().await.map_err(|e| NodeError::Raft(e.to_string()))?.last_log_id.is_none();
         let purged = log.purged_index();
         let log_closed = log.closed_flag();
         let log_watch = log.watch();
-        let state = StateMachine::open(&config.data_dir.join("snapshots"), config.limits.clone(), purged)?;
+        let (snapshot_dir, limits) = (config.data_dir.join("snapshots"), config.limits.clone());
+        let state = off_the_reactor(move || StateMachine::open(&snapshot_dir, limits, purged)).await??;
         let cluster = Arc::new(ClusterIdentity::load(&config.data_dir)?);
         let listener = TcpListener::bind(config.listen)
             .await
@@ -476,6 +481,11 @@ impl Node {
         }
         Err(NodeError::Raft("the Raft log was still in use 5 s after shutdown".into()))
     }
+}
+
+/// Runs `work` on the blocking pool and waits for it.
+async fn off_the_reactor<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, NodeError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| NodeError::Raft(format!("a start-up task failed: {e}")))
 }
 
 /// Drops the cached channels to addresses that are no longer members' whenever the membership

@@ -17,7 +17,8 @@ pub type DirLock = Box<dyn Any + Send + Sync>;
 pub trait Fs: std::fmt::Debug + Send + Sync + 'static {
     /// Creates `dir` and its parents if missing.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
-    /// Takes the exclusive lock of `dir`; fails at once with `WouldBlock` if another holder has it.
+    /// Takes the exclusive lock of `dir`; fails with `WouldBlock` if another holder keeps it
+    /// (for more than a moment).
     fn lock_dir(&self, dir: &Path) -> io::Result<DirLock>;
     /// The names of the regular files in `dir`.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
@@ -51,6 +52,9 @@ pub trait FsFile: Send + Sync {
     fn set_len(&self, len: u64) -> io::Result<()>;
 }
 
+/// How many times (10 ms apart) taking a held directory lock is retried before giving up.
+const LOCK_RETRIES: u32 = 50;
+
 /// The real file system.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OsFs;
@@ -63,10 +67,24 @@ impl Fs for OsFs {
     fn lock_dir(&self, dir: &Path) -> io::Result<DirLock> {
         let path = dir.join("LOCK");
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
-        file.try_lock_exclusive().map_err(|e| {
-            io::Error::new(io::ErrorKind::WouldBlock, format!("{} is locked by another process ({e})", path.display()))
-        })?;
-        Ok(Box::new(file))
+        // A process this one spawns shares the lock's descriptor between fork and exec, so a
+        // lock just released here can look held for a moment: wait that out, not longer.
+        let mut tries = 0;
+        loop {
+            match file.try_lock_exclusive() {
+                Ok(()) => return Ok(Box::new(file)),
+                Err(_) if tries < LOCK_RETRIES => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!("{} is locked by another process ({e})", path.display()),
+                    ));
+                }
+            }
+        }
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
