@@ -12,10 +12,6 @@ use ahnlich_raft::proto::ahnlich::keyval::{DbStoreEntry, StoreKey, StoreValue};
 use ahnlich_raft::proto::ahnlich::services::db_service::db_service_client::DbServiceClient;
 use tonic::transport::Channel;
 
-async fn client(cluster: &Cluster, id: u64) -> DbServiceClient<Channel> {
-    DbServiceClient::connect(format!("http://{}", cluster.node(id).addr())).await.expect("connect")
-}
-
 fn set_one(i: u32) -> tonic::Request<q::Set> {
     let entry = DbStoreEntry {
         key: Some(StoreKey { key: vec![i as f32, 0.0] }),
@@ -50,26 +46,11 @@ fn len_on(cluster: &Cluster, id: u64) -> Option<usize> {
     }
 }
 
-/// Waits until every node has applied what the leader has, then checks the replicas agree.
-async fn converged(cluster: &Cluster) {
-    cluster
-        .wait_for(Duration::from_secs(20), "one leader, and every node applied its log", |cl| {
-            let status: Vec<_> = (1..=3).map(|id| cl.node(id).status()).collect();
-            let Some(leader) = status[0].leader_id else { return false };
-            let lead = &status[leader as usize - 1];
-            lead.role == "leader"
-                && status.iter().all(|s| s.leader_id == Some(leader) && s.last_applied == lead.last_log_index)
-        })
-        .await;
-    let digests: Vec<u64> = (1..=3).map(|id| cluster.node(id).state().engine().digest()).collect();
-    assert!(digests.windows(2).all(|w| w[0] == w[1]), "replicas differ: {digests:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_leader_acknowledges_nothing_and_the_majority_goes_on() {
     let cluster = Cluster::start_with(3, |c| c.commit_wait = Duration::from_secs(1)).await;
     let old = cluster.leader().expect("leader");
-    let mut to_old = client(&cluster, old).await;
+    let mut to_old = cluster.db(old).await;
     create(&mut to_old).await;
     to_old.set(set_one(0)).await.expect("write before the partition");
 
@@ -97,13 +78,13 @@ async fn an_isolated_leader_acknowledges_nothing_and_the_majority_goes_on() {
             cl.node(others[0]).status().leader_id.is_some_and(|l| l != old)
         })
         .await;
-    let mut to_majority = client(&cluster, others[0]).await;
+    let mut to_majority = cluster.db(others[0]).await;
     for i in 2..12 {
         to_majority.set(set_one(i)).await.expect("write on the majority side");
     }
 
     cluster.faults.heal();
-    converged(&cluster).await;
+    cluster.converged(Duration::from_secs(20)).await;
     cluster
         .wait_for(Duration::from_secs(10), "the old leader to follow", |cl| cl.node(old).status().role == "follower")
         .await;
@@ -125,13 +106,13 @@ async fn an_isolated_leader_acknowledges_nothing_and_the_majority_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_write_survives_a_lossy_slow_network() {
     let cluster = Cluster::start(3).await;
-    let mut first = client(&cluster, cluster.leader().expect("leader")).await;
+    let mut first = cluster.db(cluster.leader().expect("leader")).await;
     create(&mut first).await;
     cluster.faults.set_delay(Duration::from_millis(2));
     cluster.faults.set_drop_per_mille(100);
     let mut clients = Vec::new();
     for id in 1..=3 {
-        clients.push(client(&cluster, id).await);
+        clients.push(cluster.db(id).await);
     }
     let mut acked = Vec::new();
     for i in 0..120u32 {
@@ -142,7 +123,7 @@ async fn every_acknowledged_write_survives_a_lossy_slow_network() {
     }
     assert!(acked.len() > 60, "too few writes got through a 10% loss: {}", acked.len());
     cluster.faults.heal();
-    converged(&cluster).await;
+    cluster.converged(Duration::from_secs(20)).await;
     for id in 1..=3 {
         let engine = cluster.node(id).state().engine();
         for i in &acked {
@@ -165,7 +146,7 @@ async fn a_set_near_the_message_limit_replicates_without_an_election() {
     let cluster = Cluster::start(3).await;
     let leader = cluster.leader().expect("leader");
     let term = cluster.node(leader).status().term;
-    let mut db = client(&cluster, cluster.follower()).await;
+    let mut db = cluster.db(cluster.follower()).await;
     db.create_store(q::CreateStore { store: "big".into(), dimension: 128, ..Default::default() })
         .await
         .expect("create store");
@@ -177,7 +158,7 @@ async fn a_set_near_the_message_limit_replicates_without_an_election() {
     let reply = db.set(q::Set { store: "big".into(), inputs, ..Default::default() }).await.expect("big set");
     assert_eq!(reply.into_inner().upsert.map(|u| u.inserted), Some(96_000));
     db.set(set_one_in("big", 128)).await.expect("a small write right after");
-    converged(&cluster).await;
+    cluster.converged(Duration::from_secs(20)).await;
     for id in 1..=3 {
         let s = cluster.node(id).status();
         assert_eq!((s.term, s.leader_id), (term, Some(leader)), "node {id}: an election happened");
@@ -201,7 +182,7 @@ async fn a_follower_cut_off_past_a_purge_catches_up_from_a_multi_chunk_snapshot(
     let leader = cluster.leader().expect("leader");
     let behind = cluster.follower();
     let others: Vec<u64> = (1..=3).filter(|id| *id != behind).collect();
-    let mut db = client(&cluster, leader).await;
+    let mut db = cluster.db(leader).await;
     db.create_store(q::CreateStore { store: "big".into(), dimension: 256, ..Default::default() })
         .await
         .expect("create store");
@@ -223,7 +204,7 @@ async fn a_follower_cut_off_past_a_purge_catches_up_from_a_multi_chunk_snapshot(
         .await;
     let snapshot = cluster.node(leader).status().snapshot_index;
     cluster.faults.heal();
-    converged(&cluster).await;
+    cluster.converged(Duration::from_secs(20)).await;
     let s = cluster.node(behind).status();
     assert!(s.snapshot_index >= snapshot, "node {behind} caught up without the snapshot: {s:?}");
     let engine = cluster.node(behind).state().engine();

@@ -12,11 +12,9 @@ use std::time::{Duration, Instant};
 use crate::support::cluster::{Cluster, config};
 use ahnlich_raft::proto::ahnlich::db::query as q;
 use ahnlich_raft::proto::ahnlich::keyval::{DbStoreEntry, StoreKey, StoreValue};
-use ahnlich_raft::proto::ahnlich::services::db_service::db_service_client::DbServiceClient;
 use ahnlich_raft::server::node::Node;
 use ahnlich_raft::wal::sim_fs::SimFs;
 use tonic::Code;
-use tonic::transport::Channel;
 
 const FAILING: u64 = 3;
 
@@ -26,10 +24,6 @@ enum DiskFault {
     SyncFails,
     /// No byte more fits (ENOSPC).
     Full,
-}
-
-async fn client(cluster: &Cluster, id: u64) -> DbServiceClient<Channel> {
-    DbServiceClient::connect(format!("http://{}", cluster.node(id).addr())).await.expect("connect")
 }
 
 fn set_one(i: u32) -> tonic::Request<q::Set> {
@@ -53,7 +47,7 @@ fn get_all(n: u32) -> tonic::Request<q::GetKey> {
 /// (a failed leader is being replaced meanwhile).
 async fn write_until_acknowledged(cluster: &Cluster, via: u64, i: u32, limit: Duration) {
     let deadline = Instant::now() + limit;
-    let mut db = client(cluster, via).await;
+    let mut db = cluster.db(via).await;
     loop {
         match db.set(set_one(i)).await {
             Ok(_) => return,
@@ -86,7 +80,7 @@ async fn a_leader_whose_disk_fails_stops_and_the_others_go_on(fault: DiskFault) 
     })
     .await;
     make_leader(&cluster, FAILING).await;
-    let mut db = client(&cluster, 1).await;
+    let mut db = cluster.db(1).await;
     db.create_store(q::CreateStore { store: "s".into(), dimension: 2, error_if_exists: true, ..Default::default() })
         .await
         .expect("create store");
@@ -117,7 +111,7 @@ async fn a_leader_whose_disk_fails_stops_and_the_others_go_on(fault: DiskFault) 
     };
     assert_eq!(status.role, "stopped", "{status:?}");
     assert!(status.stopped.contains(cause), "{status:?}");
-    let mut to_failed = client(&cluster, FAILING).await;
+    let mut to_failed = cluster.db(FAILING).await;
     let started = Instant::now();
     let write = to_failed.set(set_one(99)).await.expect_err("a write to the stopped node");
     let read = to_failed.get_key(get_all(1)).await.expect_err("a read from the stopped node");
@@ -148,7 +142,7 @@ async fn a_leader_whose_disk_fails_stops_and_the_others_go_on(fault: DiskFault) 
             c.node(FAILING).status().last_applied == leader.last_applied && digests.windows(2).all(|w| w[0] == w[1])
         })
         .await;
-    let found = client(&cluster, FAILING).await.get_key(get_all(41)).await.expect("a read on the restarted node");
+    let found = cluster.db(FAILING).await.get_key(get_all(41)).await.expect("a read on the restarted node");
     assert_eq!(found.into_inner().entries.len(), 41, "every acknowledged write, read through node 3");
     cluster.shutdown().await;
 }

@@ -4,8 +4,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ahnlich_raft::proto::ahnlich::services::db_service::db_service_client::DbServiceClient;
 use ahnlich_raft::raft::net_faults::NetFaults;
 use ahnlich_raft::server::node::{Node, NodeConfig};
+use tonic::transport::Channel;
 
 /// Nodes `1..=n` and their data directories.
 pub struct Cluster {
@@ -79,6 +81,26 @@ impl Cluster {
             assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// A DB API client to node `id`.
+    pub async fn db(&self, id: u64) -> DbServiceClient<Channel> {
+        DbServiceClient::connect(format!("http://{}", self.node(id).addr())).await.expect("connect")
+    }
+
+    /// Waits (up to `limit`) until the nodes agree on a leader whose whole log every node has
+    /// applied, then asserts that the replicas' states are equal.
+    pub async fn converged(&self, limit: Duration) {
+        self.wait_for(limit, "one leader, and every node applied its log", |cl| {
+            let status: Vec<_> = cl.nodes.iter().flatten().map(|n| n.status()).collect();
+            let Some(leader) = status[0].leader_id else { return false };
+            let Some(lead) = status.iter().find(|s| s.id == leader) else { return false };
+            lead.role == "leader"
+                && status.iter().all(|s| s.leader_id == Some(leader) && s.last_applied == lead.last_log_index)
+        })
+        .await;
+        let digests: Vec<u64> = self.nodes.iter().flatten().map(|n| n.state().engine().digest()).collect();
+        assert!(digests.windows(2).all(|w| w[0] == w[1]), "replicas differ: {digests:?}");
     }
 
     /// Stops every node.
