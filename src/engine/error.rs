@@ -1,4 +1,7 @@
 //! Errors of the engine: each names what is wrong and maps to one gRPC status code.
+//!
+//! Where upstream Ahnlich has the same error, the text is upstream's word for word (clients
+//! match on it); the README's "Errors" table lists every one.
 
 use super::types::{NonLinearKind, StoreRef};
 
@@ -22,13 +25,13 @@ pub enum EngineError {
     #[error("invalid name: {0}")]
     InvalidName(String),
     /// The store does not exist.
-    #[error("store {0} not found")]
+    #[error("Store {} not found", UpstreamName(.0))]
     StoreNotFound(StoreRef),
     /// The store exists and the request said to fail if so.
-    #[error("store {0} already exists")]
+    #[error("Store {} already exists", UpstreamName(.0))]
     StoreAlreadyExists(StoreRef),
     /// A vector has the wrong number of components.
-    #[error("store {store} has dimension {expected}, but a key has {given} components")]
+    #[error("Store dimension is [{expected}], input dimension of [{given}] was specified")]
     DimensionMismatch {
         /// The store.
         store: StoreRef,
@@ -49,7 +52,7 @@ pub enum EngineError {
     #[error("{0}")]
     InvalidArgument(String),
     /// A predicate index to drop does not exist.
-    #[error("predicate index {key:?} not found in store {store}")]
+    #[error("Predicate {key} not found in store, attempt CREATEPREDINDEX with predicate")]
     PredicateNotFound {
         /// The store.
         store: StoreRef,
@@ -57,7 +60,7 @@ pub enum EngineError {
         key: String,
     },
     /// A non-linear index is missing.
-    #[error("non-linear index {kind:?} not found in store {store}")]
+    #[error("Non linear algorithm {kind:?} not found in store, create store with support")]
     NonLinearIndexNotFound {
         /// The store.
         store: StoreRef,
@@ -65,7 +68,7 @@ pub enum EngineError {
         kind: NonLinearKind,
     },
     /// An Upsert condition matched other than exactly one entry.
-    #[error("upsert condition must match exactly one entry in {store}, matched {count}")]
+    #[error("Predicate condition found {count} entries, expected exactly 1 for UPSERT")]
     UpsertMatchCount {
         /// The store.
         store: StoreRef,
@@ -92,6 +95,20 @@ pub enum EngineError {
         /// Bytes the write adds.
         needed: usize,
     },
+}
+
+/// A store as upstream prints it: its name type's `Debug` form, `StoreName { value: "x" }`.
+/// Upstream has no schemas; a store outside the default one says which schema it is in.
+struct UpstreamName<'a>(&'a StoreRef);
+
+impl std::fmt::Display for UpstreamName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoreName {{ value: {:?} }}", self.0.name)?;
+        match &self.0.schema {
+            Some(schema) if schema != super::types::DEFAULT_SCHEMA => write!(f, " in schema {schema:?}"),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl EngineError {

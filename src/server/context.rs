@@ -9,6 +9,7 @@ use openraft::async_runtime::watch::WatchReceiver;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
+use super::connections::Connections;
 use super::identity::ClusterIdentity;
 use crate::raft::eviction::Eviction;
 use crate::raft::log_store::LogWatch;
@@ -84,6 +85,8 @@ pub struct NodeContext {
     pub engine_work: Arc<tokio::sync::Semaphore>,
     /// The Raft log, watched (whether it can still be written).
     pub log: LogWatch,
+    /// The connections open to this node's port.
+    pub connections: Arc<Connections>,
 }
 
 /// Where a request that must run on the leader goes.

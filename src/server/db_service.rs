@@ -17,8 +17,7 @@
 //! - A write whose encoded command would not fit a Raft message is refused before it is
 //!   proposed (RESOURCE_EXHAUSTED).
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::raft::network::PeerChannel;
@@ -27,7 +26,7 @@ use openraft::{ReadPolicy, ServerState};
 use prost::Message as _;
 use tonic::{Request, Response as Reply, Status};
 
-use super::context::{NodeContext, ReadConsistency, Route, forwarded};
+use super::context::{FORWARDED, NodeContext, ReadConsistency, Route, forwarded};
 use super::convert::{self, status};
 use crate::engine::{Command, Engine, Query, Response};
 use crate::proto::ahnlich::db::{pipeline as pl, query as q, server as s};
@@ -43,13 +42,9 @@ const READ_INDEX_WAIT: Duration = Duration::from_secs(5);
 /// Room left in a Raft message for everything but one command.
 const RAFT_MESSAGE_OVERHEAD: usize = 64 << 10;
 
-/// How long a client counts as connected after its last request.
-const CLIENT_IDLE: Duration = Duration::from_secs(300);
-
 /// The DB API of one node.
 pub struct DbApi {
     ctx: Arc<NodeContext>,
-    clients: Mutex<BTreeMap<String, (SystemTime, SystemTime)>>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Status {
@@ -86,6 +81,14 @@ fn check_with(engine: &Engine, cmd: Command) -> Checked {
     }
 }
 
+/// The memory the machine can still give out (`MemAvailable` in `/proc/meminfo`), if known.
+fn available_memory_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.trim_start_matches("MemAvailable:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 fn unix_seconds(t: SystemTime) -> String {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()).to_string()
 }
@@ -93,7 +96,7 @@ fn unix_seconds(t: SystemTime) -> String {
 impl DbApi {
     /// The API of the node described by `ctx`.
     pub fn new(ctx: Arc<NodeContext>) -> Self {
-        Self { ctx, clients: Mutex::new(BTreeMap::new()) }
+        Self { ctx }
     }
 
     fn engine(&self) -> Arc<Engine> {
@@ -107,11 +110,9 @@ impl DbApi {
     }
 
     fn seen<T>(&self, req: &Request<T>) {
-        if let Some(peer) = req.remote_addr() {
-            let now = SystemTime::now();
-            let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-            clients.entry(peer.to_string()).or_insert((now, now)).1 = now;
-            clients.retain(|_, (_, last)| now.duration_since(*last).unwrap_or_default() < CLIENT_IDLE);
+        // A request a follower forwards comes over a peer's connection: not a client's.
+        if let Some(peer) = req.remote_addr().filter(|_| !req.metadata().contains_key(FORWARDED)) {
+            self.ctx.connections.called_db_api(peer);
         }
     }
 
@@ -389,14 +390,9 @@ impl DbApi {
     }
 
     fn list_clients(&self) -> s::ClientList {
-        let clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         s::ClientList {
-            clients: clients
-                .iter()
-                .map(|(address, (first, _))| client::ConnectedClient {
-                    address: address.clone(),
-                    time_connected: unix_seconds(*first),
-                })
+            clients: (self.ctx.connections.clients().into_iter())
+                .map(|c| client::ConnectedClient { address: c.addr.to_string(), time_connected: unix_seconds(c.since) })
                 .collect(),
         }
     }
@@ -410,14 +406,22 @@ impl DbApi {
 
     fn info_server(&self) -> s::InfoServer {
         let engine = self.engine();
-        let limit = engine.limits().max_memory_bytes.map_or(u64::MAX, |l| l as u64);
+        let used = engine.used_bytes() as u64;
+        // Under a cap, what the cap leaves; without one, what the machine has free.
+        let (limit, remaining) = match engine.limits().max_memory_bytes {
+            Some(cap) => (cap as u64, (cap as u64).saturating_sub(used)),
+            None => {
+                let available = available_memory_bytes().unwrap_or(0);
+                (used.saturating_add(available), available)
+            }
+        };
         s::InfoServer {
             info: Some(info::ServerInfo {
                 address: self.ctx.addr.clone(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 r#type: server_types::ServerType::Database as i32,
                 limit,
-                remaining: limit.saturating_sub(engine.used_bytes() as u64),
+                remaining,
             }),
         }
     }

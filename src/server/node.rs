@@ -29,6 +29,7 @@ use tonic::service::interceptor::InterceptedService;
 
 use super::admin::{AdminApi, status_of};
 use super::auth::Users;
+use super::connections::{Connections, TrackedStream};
 use super::context::{NodeContext, ReadConsistency};
 use super::db_service::DbApi;
 use super::gate::{ClientGate, PeerGate, PeerService, stamp_cluster_id};
@@ -267,6 +268,7 @@ impl Node {
         let raft = Raft::new(id, Arc::new(raft_config), network.clone(), log, state.clone())
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let connections = Arc::new(Connections::default());
         let ctx = Arc::new(NodeContext {
             raft: raft.clone(),
             state: state.clone(),
@@ -286,6 +288,7 @@ impl Node {
                 std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             )),
             log: log_watch.clone(),
+            connections: connections.clone(),
         });
         let bootstrapping = fresh && config.join.is_none() && config.bootstrap;
         if bootstrapping || (!fresh && cluster.get().is_none() && sole_voter(&raft, id)) {
@@ -319,7 +322,7 @@ impl Node {
                     PeerGate::new(security.peers, PeerService::Raft, cluster.clone()),
                 ))
                 .add_service(InterceptedService::new(admin, PeerGate::new(security.peers, PeerService::Admin, cluster)))
-                .serve_with_incoming_shutdown(incoming(listener), async move {
+                .serve_with_incoming_shutdown(incoming(listener, connections), async move {
                     let _ = server_stopped.wait_for(|s| *s).await;
                 }),
         );
@@ -545,16 +548,20 @@ fn advertised_default(bound: SocketAddr) -> String {
     a.to_string()
 }
 
-/// The accepted connections of `listener`, as tonic's server takes them.
-fn incoming(listener: TcpListener) -> impl futures_util::Stream<Item = Result<tokio::net::TcpStream, std::io::Error>> {
-    futures_util::stream::unfold(listener, |listener| async move {
+/// The accepted connections of `listener`, as tonic's server takes them, each counted in
+/// `connections` while it is open.
+fn incoming(
+    listener: TcpListener,
+    connections: Arc<Connections>,
+) -> impl futures_util::Stream<Item = Result<TrackedStream, std::io::Error>> {
+    futures_util::stream::unfold((listener, connections), |(listener, connections)| async move {
         // Small replies must not wait for a delayed ACK (tonic's own `tcp_nodelay` only applies
         // to listeners it binds itself).
         let next = listener.accept().await.map(|(stream, _)| {
             let _ = stream.set_nodelay(true);
-            stream
+            connections.track(stream)
         });
-        Some((next, listener))
+        Some((next, (listener, connections)))
     })
 }
 

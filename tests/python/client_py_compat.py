@@ -79,7 +79,7 @@ async def main(host, port, ca, auth):
             raise AssertionError("a key of the wrong dimension was accepted")
         except GRPCError as e:
             assert e.status == Status.INVALID_ARGUMENT, e
-            assert "dimension 2" in e.message, e.message
+            assert e.message == "Store dimension is [2], input dimension of [1] was specified", e.message
 
         stores = await client.list_stores(query.ListStores())
         assert [(s.name, s.len) for s in stores.stores] == [("py", 2)], stores

@@ -79,7 +79,7 @@ async fn the_published_rust_client_works_against_our_server() {
         ahnlich_client_rs::error::AhnlichError::ServerError(status) => {
             // tonic 0.12's code, compared by its gRPC number (3 = INVALID_ARGUMENT).
             assert_eq!(status.code() as i32, 3, "{status:?}");
-            assert!(status.message().contains("dimension 3"), "{}", status.message());
+            assert_eq!(status.message(), "Store dimension is [3], input dimension of [1] was specified");
         }
         other => panic!("expected a server error, got {other}"),
     }

@@ -162,7 +162,7 @@ async fn perform(db: &mut DbServiceClient<Channel>, key: usize, call: Call, loca
             match db.upsert(timed(upsert, false)).await {
                 Ok(_) => Some(Outcome::Done),
                 // The engine's definite refusal: nothing matched, nothing changed.
-                Err(s) if s.message().contains("matched 0") => Some(Outcome::NotMatched),
+                Err(s) if s.message().starts_with("Predicate condition found 0 entries") => Some(Outcome::NotMatched),
                 Err(s) if surely_not_done(&s) => None,
                 Err(_) => Some(Outcome::Unknown),
             }

@@ -33,6 +33,7 @@ mod snapshot_files;
 mod snapshot_receive;
 mod starvation;
 mod state_machine_files;
+mod upstream_errors;
 mod wal_power_loss;
 mod wal_process_crash;
 mod wal_recovery;
