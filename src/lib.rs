@@ -15,6 +15,9 @@
 pub mod certs;
 pub mod cli;
 pub mod engine;
+pub mod logging;
+pub mod metrics;
+pub mod progress;
 pub mod raft;
 pub mod server;
 pub mod snapshot;

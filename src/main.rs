@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use ahnlich_raft::certs::{self, CertCommand};
 use ahnlich_raft::cli::{self, ClusterCommand};
+use ahnlich_raft::logging::{self, LogFormat};
 use ahnlich_raft::server::context::ReadConsistency;
 use ahnlich_raft::server::node::{DEFAULT_MAX_SNAPSHOT_BYTES, MAX_MESSAGE_BYTES, NodeConfig, ServerLimits};
 use ahnlich_raft::server::security::{self, CertFiles, PeerFiles, SecurityConfig, files};
@@ -27,7 +28,7 @@ enum Command {
     ///
     /// An empty data directory becomes a single-node cluster at once, unless --join names a
     /// member to join through; a directory with a log restarts from it. Logs go to stderr at
-    /// the level in AHNLICH_RAFT_LOG (error, warn, info, debug, trace; default warn).
+    /// the filter in AHNLICH_RAFT_LOG (default `info,openraft=warn`), as --log-format says.
     Serve(Box<ServeArgs>),
     /// Administer a running cluster through any of its nodes.
     ///
@@ -129,6 +130,14 @@ struct ServeArgs {
     /// Log entries kept behind a snapshot for followers that lag a little.
     #[arg(long, env = "AHNLICH_RAFT_KEEP_BEHIND_SNAPSHOT", default_value_t = 1000)]
     keep_behind_snapshot: u64,
+    /// How log lines are written to stderr: `text` or `json` (one object per line). Which lines
+    /// are kept is set by AHNLICH_RAFT_LOG (e.g. `info,openraft=warn`, the default).
+    #[arg(long, env = "AHNLICH_RAFT_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+    /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP, no auth: bind it where only
+    /// your monitoring reaches). Off unless given.
+    #[arg(long, env = "AHNLICH_RAFT_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// TLS, peer certificates and client auth of `serve`.
@@ -321,7 +330,10 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    init_logging();
+    if let Err(e) = logging::init(std::env::var(logging::LOG_ENV).ok().as_deref(), args.log_format) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let mut config = NodeConfig::new(args.data_dir, args.listen);
     config.advertise = args.advertise;
     config.node_id = args.id;
@@ -342,6 +354,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     config.raft.snapshot_every = args.snapshot_every;
     config.raft.keep_behind_snapshot = args.keep_behind_snapshot;
+    config.metrics_listen = args.metrics_listen;
     run(cli::serve(config, |addr| {
         println!("ahnlich-raft serving the Ahnlich DB API on {addr} (Ctrl-C or SIGTERM to stop)")
     }))
@@ -362,14 +375,4 @@ fn run(work: impl std::future::Future<Output = Result<(), String>>) -> ExitCode 
             ExitCode::FAILURE
         }
     }
-}
-
-/// Logs to stderr at the level named by `AHNLICH_RAFT_LOG` (default warn, which shows every
-/// repair recovery makes and every failure).
-fn init_logging() {
-    let level = std::env::var("AHNLICH_RAFT_LOG")
-        .ok()
-        .and_then(|l| l.parse::<tracing::Level>().ok())
-        .unwrap_or(tracing::Level::WARN);
-    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).init();
 }

@@ -327,6 +327,15 @@ impl Engine {
         response
     }
 
+    /// Every store of every schema with its number of entries, by schema and name.
+    pub fn entry_counts(&self) -> Vec<(StoreRef, usize)> {
+        let stores = read(&self.stores);
+        stores
+            .iter()
+            .map(|((schema, name), s)| (StoreRef { schema: Some(schema.clone()), name: name.clone() }, read(s).len()))
+            .collect()
+    }
+
     /// Answers a read, however large the answer.
     pub fn query(&self, q: &Query) -> Result<Response, EngineError> {
         self.query_within(q, usize::MAX)

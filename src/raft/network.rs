@@ -35,6 +35,8 @@ use super::eviction::Eviction;
 use super::state_machine::SnapshotData;
 use super::types::TypeConfig;
 use super::wire::{self, entry_wire_len};
+use crate::metrics::Metrics;
+use crate::progress::Progress;
 use crate::proto::raft as pb;
 use crate::proto::raft::raft_service_client::RaftServiceClient;
 
@@ -158,6 +160,7 @@ pub struct GrpcNetwork {
     max_message_bytes: usize,
     faults: Option<Arc<dyn LinkFaults>>,
     eviction: Arc<Eviction>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl GrpcNetwork {
@@ -170,7 +173,13 @@ impl GrpcNetwork {
         faults: Option<Arc<dyn LinkFaults>>,
         eviction: Arc<Eviction>,
     ) -> Self {
-        Self { me, channels, max_message_bytes, faults, eviction }
+        Self { me, channels, max_message_bytes, faults, eviction, metrics: None }
+    }
+
+    /// The same network, counting the snapshots it sends in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     fn peer(&self, target: u64, addr: &str) -> PeerClient {
@@ -182,6 +191,7 @@ impl GrpcNetwork {
             max_message_bytes: self.max_message_bytes,
             faults: self.faults.clone(),
             eviction: self.eviction.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -214,6 +224,7 @@ pub struct PeerClient {
     max_message_bytes: usize,
     faults: Option<Arc<dyn LinkFaults>>,
     eviction: Arc<Eviction>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 fn unreachable(e: impl std::fmt::Display) -> Unreachable<TypeConfig> {
@@ -477,11 +488,18 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 length: file.bytes().len() as u64,
             })),
         };
+        let total = file.bytes().len() as u64;
         let chunks = file.bytes().len().div_ceil(SNAPSHOT_CHUNK_BYTES);
+        let what =
+            format!("node {} sending snapshot {} to node {} at {}", self.from, last.index, self.target, self.addr);
+        tracing::info!("{what}: {total} bytes");
+        let progress = Arc::new(std::sync::Mutex::new(Progress::start(what.clone(), Some(total))));
+        let counted = progress.clone();
         // Each chunk is copied out of the map only when the transport asks for it.
         let data = stream::iter(0..chunks).map(move |i| {
             let bytes = file.bytes();
             let end = ((i + 1) * SNAPSHOT_CHUNK_BYTES).min(bytes.len());
+            counted.lock().unwrap_or_else(|p| p.into_inner()).advance((end - i * SNAPSHOT_CHUNK_BYTES) as u64);
             pb::SnapshotChunk {
                 kind: Some(pb::snapshot_chunk::Kind::Data(bytes[i * SNAPSHOT_CHUNK_BYTES..end].to_vec())),
             }
@@ -504,6 +522,17 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 self.target, self.addr
             )))
         })?;
+        let progress = progress.lock().unwrap_or_else(|p| p.into_inner());
+        tracing::info!(
+            "node {} sent snapshot {} to node {}: {}",
+            self.from,
+            last.index,
+            self.target,
+            progress.summary()
+        );
+        if let Some(metrics) = &self.metrics {
+            metrics.snapshot("sent", progress.done(), progress.elapsed());
+        }
         Ok(SnapshotResponse::new(vote))
     }
 

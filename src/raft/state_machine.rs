@@ -71,6 +71,27 @@ struct Shared {
     current: Mutex<Option<SnapshotData>>,
     snapshots: SnapshotStore,
     limits: Limits,
+    /// The node's id and metrics, once the node says (for log lines and counts).
+    observer: std::sync::OnceLock<(u64, Arc<crate::metrics::Metrics>)>,
+}
+
+impl Shared {
+    /// Logs `line` naming the node, and counts snapshot `event` of `bytes` taking `took`.
+    fn snapshot_event(
+        &self,
+        event: &'static str,
+        line: std::fmt::Arguments<'_>,
+        bytes: u64,
+        took: std::time::Duration,
+    ) {
+        match self.observer.get() {
+            Some((id, metrics)) => {
+                metrics.snapshot(event, bytes, took);
+                tracing::info!("node {id} {line}");
+            }
+            None => tracing::info!("{line}"),
+        }
+    }
 }
 
 /// The replicated state: the engine, what was applied, and the snapshots.
@@ -127,8 +148,19 @@ impl StateMachine {
                 current: Mutex::new(current),
                 snapshots,
                 limits,
+                observer: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Names the node this state belongs to and where its snapshot work is counted (once).
+    pub fn observe(&self, node: u64, metrics: Arc<crate::metrics::Metrics>) {
+        let _ = self.shared.observer.set((node, metrics));
+    }
+
+    /// The newest snapshot, if any.
+    pub fn current_snapshot(&self) -> Option<SnapshotData> {
+        lock(&self.shared.current).clone()
     }
 
     /// Tells the state machine the log was purged up to `upto`: older snapshots that the log
@@ -172,12 +204,16 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             term: meta.last_log_id.map_or(0, |l| l.leader_id.term),
         };
         let meta_bytes = encode_snapshot_meta(&meta);
+        let started = std::time::Instant::now();
         let snap = blocking(move || {
             let image = capture.image();
             drop(capture);
             let path = shared.snapshots.write(id, &meta_bytes, &image).map_err(other)?;
             let snap = Arc::new(MappedSnapshot::open(&path, id).map_err(other)?);
             *lock(&shared.current) = Some(snap.clone());
+            let bytes = snap.bytes().len() as u64;
+            let summary = crate::progress::Summary::of(bytes, None, started.elapsed());
+            shared.snapshot_event("built", format_args!("built snapshot {id}: {summary}"), bytes, started.elapsed());
             Ok(snap)
         })
         .await?;
@@ -243,11 +279,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let shared = self.shared.clone();
         let meta = meta.clone();
         blocking(move || {
+            let started = std::time::Instant::now();
             let engine = Engine::restore(snapshot.image().map_err(other)?, shared.limits.clone()).map_err(other)?;
             let adopted = Arc::new(shared.snapshots.adopt(&snapshot).map_err(other)?);
             *shared.engine.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(engine);
             *lock(&shared.applied) = Applied { last: meta.last_log_id, membership: meta.last_membership.clone() };
+            let (id, bytes) = (adopted.id(), adopted.bytes().len() as u64);
             *lock(&shared.current) = Some(adopted);
+            let summary = crate::progress::Summary::of(bytes, None, started.elapsed());
+            shared.snapshot_event(
+                "installed",
+                format_args!("installed snapshot {id}: {summary}"),
+                bytes,
+                started.elapsed(),
+            );
             Ok(())
         })
         .await

@@ -31,12 +31,17 @@ use super::admin::{AdminApi, status_of};
 use super::auth::Users;
 use super::connections::{Connections, TrackedStream};
 use super::context::{NodeContext, ReadConsistency};
+use super::db_metrics::Measured;
 use super::db_service::DbApi;
+use super::events::watch_raft;
 use super::gate::{ClientGate, PeerGate, PeerService, stamp_cluster_id};
 use super::identity::{ClusterId, ClusterIdentity, resolve_node_id};
+use super::metrics_endpoint;
 use super::raft_service::RaftRpc;
 use super::security::{PeerAuth, Security, SecurityConfig};
+use super::state_metrics::StateCollector;
 use crate::engine::Limits;
+use crate::metrics::Metrics;
 use crate::proto::admin::cluster_admin_client::ClusterAdminClient;
 use crate::proto::admin::cluster_admin_server::ClusterAdminServer;
 use crate::proto::ahnlich::services::db_service::db_service_server::DbServiceServer;
@@ -136,6 +141,8 @@ pub struct NodeConfig {
     /// The file system the Raft log lives on; `None` is the real one (tests put a failing one
     /// here).
     pub wal_fs: Option<Arc<dyn Fs>>,
+    /// Where to serve Prometheus scrapes (`GET /metrics`); `None`: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -160,6 +167,7 @@ impl NodeConfig {
             add_learner_timeout: Duration::from_secs(3),
             faults: None,
             wal_fs: None,
+            metrics_listen: None,
         }
     }
 
@@ -208,6 +216,10 @@ pub struct Node {
     joining: Option<JoinHandle<()>>,
     retention: JoinHandle<()>,
     forgetting: JoinHandle<()>,
+    /// The event logger and the scrape endpoint.
+    observers: Vec<JoinHandle<()>>,
+    metrics: Arc<Metrics>,
+    metrics_addr: Option<SocketAddr>,
     users: Option<Arc<Users>>,
 }
 
@@ -243,13 +255,25 @@ impl Node {
         })
         .await??;
         let id = resolve_node_id(&config.data_dir, config.node_id)?;
+        let bounds = log.wal().bounds();
+        tracing::info!(
+            "node {id} recovered its Raft log in {:.3} s: {}",
+            log.wal().stats().recovery_seconds.get(),
+            match (bounds.first, bounds.last) {
+                (Some(first), Some(last)) => format!("entries {}..={}", first.index, last.index),
+                _ => "no entries".to_string(),
+            }
+        );
         let fresh = log.read_vote().await.map_err(|e| NodeError::Raft(e.to_string()))?.is_none()
             && log.get_log_state().await.map_err(|e| NodeError::Raft(e.to_string()))?.last_log_id.is_none();
+        let metrics = Arc::new(Metrics::new());
+        metrics.register_wal(&log.wal().stats());
         let purged = log.purged_index();
         let log_closed = log.closed_flag();
         let log_watch = log.watch();
         let (snapshot_dir, limits) = (config.data_dir.join("snapshots"), config.limits.clone());
         let state = off_the_reactor(move || StateMachine::open(&snapshot_dir, limits, purged)).await??;
+        state.observe(id, metrics.clone());
         let cluster = Arc::new(ClusterIdentity::load(&config.data_dir)?);
         let listener = TcpListener::bind(config.listen)
             .await
@@ -264,7 +288,8 @@ impl Node {
         ));
         let max_raft = config.max_raft_message_bytes();
         let eviction = Arc::new(Eviction::default());
-        let network = GrpcNetwork::new(id, channels.clone(), max_raft, config.faults.clone(), eviction.clone());
+        let network = GrpcNetwork::new(id, channels.clone(), max_raft, config.faults.clone(), eviction.clone())
+            .with_metrics(metrics.clone());
         let raft = Raft::new(id, Arc::new(raft_config), network.clone(), log, state.clone())
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
@@ -298,7 +323,8 @@ impl Node {
         let db = DbServiceServer::new(DbApi::new(ctx.clone()))
             .max_decoding_message_size(config.max_message_bytes)
             .max_encoding_message_size(config.max_message_bytes);
-        let raft_rpc = RaftRpc::new(raft.clone(), id, state.snapshot_dir(), eviction, config.max_snapshot_bytes);
+        let raft_rpc = RaftRpc::new(raft.clone(), id, state.snapshot_dir(), eviction, config.max_snapshot_bytes)
+            .with_metrics(metrics.clone());
         let raft_rpc =
             RaftServiceServer::new(raft_rpc).max_decoding_message_size(max_raft).max_encoding_message_size(max_raft);
         let admin = ClusterAdminServer::new(AdminApi::new(ctx.clone()));
@@ -316,7 +342,10 @@ impl Node {
                 .timeout(config.server.request_timeout)
                 .http2_keepalive_interval(Some(config.server.keepalive_interval))
                 .http2_keepalive_timeout(Some(config.server.keepalive_timeout))
-                .add_service(InterceptedService::new(db, ClientGate::new(security.users.clone())))
+                .add_service(Measured::new(
+                    InterceptedService::new(db, ClientGate::new(security.users.clone())),
+                    metrics.clone(),
+                ))
                 .add_service(InterceptedService::new(
                     raft_rpc,
                     PeerGate::new(security.peers, PeerService::Raft, cluster.clone()),
@@ -337,6 +366,7 @@ impl Node {
                     raft.initialize([(id, me)].into_iter().collect::<std::collections::BTreeMap<_, _>>())
                         .await
                         .map_err(|e| NodeError::Raft(format!("bootstrapping a single-node cluster: {e}")))?;
+                    tracing::info!("node {id} bootstrapped a new single-node cluster");
                 }
                 Some(member) => {
                     let (member, me) = (member.clone(), advertise.clone());
@@ -359,12 +389,48 @@ impl Node {
             "node {id} serving on {addr} (advertised as {advertise}), data in {}",
             config.data_dir.display()
         );
-        Ok(Node { ctx, log_closed, addr, server, stop, joining, retention, forgetting, users: security.users })
+        metrics.register_collector(Box::new(StateCollector::new(raft.clone(), state.clone())));
+        let mut observers = vec![tokio::spawn(watch_raft(raft.clone(), id, metrics.clone()))];
+        let metrics_addr = match config.metrics_listen {
+            Some(at) => {
+                let (bound, task) = metrics_endpoint::serve(at, metrics.clone())
+                    .await
+                    .map_err(|source| NodeError::Listen { addr: at, source })?;
+                observers.push(task);
+                tracing::info!("node {id} serves metrics on http://{bound}/metrics");
+                Some(bound)
+            }
+            None => None,
+        };
+        Ok(Node {
+            ctx,
+            log_closed,
+            addr,
+            server,
+            stop,
+            joining,
+            retention,
+            forgetting,
+            observers,
+            metrics,
+            metrics_addr,
+            users: security.users,
+        })
     }
 
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address metrics are served on, if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// This node's metrics, as a scrape would return them.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode()
     }
 
     /// The DB-API users, when auth is on (to re-read their file).
@@ -460,8 +526,9 @@ impl Node {
     }
 
     async fn shutdown_boxed(self) -> Result<(), NodeError> {
-        let Node { ctx, log_closed, mut server, stop, joining, retention, forgetting, .. } = self;
+        let Node { ctx, log_closed, mut server, stop, joining, retention, forgetting, observers, .. } = self;
         forgetting.abort();
+        observers.iter().for_each(JoinHandle::abort);
         let _ = stop.send(true);
         retention.abort();
         if let Some(j) = joining {

@@ -17,6 +17,8 @@ use openraft::{Raft, ReadPolicy};
 use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response as Reply, Status, Streaming};
 
+use crate::metrics::Metrics;
+use crate::progress::Progress;
 use crate::proto::raft as pb;
 use crate::proto::raft::raft_service_server::RaftService;
 use crate::raft::codec::{decode_snapshot_meta, log_id_from_pb, vote_from_pb, vote_to_pb};
@@ -36,6 +38,7 @@ pub struct RaftRpc {
     eviction: Arc<Eviction>,
     max_snapshot_bytes: u64,
     receiving: tokio::sync::Semaphore,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl RaftRpc {
@@ -57,7 +60,14 @@ impl RaftRpc {
             eviction,
             max_snapshot_bytes,
             receiving: tokio::sync::Semaphore::new(1),
+            metrics: None,
         }
+    }
+
+    /// The same service, counting the snapshots it receives in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Refuses a vote request from a candidate this node knows was removed (see
@@ -204,6 +214,8 @@ impl RaftService for RaftRpc {
             .await
             .map_err(|e| Status::internal(format!("creating {}: {e}", path.display())))?;
         let mut received = 0u64;
+        let mut progress = Progress::start(format!("node {} receiving snapshot {}", self.id, id), Some(offer.length));
+        tracing::info!("node {} receiving snapshot {id}: {} bytes", self.id, offer.length);
         while let Some(chunk) = inbound.message().await? {
             let Some(pb::snapshot_chunk::Kind::Data(bytes)) = chunk.kind else {
                 return Err(Status::invalid_argument("a snapshot stream carries one offer, then only data"));
@@ -216,6 +228,7 @@ impl RaftService for RaftRpc {
                 )));
             }
             file.write_all(&bytes).await.map_err(|e| Status::internal(format!("writing {}: {e}", path.display())))?;
+            progress.advance(bytes.len() as u64);
         }
         if received != offer.length {
             return Err(Status::invalid_argument(format!(
@@ -235,6 +248,10 @@ impl RaftService for RaftRpc {
                 "the snapshot file covers {:?} but was offered as covering {last}",
                 meta.last_log_id
             )));
+        }
+        tracing::info!("node {} received snapshot {id}: {}", self.id, progress.summary());
+        if let Some(metrics) = &self.metrics {
+            metrics.snapshot("received", received, progress.elapsed());
         }
         let snapshot = openraft::Snapshot { meta, snapshot: Arc::new(snap) };
         let resp = self.raft.install_full_snapshot(vote, snapshot).await.map_err(stopped)?;

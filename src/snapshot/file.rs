@@ -56,6 +56,13 @@ pub struct SnapshotId {
     pub term: u64,
 }
 
+impl std::fmt::Display for SnapshotId {
+    /// `index 5000 (term 2)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "at index {} (term {})", self.index, self.term)
+    }
+}
+
 impl SnapshotId {
     fn file_name(&self) -> String {
         format!("{:020}-{:020}{SUFFIX}", self.index, self.term)

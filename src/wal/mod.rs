@@ -63,6 +63,7 @@ mod recovery;
 mod segment;
 #[cfg(any(test, feature = "testing"))]
 pub mod sim_fs;
+pub mod stats;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -211,6 +212,7 @@ pub(crate) struct FrontState {
 }
 
 pub(crate) struct Shared {
+    stats: Arc<stats::WalStats>,
     fs: Arc<dyn Fs>,
     dir: PathBuf,
     state: Mutex<FrontState>,
@@ -247,7 +249,10 @@ impl Wal {
         let io_ctx = |context: String| move |source| WalError::Io { context, source };
         fs.create_dir_all(dir).map_err(io_ctx(format!("creating {}", dir.display())))?;
         let dir_lock = lock_dir(&*fs, dir)?;
+        let stats = Arc::new(stats::WalStats::default());
+        let recovering = std::time::Instant::now();
         let rec = recovery::recover(&*fs, dir, recovery::Mode::Repair)?;
+        stats.recovery_seconds.set(recovering.elapsed().as_secs_f64());
         for repair in &rec.repairs {
             tracing::warn!("WAL recovery in {}: {repair}", dir.display());
         }
@@ -281,7 +286,9 @@ impl Wal {
             }
         };
         let written = rec.index.shape();
+        stats.segments.set(segments.len() as i64);
         let shared = Arc::new(Shared {
+            stats,
             fs: fs.clone(),
             dir: dir.to_path_buf(),
             state: Mutex::new(FrontState {
@@ -469,6 +476,11 @@ impl Wal {
     pub fn sync(&self) -> io::Result<()> {
         // An empty append writes nothing but completes only after every write queued before it.
         wait(|done| self.append(Vec::new(), done))
+    }
+
+    /// What the log has done since it was opened.
+    pub fn stats(&self) -> Arc<stats::WalStats> {
+        self.shared.stats.clone()
     }
 
     /// Why the log refuses writes, once a write or sync has failed (it does until reopened).

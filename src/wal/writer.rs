@@ -126,6 +126,7 @@ impl Writer {
                         self.placed.push(Placed { index: *index, payload: address(payload), loc });
                         self.written.push(*index, ()).map_err(invalid)?;
                     }
+                    self.shared.stats.entries.inc_by(entries.len() as u64);
                 }
                 OpKind::Truncate(first_removed) => {
                     self.make_room(0)?;
@@ -148,6 +149,8 @@ impl Writer {
             self.active.holds_ops = true;
         }
         self.flush()?;
+        self.shared.stats.batches.inc();
+        self.shared.stats.batch_ops.observe(ops.len() as f64);
         Ok(purge)
     }
 
@@ -164,7 +167,11 @@ impl Writer {
             return Ok(());
         }
         self.active.tail.file.write_all_at(&self.buf, self.batch_start)?;
+        let syncing = std::time::Instant::now();
         self.active.tail.file.sync_data()?;
+        self.shared.stats.sync_seconds.observe(syncing.elapsed().as_secs_f64());
+        self.shared.stats.syncs.inc();
+        self.shared.stats.bytes.inc_by(self.buf.len() as u64);
         self.active.tail.pos = self.batch_start + self.buf.len() as u64;
         self.batch_start = self.active.tail.pos;
         self.buf.clear();
@@ -208,6 +215,7 @@ impl Writer {
         lock(&self.shared.state)
             .segments
             .insert(seq, SegmentInfo { path, file: file.clone(), salt: header.salt, max_index: None });
+        self.shared.stats.segments.inc();
         let pos = (SEGMENT_HEADER_LEN + head.len()) as u64;
         self.active = Active {
             tail: Tail { seq, file, salt: header.salt, pos, sealed: false },
@@ -272,6 +280,7 @@ impl Writer {
                 self.shared.fs.sync_dir(&self.shared.dir)?;
             }
             lock(&self.shared.state).segments.remove(&victim.0);
+            self.shared.stats.segments.dec();
         }
     }
 

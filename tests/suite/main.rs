@@ -24,6 +24,7 @@ mod hostile_peers;
 mod linearizable;
 mod log_store_reopen;
 mod log_store_suite;
+mod observability;
 mod raft_crash;
 mod raft_single_node;
 mod request_sizes;
