@@ -14,6 +14,7 @@
 
 pub mod certs;
 pub mod cli;
+pub mod config_file;
 pub mod engine;
 pub mod logging;
 pub mod metrics;

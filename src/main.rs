@@ -7,12 +7,13 @@ use std::process::ExitCode;
 
 use ahnlich_raft::certs::{self, CertCommand};
 use ahnlich_raft::cli::{self, ClusterCommand};
+use ahnlich_raft::config_file;
 use ahnlich_raft::logging::{self, LogFormat};
 use ahnlich_raft::server::context::ReadConsistency;
 use ahnlich_raft::server::node::{DEFAULT_MAX_SNAPSHOT_BYTES, MAX_MESSAGE_BYTES, NodeConfig, ServerLimits};
 use ahnlich_raft::server::security::{self, CertFiles, PeerFiles, SecurityConfig, files};
 use ahnlich_raft::wal::{self, fs::OsFs};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// A durable, Raft-replicated server for the Ahnlich vector database.
 #[derive(Parser)]
@@ -68,6 +69,14 @@ enum Command {
 
 #[derive(Args)]
 struct ServeArgs {
+    /// A TOML file with the same keys as these flags (`data-dir = "d1"`); a flag or its
+    /// environment variable overrides the file. An unknown key or a wrong type is an error.
+    #[arg(long, env = "AHNLICH_RAFT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print the effective configuration (as a --config file, each value with its source:
+    /// flag, env, file or default) and exit.
+    #[arg(long)]
+    print_config: bool,
     /// Directory holding this node's log, snapshots and id (created if missing; locked).
     #[arg(long, env = "AHNLICH_RAFT_DATA_DIR", default_value = "data")]
     data_dir: PathBuf,
@@ -280,8 +289,38 @@ enum ClusterCmd {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = Cli::command();
+    let mut matches = command.clone().get_matches();
+    let mut from_file = config_file::FromFile::default();
+    if let Some(("serve", serve_matches)) = matches.subcommand()
+        && let Some(file) = serve_matches.get_one::<PathBuf>("config")
+    {
+        let serve_command = command.find_subcommand("serve").expect("serve is a subcommand");
+        from_file = match config_file::read(serve_command, serve_matches, file) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        // The file's values, as flags after the given ones (each only where none was given).
+        matches = match command.clone().try_get_matches_from(std::env::args_os().chain(from_file.args.iter().cloned()))
+        {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("error: {}", config_file::explain(&e, &from_file, file));
+                return ExitCode::FAILURE;
+            }
+        };
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
+        Command::Serve(args) if args.print_config => {
+            let serve_command = command.find_subcommand("serve").expect("serve is a subcommand");
+            let serve_matches = matches.subcommand_matches("serve").expect("serve was given");
+            print!("{}", config_file::effective(serve_command, serve_matches, &from_file.keys));
+            ExitCode::SUCCESS
+        }
         Command::Serve(args) => serve(*args),
         Command::Cert { certs_dir, command } => {
             let command = match command {

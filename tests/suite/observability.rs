@@ -2,13 +2,14 @@
 //! Prometheus project's own parser (Python `prometheus_client`), move with the work done; a
 //! clean start logs its election and no warning, as text or as JSON lines.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::procs::{Proc, ProcRoot, eventually, free_addr, voters};
+use ahnlich_raft::proto::admin::TriggerSnapshotRequest;
 use ahnlich_raft::proto::ahnlich::db::query as q;
 use ahnlich_raft::proto::ahnlich::keyval::{DbStoreEntry, StoreKey, StoreValue};
 
@@ -85,9 +86,10 @@ async fn metrics_of_a_three_node_cluster_move_with_the_work_done() {
     let root = ProcRoot::new();
     let scrapes: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
     let at: Vec<String> = scrapes.iter().map(SocketAddr::to_string).collect();
-    let n1 = Proc::start(root.path(), 1, None, &["--metrics-listen", &at[0]]);
-    let n2 = Proc::start(root.path(), 2, Some(n1.addr), &["--metrics-listen", &at[1]]);
-    let n3 = Proc::start(root.path(), 3, Some(n1.addr), &["--metrics-listen", &at[2]]);
+    let flags = |i: usize| ["--metrics-listen", at[i].as_str(), "--max-memory", "1073741824"];
+    let n1 = Proc::start(root.path(), 1, None, &flags(0));
+    let n2 = Proc::start(root.path(), 2, Some(n1.addr), &flags(1));
+    let n3 = Proc::start(root.path(), 3, Some(n1.addr), &flags(2));
     voters(&n1, 3).await;
     let before: Vec<Vec<Sample>> = scrapes.iter().map(|&a| parse(&scrape(a))).collect();
     for s in &before {
@@ -111,6 +113,7 @@ async fn metrics_of_a_three_node_cluster_move_with_the_work_done() {
         c.set(set).await.expect("set");
     }
     c.create_store(create).await.expect_err("a duplicate store is refused");
+    n2.admin().await.trigger_snapshot(TriggerSnapshotRequest {}).await.expect("a snapshot on node 2");
 
     let after: Vec<Vec<Sample>> = eventually(Duration::from_secs(20), "every node to apply the writes", || async {
         let now: Vec<Vec<Sample>> = scrapes.iter().map(|&a| parse(&scrape(a))).collect();
@@ -152,6 +155,28 @@ async fn metrics_of_a_three_node_cluster_move_with_the_work_done() {
     assert!(metric(node2, "ahnlich_raft_db_request_bytes_total") > 0.0);
     assert!(metric(node2, "ahnlich_raft_db_response_bytes_total") > 0.0);
     assert_eq!(metric(node2, "ahnlich_raft_db_requests_in_flight"), 0.0);
+    assert_eq!(metric(node2, "ahnlich_raft_snapshots_total"), 1.0, "the snapshot taken on node 2 was counted");
+    assert!(metric(node2, "ahnlich_raft_snapshot_age_seconds") >= 0.0);
+
+    // Every series the example Grafana dashboard charts is one the nodes export.
+    let exported: BTreeSet<&str> = after.iter().flatten().map(|(name, _, _)| name.as_str()).collect();
+    let dashboard = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/grafana-dashboard.json"))
+        .expect("the dashboard");
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let exprs: Vec<&str> = panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .filter_map(|t| t["expr"].as_str())
+        .collect();
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    for expr in exprs {
+        for name in
+            expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("ahnlich_raft_"))
+        {
+            assert!(exported.contains(name), "the dashboard charts {name}, which no node exports");
+        }
+    }
     drop((n1, n2, n3));
 }
 
@@ -210,4 +235,40 @@ fn json_logs_are_one_object_per_line() {
         messages.push(v["fields"]["message"].as_str().expect("a message").to_string());
     }
     assert!(messages.iter().any(|m| m.contains("won the election for term 1")), "{messages:?}");
+}
+
+#[test]
+fn a_config_file_sits_between_the_environment_and_the_defaults() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let file = dir.path().join("node.toml");
+    std::fs::write(
+        &file,
+        "data-dir = \"from-file\"\nlisten = \"127.0.0.1:7001\"\nmax_memory = 1000\nsnapshot-every = 7\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_ahnlich-raft"))
+        .args(["serve", "--print-config", "--max-memory", "5", "--config"])
+        .arg(&file)
+        .env("AHNLICH_RAFT_LISTEN", "127.0.0.1:7002")
+        .env("AHNLICH_RAFT_SNAPSHOT_EVERY", "9")
+        .env_remove("AHNLICH_RAFT_DATA_DIR")
+        .output()
+        .expect("run");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{printed}{}", String::from_utf8_lossy(&out.stderr));
+    for line in [
+        "max-memory = 5  # flag",
+        "listen = \"127.0.0.1:7002\"  # env",
+        "snapshot-every = 9  # env",
+        "data-dir = \"from-file\"  # file",
+        "keep-behind-snapshot = 1000  # default",
+    ] {
+        assert!(printed.contains(line), "no {line:?} in:\n{printed}");
+    }
+    std::fs::write(&file, "max-memroy = 1\n").expect("write");
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_ahnlich-raft")).args(["serve", "--config"]).arg(&file).output().expect("run");
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(error.contains("\"max-memroy\"") && error.contains("node.toml"), "{error}");
 }
