@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use tonic::transport::{ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::proto::admin as pb;
 use crate::proto::admin::cluster_admin_client::ClusterAdminClient;
@@ -87,6 +87,48 @@ pub enum ClusterCommand {
     Snapshot,
 }
 
+/// A channel to the node at `addr`, over TLS with an operator's certificate when `tls` is
+/// given; a call that takes longer than `deadline` fails.
+pub async fn connect(addr: &str, tls: Option<ClientTlsConfig>, deadline: Duration) -> Result<Channel, String> {
+    let scheme = if tls.is_none() { "http" } else { "https" };
+    let mut endpoint =
+        Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(|e| format!("{addr:?} is not a host:port: {e}"))?;
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls).map_err(|e| format!("TLS to {addr}: {e}"))?;
+    }
+    endpoint
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(deadline)
+        .connect()
+        .await
+        .map_err(|e| format!("cannot reach {addr}: {e}"))
+}
+
+/// What to say when the node at `addr` refused a call; `plain` says whether the call was
+/// made without TLS (a TLS node's refusal then gets a hint).
+fn refusal(addr: &str, plain: bool, s: &tonic::Status) -> String {
+    let hint = match s.code() {
+        tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::Unavailable if plain => {
+            " (if the cluster uses TLS, give --certs-dir, or --ca, --cert and --key)"
+        }
+        _ => "",
+    };
+    format!("{addr}: {}: {}{hint}", s.code(), s.message())
+}
+
+/// `cluster backup`: a consistent copy of the state of the node at `addr` into `out`, from a
+/// snapshot at most `max_age` old (or one taken now); returns what to print.
+pub async fn backup(
+    addr: &str,
+    tls: Option<ClientTlsConfig>,
+    deadline: Duration,
+    out: &std::path::Path,
+    max_age: Duration,
+) -> Result<String, String> {
+    let mut client = ClusterAdminClient::new(connect(addr, tls, deadline).await?);
+    crate::backup::receive(&mut client, out, max_age).await.map_err(|e| format!("backup from {addr}: {e}"))
+}
+
 /// Runs `command` against the node at `addr` and returns what to print; over TLS with an
 /// operator's certificate when `tls` is given; a call that takes longer than `deadline` fails.
 pub async fn cluster(
@@ -96,28 +138,8 @@ pub async fn cluster(
     command: ClusterCommand,
 ) -> Result<String, String> {
     let plain = tls.is_none();
-    let scheme = if plain { "http" } else { "https" };
-    let mut endpoint =
-        Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(|e| format!("{addr:?} is not a host:port: {e}"))?;
-    if let Some(tls) = tls {
-        endpoint = endpoint.tls_config(tls).map_err(|e| format!("TLS to {addr}: {e}"))?;
-    }
-    let channel = endpoint
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(deadline)
-        .connect()
-        .await
-        .map_err(|e| format!("cannot reach {addr}: {e}"))?;
-    let mut client = ClusterAdminClient::new(channel);
-    let failed = |s: tonic::Status| {
-        let hint = match s.code() {
-            tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::Unavailable if plain => {
-                " (if the cluster uses TLS, give --certs-dir, or --ca, --cert and --key)"
-            }
-            _ => "",
-        };
-        format!("{addr}: {}: {}{hint}", s.code(), s.message())
-    };
+    let mut client = ClusterAdminClient::new(connect(addr, tls, deadline).await?);
+    let failed = |s: tonic::Status| refusal(addr, plain, &s);
     let status = match command {
         ClusterCommand::Status => client.status(pb::StatusRequest {}).await,
         ClusterCommand::AddLearner { id, addr } => client.add_learner(pb::NodeSpec { id, addr }).await,

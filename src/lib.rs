@@ -12,6 +12,7 @@
 
 #![deny(missing_docs)]
 
+pub mod backup;
 pub mod certs;
 pub mod cli;
 pub mod config_file;

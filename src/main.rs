@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use ahnlich_raft::backup::Backup;
 use ahnlich_raft::certs::{self, CertCommand};
 use ahnlich_raft::cli::{self, ClusterCommand};
 use ahnlich_raft::config_file;
@@ -59,6 +60,27 @@ enum Command {
         certs_dir: PathBuf,
         #[command(subcommand)]
         command: CertCmd,
+    },
+    /// Make a data directory from a backup (`cluster backup`): it starts as a new single-node
+    /// cluster (a new cluster id) holding exactly the backup's state; other nodes then join it.
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// The new data directory (must not exist or be empty).
+        #[arg(long, env = "AHNLICH_RAFT_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The new node's id (default: a new random one).
+        #[arg(long, env = "AHNLICH_RAFT_ID")]
+        id: Option<u64>,
+        /// The address (host:port) the node will serve on, as peers and clients reach it.
+        #[arg(long, env = "AHNLICH_RAFT_ADVERTISE", default_value = "127.0.0.1:1369")]
+        advertise: String,
+    },
+    /// Check or describe a snapshot or backup file, offline.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCmd,
     },
     /// Verify a Raft log directory (DIR/log of a node) read-only and report what it holds.
     WalInspect {
@@ -286,6 +308,30 @@ enum ClusterCmd {
     },
     /// Take a snapshot on the node now (returns once it is durable).
     Snapshot,
+    /// Copy the node's whole state, consistent at one log index, into a file while it runs.
+    Backup {
+        /// The file to write (must not exist); checked whole before it gets this name.
+        #[arg(long)]
+        out: PathBuf,
+        /// Send the newest snapshot if it is at most this many seconds old (or holds everything
+        /// applied); otherwise the node takes a fresh one first.
+        #[arg(long, default_value_t = 0)]
+        max_age: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnapshotCmd {
+    /// Check a snapshot or backup file (checksums, length, archive); exit non-zero if damaged.
+    Verify {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Check a snapshot or backup file and print its log position, membership and stores.
+    Inspect {
+        /// The file.
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -339,6 +385,41 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Cluster { addr, tls, timeout, command: ClusterCmd::Backup { out, max_age } } => run(async move {
+            let deadline = std::time::Duration::from_secs(timeout.max(1));
+            let max_age = std::time::Duration::from_secs(max_age);
+            print!("{}", cli::backup(&addr, tls.config()?, deadline, &out, max_age).await?);
+            Ok(())
+        }),
+        Command::Restore { from, data_dir, id, advertise } => run(async move {
+            print!("{}", ahnlich_raft::backup::restore(&from, &data_dir, id, &advertise).await?);
+            Ok(())
+        }),
+        Command::Snapshot { command } => {
+            let (file, describe) = match command {
+                SnapshotCmd::Verify { file } => (file, false),
+                SnapshotCmd::Inspect { file } => (file, true),
+            };
+            let checked = Backup::open(&file).and_then(|b| {
+                if describe {
+                    b.describe()
+                } else {
+                    b.engine().map(|_| {
+                        format!("{}: snapshot {}, checksums, archive and state valid\n", file.display(), b.id())
+                    })
+                }
+            });
+            match checked {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Cluster { addr, tls, timeout, command } => {
             let command = match command {
                 ClusterCmd::Status => ClusterCommand::Status,
@@ -347,6 +428,7 @@ fn main() -> ExitCode {
                 ClusterCmd::Remove { ids } => ClusterCommand::Remove(ids),
                 ClusterCmd::TransferLeader { to } => ClusterCommand::TransferLeader(to),
                 ClusterCmd::Snapshot => ClusterCommand::Snapshot,
+                ClusterCmd::Backup { .. } => unreachable!("handled above"),
             };
             run(async move {
                 let deadline = std::time::Duration::from_secs(timeout.max(1));

@@ -324,6 +324,13 @@ impl ClusterAdmin for AdminApi {
         Ok(Reply::new(AdminApi::status(self)))
     }
 
+    type BackupStream = super::backup::BackupStream;
+
+    async fn backup(&self, request: Request<pb::BackupRequest>) -> Result<Reply<Self::BackupStream>, Status> {
+        let max_age = Duration::from_secs(request.into_inner().max_age_seconds);
+        Ok(Reply::new(super::backup::backup(&self.ctx, max_age).await?))
+    }
+
     async fn trigger_snapshot(
         &self,
         _request: Request<pb::TriggerSnapshotRequest>,

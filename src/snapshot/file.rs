@@ -138,6 +138,25 @@ impl SnapshotStore {
     /// Writes `image` with `meta` as snapshot `id`: to a temporary file, synced, renamed into
     /// place, directory synced; then removes all but the newest two snapshots. Blocking.
     pub fn write(&self, id: SnapshotId, meta: &[u8], image: &EngineImage) -> Result<PathBuf, SnapshotError> {
+        self.write_with(id, meta, |body| {
+            rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(image, IoWriter::new(body))
+                .map(drop)
+                .map_err(|e| SnapshotError::Archive(e.to_string()))
+        })
+    }
+
+    /// As [`SnapshotStore::write`], with the body given as the bytes of an archive already
+    /// checked (another snapshot's body, under new meta).
+    pub fn write_body(&self, id: SnapshotId, meta: &[u8], body: &[u8]) -> Result<PathBuf, SnapshotError> {
+        self.write_with(id, meta, |out| out.write_all(body).map_err(io("writing a snapshot body".into())))
+    }
+
+    fn write_with(
+        &self,
+        id: SnapshotId,
+        meta: &[u8],
+        write_body: impl FnOnce(&mut Summing<BufWriter<&File>>) -> Result<(), SnapshotError>,
+    ) -> Result<PathBuf, SnapshotError> {
         if meta.len() > MAX_META_LEN {
             return Err(SnapshotError::MetaTooLarge(meta.len()));
         }
@@ -153,8 +172,7 @@ impl SnapshotStore {
         let mut out = BufWriter::with_capacity(1 << 20, &file);
         out.write_all(&[0u8; HEADER_LEN]).map_err(io(format!("writing {}", tmp.display())))?;
         let mut body = Summing { inner: out, crc: crc32fast::Hasher::new(), len: 0 };
-        rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(image, IoWriter::new(&mut body))
-            .map_err(|e| SnapshotError::Archive(e.to_string()))?;
+        write_body(&mut body)?;
         body.flush().map_err(io(format!("writing {}", tmp.display())))?;
         let Summing { inner, crc, len } = body;
         inner.into_inner().map_err(|e| io(format!("writing {}", tmp.display()))(e.into_error()))?;
@@ -277,17 +295,21 @@ impl MappedSnapshot {
         let file = File::open(path).map_err(io(format!("opening {}", path.display())))?;
         let len = file.metadata().map_err(io(format!("reading the length of {}", path.display())))?.len();
         if len < HEADER_LEN as u64 {
-            return Err(damaged(format!("{len} bytes, shorter than its {HEADER_LEN}-byte header")));
+            return Err(damaged(format!("it ends at offset {len}, inside its {HEADER_LEN}-byte header")));
         }
         // SAFETY: snapshot files are written under a temporary name and never modified after
         // the rename that gives them this name, so the mapped bytes cannot change or shrink.
         let map = unsafe { Mmap::map(&file) }.map_err(io(format!("mapping {}", path.display())))?;
         let h = &map[..HEADER_LEN];
         if h[0..8] != MAGIC {
-            return Err(damaged("bad magic".into()));
+            return Err(damaged("bad magic at offset 0: not a snapshot file".into()));
         }
         if crc32fast::hash(&h[..HEADER_LEN - 4]) != le_u32(h, HEADER_LEN - 4) {
-            return Err(damaged("header checksum mismatch".into()));
+            return Err(damaged(format!(
+                "header checksum mismatch: bytes 0..{} do not match the checksum at offset {}",
+                HEADER_LEN - 4,
+                HEADER_LEN - 4
+            )));
         }
         if le_u32(h, 8) != FORMAT_VERSION {
             return Err(damaged(format!("unsupported format version {}", le_u32(h, 8))));
@@ -299,17 +321,24 @@ impl MappedSnapshot {
         let body_len = u64::from_le_bytes(h[16..24].try_into().unwrap_or([0xff; 8]));
         if HEADER_LEN as u64 + body_len != len {
             return Err(damaged(format!(
-                "file is {len} bytes but its header describes {}",
+                "it ends at offset {len}, but its header describes {} bytes (truncated or extended)",
                 HEADER_LEN as u64 + body_len
             )));
         }
         let body = &map[HEADER_LEN..];
         if crc32fast::hash(body) != le_u32(h, 24) {
-            return Err(damaged("body checksum mismatch".into()));
+            return Err(damaged(format!(
+                "body checksum mismatch: bytes {HEADER_LEN}..{len} do not match the checksum at offset 24"
+            )));
         }
         rkyv::access::<ArchivedEngineImage, rkyv::rancor::Error>(body)
             .map_err(|e| damaged(format!("archive fails validation: {e}")))?;
         Ok(Self { id, path: path.to_path_buf(), map, meta_len })
+    }
+
+    /// The archive: every byte after the header.
+    pub fn body(&self) -> &[u8] {
+        &self.map[HEADER_LEN..]
     }
 
     /// Which state it holds.

@@ -8,6 +8,7 @@
 mod support;
 
 mod admin_limits;
+mod backup_restore;
 mod client_cluster;
 mod client_compat;
 mod cluster;
