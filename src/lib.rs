@@ -17,6 +17,7 @@ pub mod certs;
 pub mod cli;
 pub mod config_file;
 pub mod engine;
+pub mod local_cluster;
 pub mod logging;
 pub mod metrics;
 pub mod progress;

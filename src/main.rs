@@ -77,6 +77,19 @@ enum Command {
         #[arg(long, env = "AHNLICH_RAFT_ADVERTISE", default_value = "127.0.0.1:1369")]
         advertise: String,
     },
+    /// Run a cluster of N nodes on loopback as child processes (node 1 bootstraps, the others
+    /// join it), print their addresses and the cluster's status, and stop them all on Ctrl-C.
+    LocalCluster {
+        /// How many nodes (1 to 9).
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Where the nodes keep their data (DIR/n1, …) and logs (DIR/n1.log, …).
+        #[arg(long, default_value = "local-cluster")]
+        dir: PathBuf,
+        /// Node i listens on 127.0.0.1:(BASE_PORT + i - 1); 0 picks free ports.
+        #[arg(long, default_value_t = 1369)]
+        base_port: u16,
+    },
     /// Check or describe a snapshot or backup file, offline.
     Snapshot {
         #[command(subcommand)]
@@ -385,15 +398,18 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Cluster { addr, tls, timeout, command: ClusterCmd::Backup { out, max_age } } => run(async move {
-            let deadline = std::time::Duration::from_secs(timeout.max(1));
-            let max_age = std::time::Duration::from_secs(max_age);
-            print!("{}", cli::backup(&addr, tls.config()?, deadline, &out, max_age).await?);
-            Ok(())
-        }),
         Command::Restore { from, data_dir, id, advertise } => run(async move {
             print!("{}", ahnlich_raft::backup::restore(&from, &data_dir, id, &advertise).await?);
             Ok(())
+        }),
+        Command::LocalCluster { nodes, dir, base_port } => run(async move {
+            ahnlich_raft::local_cluster::run(nodes, &dir, base_port, |line| {
+                use std::io::Write as _;
+                // Whoever reads this may be gone; the nodes must still be stopped.
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+            })
+            .await
         }),
         Command::Snapshot { command } => {
             let (file, describe) = match command {
@@ -428,7 +444,14 @@ fn main() -> ExitCode {
                 ClusterCmd::Remove { ids } => ClusterCommand::Remove(ids),
                 ClusterCmd::TransferLeader { to } => ClusterCommand::TransferLeader(to),
                 ClusterCmd::Snapshot => ClusterCommand::Snapshot,
-                ClusterCmd::Backup { .. } => unreachable!("handled above"),
+                ClusterCmd::Backup { out, max_age } => {
+                    return run(async move {
+                        let deadline = std::time::Duration::from_secs(timeout.max(1));
+                        let max_age = std::time::Duration::from_secs(max_age);
+                        print!("{}", cli::backup(&addr, tls.config()?, deadline, &out, max_age).await?);
+                        Ok(())
+                    });
+                }
             };
             run(async move {
                 let deadline = std::time::Duration::from_secs(timeout.max(1));

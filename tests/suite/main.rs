@@ -23,6 +23,7 @@ mod engine_props;
 mod eviction;
 mod hostile_peers;
 mod linearizable;
+mod local_cluster;
 mod log_store_reopen;
 mod log_store_suite;
 mod observability;
