@@ -16,6 +16,11 @@
 //!   linearly on the leader, against the same writer on the idle cluster, and whether any
 //!   node's term moved (an election) meanwhile.
 //!
+//! - then a fourth (`AHNLICH_BENCH_ONLY=backup`): `cluster backup` of a node holding
+//!   `AHNLICH_BENCH_BACKUP_ENTRIES` (default 1,000,000) × 128-d from its newest snapshot, MB/s,
+//!   against copying the same snapshot file on the same disk; and `restore` of that backup to
+//!   its first answered read, against restarting the source node to its first answered read.
+//!
 //! Scale with `AHNLICH_BENCH_ENTRIES` (bulk entries, default 1,000,000),
 //! `AHNLICH_BENCH_WRITES` (writes per latency run, default 2,000), `AHNLICH_BENCH_SCAN_ENTRIES`
 //! (default 100,000) and `AHNLICH_BENCH_SCAN_SECONDS` (per starvation run, default 10);
@@ -263,6 +268,133 @@ fn main() {
     if wanted("starvation") {
         runtime.block_on(scans_against_a_writer());
     }
+    if wanted("backup") {
+        runtime.block_on(backup_and_restore());
+    }
+}
+
+/// Spawn-to-first-read: polls the node at `addr` until a local GetKey of `key` in `store` answers.
+async fn first_read(addr: SocketAddr, store: &str, key: &StoreKey, started: Instant) -> Duration {
+    loop {
+        if let Ok(c) = Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await {
+            let mut r =
+                tonic::Request::new(q::GetKey { store: store.into(), keys: vec![key.clone()], ..Default::default() });
+            r.metadata_mut().insert("x-ahnlich-read-consistency", "local".parse().expect("ascii"));
+            if DbServiceClient::new(c).get_key(r).await.is_ok_and(|g| g.into_inner().entries.len() == 1) {
+                return started.elapsed();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(started.elapsed() < Duration::from_secs(300), "{addr} did not answer");
+    }
+}
+
+fn mb_per_s(bytes: u64, took: Duration) -> f64 {
+    bytes as f64 / 1e6 / took.as_secs_f64()
+}
+
+/// Backup and restore of a node holding many entries, each against its baseline in this run.
+async fn backup_and_restore() {
+    let n = env_u64("AHNLICH_BENCH_BACKUP_ENTRIES", 1_000_000);
+    let root = procs::ProcRoot::new();
+    let mut source = Proc::start(root.path(), 1, None, &[]);
+    wait_voters(source.addr, 1).await;
+    let target = Target::plain(source.addr);
+    create(&target, "b").await;
+    let clients = 4;
+    let batches = n.div_ceil(1000);
+    let tasks: Vec<_> = (0..clients)
+        .map(|k| {
+            let target = target.clone();
+            tokio::spawn(async move {
+                let mut c = db(&target).await;
+                for b in (k..batches).step_by(clients as usize) {
+                    let inputs = (b * 1000..((b + 1) * 1000).min(n)).map(entry).collect();
+                    c.set(q::Set { store: "b".into(), inputs, ..Default::default() }).await.expect("set");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("ingest");
+    }
+    let mut admin = ClusterAdminClient::new(channel(source.addr).await);
+    admin.trigger_snapshot(TriggerSnapshotRequest {}).await.expect("snapshot");
+    let snapshots = source.dir.join("snapshots");
+    let newest = std::fs::read_dir(&snapshots)
+        .expect("snapshots")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "snap"))
+        .max()
+        .expect("a snapshot");
+    let bytes = std::fs::metadata(&newest).expect("size").len();
+
+    let out = tempfile::TempDir::new().expect("tempdir");
+    let copy = out.path().join("copy.snap");
+    let started = Instant::now();
+    std::fs::copy(&newest, &copy).expect("copy");
+    std::fs::File::open(&copy).and_then(|f| f.sync_all()).expect("sync the copy");
+    let copied = started.elapsed();
+
+    let file = out.path().join("b.backup");
+    let started = Instant::now();
+    let backup = std::process::Command::new(env!("CARGO_BIN_EXE_ahnlich-raft"))
+        .args(["cluster", "--addr", &source.addr.to_string(), "backup", "--max-age", "3600", "--out"])
+        .arg(&file)
+        .output()
+        .expect("backup");
+    let backed_up = started.elapsed();
+    assert!(backup.status.success(), "{}", String::from_utf8_lossy(&backup.stderr));
+
+    let probe = StoreKey { key: vector(n - 1) };
+    source.terminate();
+    let started = Instant::now();
+    source.restart();
+    let restarted = first_read(source.addr, "b", &probe, started).await;
+    drop(source);
+
+    let data = out.path().join("restored");
+    let at = procs::free_addr();
+    let started = Instant::now();
+    let restore = std::process::Command::new(env!("CARGO_BIN_EXE_ahnlich-raft"))
+        .args(["restore", "--advertise", &at.to_string(), "--from"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .expect("restore");
+    assert!(restore.status.success(), "{}", String::from_utf8_lossy(&restore.stderr));
+    let restored_files = started.elapsed();
+    let mut serving = std::process::Command::new(env!("CARGO_BIN_EXE_ahnlich-raft"))
+        .args(["serve", "--listen", &at.to_string(), "--data-dir"])
+        .arg(&data)
+        .env("AHNLICH_RAFT_LOG", "error")
+        .spawn()
+        .expect("serve the restored directory");
+    let restored = first_read(at, "b", &probe, started).await;
+    let _ = serving.kill();
+    let _ = serving.wait();
+
+    println!();
+    println!("backup and restore of {n} x {DIM}-d ({:.1} MB snapshot file)", bytes as f64 / 1e6);
+    println!("| what | time | MB/s | vs baseline |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| copy of the snapshot file on the same disk, synced (baseline) | {copied:.2?} | {:.0} | 1.00 |",
+        mb_per_s(bytes, copied)
+    );
+    println!(
+        "| cluster backup over loopback, checked and synced | {backed_up:.2?} | {:.0} | {:.2} |",
+        mb_per_s(bytes, backed_up),
+        mb_per_s(bytes, backed_up) / mb_per_s(bytes, copied)
+    );
+    println!("| restart of the source node to its first read (baseline) | {restarted:.2?} | | 1.00 |");
+    println!(
+        "| restore (files: {restored_files:.2?}) and serve to its first read | {restored:.2?} | {:.0} | {:.2} |",
+        mb_per_s(bytes, restored),
+        restored.as_secs_f64() / restarted.as_secs_f64()
+    );
 }
 
 /// The writer's latency while 64 clients scan linearly on the leader, against the idle
