@@ -123,6 +123,9 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, mode: Mode) -> Result<Recovered, 
     let mut replay = Replay { index: LogIndex::new(None), purged: None, meta: BTreeMap::new() };
     let mut segments = BTreeMap::new();
     let mut tail = None;
+    // A large log takes a while: say how far it got every few seconds.
+    let mut progress =
+        crate::progress::Progress::start(format!("WAL recovery in {} ({} segments)", dir.display(), seqs.len()), None);
     for (i, &seq) in seqs.iter().enumerate() {
         let is_last = i + 1 == seqs.len();
         let path = dir.join(super::segment::segment_name(seq));
@@ -130,6 +133,7 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, mode: Mode) -> Result<Recovered, 
         let len = file.len().map_err(io_err(format!("reading the length of {}", path.display())))?;
         let mut bytes = vec![0u8; usize::try_from(len).map_err(|_| corrupt(&path, 0, "segment is too large"))?];
         file.read_exact_at(&mut bytes, 0).map_err(io_err(format!("reading {}", path.display())))?;
+        progress.advance(len);
 
         if is_last && bytes.len() < SEGMENT_HEADER_LEN {
             // Headers are synced before any record is written, so a last segment too short to
