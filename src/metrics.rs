@@ -139,6 +139,7 @@ impl Metrics {
             wal.recovery_seconds.clone(),
         );
         r.register("wal_segments", "Live Raft-log segments", wal.segments.clone());
+        r.register("wal_spare_segments", "Spare Raft-log segment files ready for rotation", wal.spares.clone());
     }
 
     /// Adds a source of metrics read at each scrape.

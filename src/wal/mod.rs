@@ -258,7 +258,8 @@ impl Wal {
         }
 
         let prealloc = if opts.preallocate {
-            let p = segment::Preallocator::start(fs.clone(), dir.to_path_buf(), opts.segment_size, &rec.spares);
+            let spares = stats.spares.clone();
+            let p = segment::Preallocator::start(fs.clone(), dir.to_path_buf(), opts.segment_size, &rec.spares, spares);
             Some(p.map_err(io_ctx("starting the WAL preallocation thread".into()))?)
         } else {
             None

@@ -4,6 +4,7 @@
 //! when the pool is empty. Either way, rotation overwrites allocated blocks instead of growing a
 //! file, which syncs several times faster, and never waits on zero-filling.
 
+use prometheus_client::metrics::gauge::Gauge;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
@@ -114,6 +115,14 @@ struct PoolState {
     next_name: u64,
     wanted: bool,
     stop: bool,
+    /// Shows how many spares are ready.
+    count: Gauge,
+}
+
+impl PoolState {
+    fn counted(&mut self) {
+        self.count.set(self.ready.len() as i64);
+    }
 }
 
 /// The pool of spare segment files, refilled with a zero-filled file by a background thread
@@ -132,7 +141,8 @@ impl Preallocator {
     /// Starts the pool with the spares `spares` (numbers) found on open. If there are none, the
     /// first is made before returning, so that even the first segment is written over
     /// allocated blocks rather than grown.
-    pub(crate) fn start(fs: Arc<dyn Fs>, dir: PathBuf, len: u64, spares: &[u64]) -> io::Result<Self> {
+    /// `count` shows how many are ready.
+    pub(crate) fn start(fs: Arc<dyn Fs>, dir: PathBuf, len: u64, spares: &[u64], count: Gauge) -> io::Result<Self> {
         let mut next_name = spares.iter().max().map_or(1, |m| m + 1);
         let mut ready: Vec<PathBuf> = spares.iter().map(|n| dir.join(spare_name(*n))).collect();
         if ready.is_empty() {
@@ -141,7 +151,9 @@ impl Preallocator {
             create_zeroed(&*fs, &dir, &name, len)?;
             ready.push(dir.join(name));
         }
-        let state = Arc::new((Mutex::new(PoolState { ready, next_name, wanted: false, stop: false }), Condvar::new()));
+        count.set(ready.len() as i64);
+        let state =
+            Arc::new((Mutex::new(PoolState { ready, next_name, wanted: false, stop: false, count }), Condvar::new()));
         let thread_state = state.clone();
         let thread_dir = dir.clone();
         let thread = std::thread::Builder::new().name("wal-prealloc".into()).spawn(move || {
@@ -162,7 +174,10 @@ impl Preallocator {
                 let mut st = lock_pool(lock);
                 st.wanted = false;
                 match result {
-                    Ok(()) => st.ready.push(thread_dir.join(name)),
+                    Ok(()) => {
+                        st.ready.push(thread_dir.join(name));
+                        st.counted();
+                    }
                     // Rotation falls back to creating a file inline; the next rotation asks again.
                     Err(e) => tracing::warn!("could not preallocate a WAL segment in {}: {e}", thread_dir.display()),
                 }
@@ -173,7 +188,10 @@ impl Preallocator {
 
     /// Takes a spare's path, if one is ready.
     fn take(&self) -> Option<PathBuf> {
-        lock_pool(&self.state.0).ready.pop()
+        let mut st = lock_pool(&self.state.0);
+        let spare = st.ready.pop();
+        st.counted();
+        spare
     }
 
     /// Asks the thread for a new spare if the pool is empty.
@@ -196,6 +214,7 @@ impl Preallocator {
         fs.rename(segment, &spare)?;
         fs.sync_dir(&self.dir)?;
         st.ready.push(spare);
+        st.counted();
         Ok(true)
     }
 }

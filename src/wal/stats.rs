@@ -25,6 +25,8 @@ pub struct WalStats {
     pub recovery_seconds: Gauge<f64, AtomicU64>,
     /// Live segments.
     pub segments: Gauge,
+    /// Spare segment files ready for the next rotation (zero-filled or recycled).
+    pub spares: Gauge,
 }
 
 impl Default for WalStats {
@@ -40,6 +42,7 @@ impl Default for WalStats {
             sync_seconds: Histogram::new(exponential_buckets(50e-6, 2.0, 16)),
             recovery_seconds: Gauge::default(),
             segments: Gauge::default(),
+            spares: Gauge::default(),
         }
     }
 }

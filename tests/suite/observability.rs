@@ -137,6 +137,8 @@ async fn metrics_of_a_three_node_cluster_move_with_the_work_done() {
         assert!(written >= (WRITES + 1) as f64, "node {} logged {written} entries", i + 1);
         assert!(metric(s, "ahnlich_raft_wal_fsyncs_total") > metric(&before[i], "ahnlich_raft_wal_fsyncs_total"));
         assert!(metric(s, "ahnlich_raft_wal_fsync_duration_seconds_count") > 0.0);
+        assert!(metric(s, "ahnlich_raft_wal_segments") >= 1.0);
+        assert!(metric(s, "ahnlich_raft_wal_spare_segments") >= 0.0);
         assert_eq!(value(s, "ahnlich_raft_engine_store_entries", &[("store", "public.m")]), Some(WRITES as f64));
         assert_eq!(metric(s, "ahnlich_raft_engine_stores"), 1.0);
         assert!(metric(s, "ahnlich_raft_engine_memory_used_bytes") > 0.0);
