@@ -387,16 +387,7 @@ fn main() -> ExitCode {
                 CertCmd::CreateNode { hosts, host } => CertCommand::Node { hosts: [hosts, host].concat() },
                 CertCmd::CreateClient { name } => CertCommand::Client { name },
             };
-            match certs::run(&certs_dir, &command) {
-                Ok(out) => {
-                    print!("{out}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            report(certs::run(&certs_dir, &command))
         }
         Command::Restore { from, data_dir, id, advertise } => run(async move {
             print!("{}", ahnlich_raft::backup::restore(&from, &data_dir, id, &advertise).await?);
@@ -425,16 +416,7 @@ fn main() -> ExitCode {
                     })
                 }
             });
-            match checked {
-                Ok(out) => {
-                    print!("{out}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            report(checked)
         }
         Command::Cluster { addr, tls, timeout, command } => {
             let command = match command {
@@ -460,16 +442,7 @@ fn main() -> ExitCode {
                 Ok(())
             })
         }
-        Command::WalInspect { dir } => match wal::inspect(&OsFs, &dir) {
-            Ok(report) => {
-                print!("{report}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::WalInspect { dir } => report(wal::inspect(&OsFs, &dir)),
     }
 }
 
@@ -502,6 +475,20 @@ fn serve(args: ServeArgs) -> ExitCode {
     run(cli::serve(config, |addr| {
         println!("ahnlich-raft serving the Ahnlich DB API on {addr} (Ctrl-C or SIGTERM to stop)")
     }))
+}
+
+/// Prints what a command produced, or its error, and exits accordingly.
+fn report(outcome: Result<impl std::fmt::Display, impl std::fmt::Display>) -> ExitCode {
+    match outcome {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn run(work: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {

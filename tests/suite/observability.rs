@@ -9,26 +9,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::procs::{Proc, ProcRoot, eventually, free_addr, voters};
+use crate::support::python::installed_or_skip;
 use ahnlich_raft::proto::admin::TriggerSnapshotRequest;
 use ahnlich_raft::proto::ahnlich::db::query as q;
 use ahnlich_raft::proto::ahnlich::keyval::{DbStoreEntry, StoreKey, StoreValue};
 
 /// One sample: name, labels, value.
 type Sample = (String, BTreeMap<String, String>, f64);
-
-/// Whether python3 with `prometheus_client` is here (CI installs it; elsewhere the test skips,
-/// loudly).
-fn parser_installed_or_skip() -> bool {
-    let installed = Command::new("python3")
-        .args(["-c", "import prometheus_client.parser"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !installed {
-        assert!(std::env::var_os("CI").is_none(), "CI must install prometheus-client");
-        eprintln!("SKIPPED: python3 with prometheus-client is not installed");
-    }
-    installed
-}
 
 /// `GET /metrics` from `addr`: the body, after checking the status line.
 fn scrape(addr: SocketAddr) -> String {
@@ -80,7 +67,7 @@ fn entry(x: f32) -> DbStoreEntry {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_of_a_three_node_cluster_move_with_the_work_done() {
-    if !parser_installed_or_skip() {
+    if !installed_or_skip("prometheus_client.parser", "prometheus-client") {
         return;
     }
     let root = ProcRoot::new();

@@ -4,13 +4,19 @@
 /// Whether python3 with the client is here. Without it a test skips, loudly, except under CI
 /// (which installs it in `.ci/run`), where its absence is a failure.
 pub fn client_installed_or_skip() -> bool {
+    installed_or_skip("ahnlich_client_py, grpclib", "ahnlich-client-py==0.4.2")
+}
+
+/// Whether python3 can import `modules` (the pip package `package`). Without them a test
+/// skips, loudly, except under CI (which installs them in `.ci/run`), where that is a failure.
+pub fn installed_or_skip(modules: &str, package: &str) -> bool {
     let installed = std::process::Command::new("python3")
-        .args(["-c", "import ahnlich_client_py, grpclib"])
+        .args(["-c", &format!("import {modules}")])
         .output()
         .is_ok_and(|o| o.status.success());
     if !installed {
-        assert!(std::env::var_os("CI").is_none(), "CI must install ahnlich-client-py==0.4.2");
-        eprintln!("SKIPPED: python3 with ahnlich-client-py==0.4.2 is not installed");
+        assert!(std::env::var_os("CI").is_none(), "CI must install {package}");
+        eprintln!("SKIPPED: python3 with {package} is not installed");
     }
     installed
 }
