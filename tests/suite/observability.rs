@@ -261,3 +261,43 @@ fn a_config_file_sits_between_the_environment_and_the_defaults() {
     assert!(!out.status.success());
     assert!(error.contains("\"max-memroy\"") && error.contains("node.toml"), "{error}");
 }
+
+/// What the endpoint at `addr` answers to `request`: its status line.
+fn status_line(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let _ = s.write_all(request);
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.lines().next().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_endpoint_serves_get_metrics_and_refuses_the_rest() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let mut config = ahnlich_raft::server::node::NodeConfig::new(dir.path(), "127.0.0.1:0".parse().expect("addr"));
+    config.metrics_listen = Some("127.0.0.1:0".parse().expect("addr"));
+    let node = ahnlich_raft::server::node::Node::start(config).await.expect("start");
+    let at = node.metrics_addr().expect("metrics are served");
+    let oversized = [b"GET /metrics HTTP/1.1\r\nX: ".as_slice(), &[b'a'; 16 << 10]].concat();
+    let answers = tokio::task::spawn_blocking(move || {
+        [
+            status_line(at, b"GET /metrics HTTP/1.1\r\n\r\n"),
+            status_line(at, b"POST /metrics HTTP/1.1\r\n\r\n"),
+            status_line(at, b"GET /admin HTTP/1.1\r\n\r\n"),
+            status_line(at, &oversized),
+        ]
+    })
+    .await
+    .expect("requests");
+    assert_eq!(
+        answers,
+        [
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 405 Method Not Allowed",
+            "HTTP/1.1 404 Not Found",
+            "HTTP/1.1 431 Request Header Fields Too Large"
+        ]
+    );
+    node.shutdown().await.expect("shutdown");
+}
