@@ -2,7 +2,8 @@
 //! metadata fields), GetSimN (linear cosine and HNSW, 10k and 100k × 128-d, k = 10), and a
 //! predicate query with and without an index (100k entries).
 //!
-//! Run: `cargo bench --bench engine`. Single-threaded: each figure is per core.
+//! Run: `cargo bench --bench engine`. Single-threaded: each figure is per core. Set times the
+//! apply alone (its entries are made before the clock starts, and dropped after it stops).
 
 use std::hint::black_box;
 
@@ -11,7 +12,7 @@ use ahnlich_raft::engine::{
     Predicate, Query, StoreRef,
 };
 use ahnlich_raft::wal::sim_fs::SimRng;
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const DIM: usize = 128;
 
@@ -56,13 +57,19 @@ fn set_throughput(c: &mut Criterion) {
         let mut rng = SimRng::new(batch);
         let mut next = 0u64;
         group.throughput(Throughput::Elements(batch));
+        // The entries are made outside the timed part: this measures the engine's apply (the
+        // command moves in, as the state machine hands it over), not the making of inputs.
         group.bench_function(BenchmarkId::from_parameter(batch), |b| {
-            b.iter(|| {
-                let entries =
-                    (next..next + batch).map(|j| Entry { key: vector(&mut rng), value: metadata(j) }).collect();
-                next += batch;
-                e.apply(&Command::Set { store: store.clone(), entries }).expect("set")
-            })
+            b.iter_batched(
+                || {
+                    let entries =
+                        (next..next + batch).map(|j| Entry { key: vector(&mut rng), value: metadata(j) }).collect();
+                    next += batch;
+                    Command::Set { store: store.clone(), entries }
+                },
+                |set| e.apply_owned(set).expect("set"),
+                BatchSize::SmallInput,
+            )
         });
     }
     group.finish();

@@ -103,6 +103,13 @@ pub enum Command {
         /// The store.
         store: StoreRef,
     },
+    /// Several commands proposed together (concurrent clients' writes share one log entry).
+    /// Each is checked and applied on its own, in order, exactly as if it stood alone: one
+    /// refused changes nothing and stops none of the others. A batch never holds a batch.
+    Batch {
+        /// The commands, in the order they apply.
+        commands: Vec<Command>,
+    },
 }
 
 /// A read.
@@ -163,6 +170,8 @@ pub enum Query {
 pub enum Response {
     /// Done, nothing to report.
     Unit,
+    /// A [`Command::Batch`]'s results, one per command, in order.
+    Batch(Vec<Result<Response, super::EngineError>>),
     /// How many things were created, removed or deleted.
     Count(usize),
     /// How many entries a Set (or Upsert) inserted and updated.
@@ -200,6 +209,17 @@ impl Command {
             Command::CreateStore { .. } | Command::DropPredIndex { .. } | Command::DropNonLinearIndex { .. } => false,
             Command::Set { entries, .. } => entries.len() > LONG_BATCH,
             Command::DelKey { keys, .. } => keys.len() > LONG_BATCH,
+            Command::Batch { commands } => {
+                let small_items: usize = commands
+                    .iter()
+                    .map(|c| match c {
+                        Command::Set { entries, .. } => entries.len(),
+                        Command::DelKey { keys, .. } => keys.len(),
+                        _ => 1,
+                    })
+                    .sum();
+                small_items > LONG_BATCH || commands.iter().any(Command::may_take_long)
+            }
             Command::CreatePredIndex { .. }
             | Command::CreateNonLinearIndex { .. }
             | Command::Upsert { .. }
@@ -225,6 +245,7 @@ impl Command {
             Command::DropStore { .. } => "DropStore",
             Command::DropSchema { .. } => "DropSchema",
             Command::ClearStore { .. } => "ClearStore",
+            Command::Batch { .. } => "Batch",
         }
     }
 }
@@ -235,6 +256,7 @@ impl std::fmt::Display for Command {
             Command::DropSchema { schema } => write!(f, "DropSchema {schema}"),
             Command::Set { store, entries } => write!(f, "Set {} entries in {store}", entries.len()),
             Command::DelKey { store, keys } => write!(f, "DelKey {} keys in {store}", keys.len()),
+            Command::Batch { commands } => write!(f, "Batch of {} commands", commands.len()),
             Command::CreateStore { store, .. }
             | Command::CreatePredIndex { store, .. }
             | Command::CreateNonLinearIndex { store, .. }

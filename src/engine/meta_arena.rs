@@ -67,6 +67,20 @@ pub struct MetaArena {
     pub(super) garbage: usize,
 }
 
+/// The length of `m`'s encoding.
+pub(super) fn encoded_len(m: &Metadata) -> usize {
+    4 + m
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                MetadataValue::RawString(s) => s.len(),
+                MetadataValue::Image(b) | MetadataValue::Audio(b) => b.len(),
+            };
+            4 + k.len() + 1 + 4 + value
+        })
+        .sum::<usize>()
+}
+
 fn encode(m: &Metadata, out: &mut Vec<u8>) {
     out.extend_from_slice(&(m.len() as u32).to_le_bytes());
     for (k, v) in m {
@@ -143,6 +157,13 @@ impl<'a> Iterator for Pairs<'a> {
 }
 
 impl MetaArena {
+    /// Makes room for about `slots` more slots and `bytes` more encoded bytes, so a batch
+    /// grows each buffer at most once.
+    pub fn reserve(&mut self, slots: usize, bytes: usize) {
+        self.spans.reserve(slots);
+        self.bytes.reserve(bytes);
+    }
+
     /// Adds an empty (not live) slot at the end.
     pub fn push_slot(&mut self) {
         self.spans.push(None);

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::hnsw::Hnsw;
 use super::kdtree::KdTree;
-use super::meta_arena::{MetaArena, ValueRef};
+use super::meta_arena::{self, MetaArena, ValueRef};
 use super::rows::Rows;
 use super::similarity::{self, cmp_key_bits};
 use super::types::{Condition, Entry, HnswConfig, Metadata, MetadataValue, NonLinearIndex, NonLinearKind, Predicate};
@@ -57,13 +57,25 @@ pub struct Store {
     pub(super) bytes: usize,
 }
 
-/// A key's hash: FNV-1a over its bit patterns, then a mix. Only finds candidates: equality is
-/// always decided on the bits themselves.
+/// A key's hash: FNV-1a over its bit patterns in four interleaved lanes (so the multiplies
+/// overlap instead of waiting on each other), then the lanes mixed into one. Only finds
+/// candidates: equality is always decided on the bits themselves.
 fn key_hash(key: &[f32]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for x in key {
-        h ^= u64::from(x.to_bits());
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut lanes: [u64; 4] =
+        [0xcbf2_9ce4_8422_2325, 0x8422_2325_cbf2_9ce4, 0x9ce4_8422_2325_cbf2, 0x2325_cbf2_9ce4_8422];
+    let mut quads = key.chunks_exact(4);
+    for quad in quads.by_ref() {
+        for (lane, x) in lanes.iter_mut().zip(quad) {
+            *lane = (*lane ^ u64::from(x.to_bits())).wrapping_mul(PRIME);
+        }
+    }
+    for (lane, x) in lanes.iter_mut().zip(quads.remainder()) {
+        *lane = (*lane ^ u64::from(x.to_bits())).wrapping_mul(PRIME);
+    }
+    let mut h = (key.len() as u64).wrapping_mul(PRIME);
+    for lane in lanes {
+        h = (h ^ lane ^ (lane >> 29)).wrapping_mul(PRIME);
     }
     h ^ (h >> 29)
 }
@@ -164,7 +176,11 @@ impl Store {
 
     /// The slot holding exactly `key` (bit for bit), if any.
     pub fn find(&self, key: &[f32]) -> Option<u32> {
-        let h = key_hash(key);
+        self.find_hashed(key_hash(key), key)
+    }
+
+    /// [`Store::find`] for a key whose hash `h` is already known.
+    fn find_hashed(&self, h: u64, key: &[f32]) -> Option<u32> {
         let primary = self.by_hash.get(&h).copied().filter(|&s| same_bits(self.key(s), key));
         primary.or_else(|| self.collisions.get(&h)?.iter().copied().find(|&s| same_bits(self.key(s), key)))
     }
@@ -206,19 +222,26 @@ impl Store {
     pub fn bytes_added_by_set(&self, entries: &[Entry]) -> usize {
         let mut added = 0usize;
         let mut freed = 0usize;
-        let mut seen: HashMap<u64, Vec<&[f32]>> = HashMap::new();
-        for e in entries {
-            let new = entry_bytes(self.dimension, &e.value);
-            let bucket = seen.entry(key_hash(&e.key)).or_default();
-            let repeated = bucket.iter().any(|k| same_bits(k, &e.key));
-            match self.find(&e.key) {
-                Some(slot) if !repeated => freed += self.live_entry_bytes(slot),
-                _ => {}
+        // The first entry of the batch with each hash; a repeat of a key frees nothing twice.
+        let mut first_with_hash: HashMap<u64, usize> =
+            HashMap::with_capacity(if entries.len() > 1 { entries.len() } else { 0 });
+        for (i, e) in entries.iter().enumerate() {
+            added += entry_bytes(self.dimension, &e.value);
+            let h = key_hash(&e.key);
+            let repeated = entries.len() > 1
+                && match first_with_hash.entry(h) {
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(i);
+                        false
+                    }
+                    // Same hash: a repeated key, or (rarely) a different key that collides.
+                    std::collections::hash_map::Entry::Occupied(o) => {
+                        entries[*o.get()..i].iter().any(|earlier| same_bits(&earlier.key, &e.key))
+                    }
+                };
+            if !repeated && let Some(slot) = self.find_hashed(h, &e.key) {
+                freed += self.live_entry_bytes(slot);
             }
-            if !repeated {
-                bucket.push(&e.key);
-            }
-            added += new;
         }
         added.saturating_sub(freed)
     }
@@ -226,14 +249,16 @@ impl Store {
     /// Inserts or overwrites every entry, in order; returns (inserted, updated).
     pub fn set(&mut self, entries: Vec<Entry>) -> (usize, usize) {
         let (mut inserted, mut updated) = (0, 0);
+        self.meta.reserve(entries.len(), entries.iter().map(|e| meta_arena::encoded_len(&e.value)).sum());
         for Entry { key, value } in entries {
-            match self.find(&key) {
+            let h = key_hash(&key);
+            match self.find_hashed(h, &key) {
                 Some(slot) => {
                     self.replace_value(slot, value);
                     updated += 1;
                 }
                 None => {
-                    self.insert_new(&key, value);
+                    self.insert_new(h, &key, value);
                     inserted += 1;
                 }
             }
@@ -242,7 +267,7 @@ impl Store {
         (inserted, updated)
     }
 
-    fn insert_new(&mut self, key: &[f32], value: Metadata) -> u32 {
+    fn insert_new(&mut self, h: u64, key: &[f32], value: Metadata) -> u32 {
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.arena.set_row(slot as usize, key);
@@ -255,7 +280,6 @@ impl Store {
                 self.norms.push_row(&[similarity::norm(key)]) as u32
             }
         };
-        let h = key_hash(key);
         match self.by_hash.entry(h) {
             std::collections::hash_map::Entry::Occupied(_) => self.collisions.entry(h).or_default().push(slot),
             std::collections::hash_map::Entry::Vacant(v) => {
@@ -345,8 +369,15 @@ impl Store {
 
     fn index_value(&mut self, slot: u32, value: &Metadata) {
         for (key, index) in self.predicates.iter_mut() {
-            if let Some(v) = value.get(key) {
-                index.entry(v.clone()).or_default().insert(slot);
+            let Some(v) = value.get(key) else { continue };
+            // Most values are shared by many entries: copy one only when it is new to the index.
+            match index.get_mut(v) {
+                Some(slots) => {
+                    slots.insert(slot);
+                }
+                None => {
+                    index.insert(v.clone(), BTreeSet::from([slot]));
+                }
             }
         }
     }

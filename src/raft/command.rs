@@ -155,6 +155,9 @@ fn encode(cmd: &Command) -> pb::command::Kind {
         }
         Command::DropSchema { schema } => Kind::DropSchema(pb::DropSchema { schema: schema.clone() }),
         Command::ClearStore { store: s } => Kind::ClearStore(pb::ClearStore { store: store(s) }),
+        Command::Batch { commands } => Kind::Batch(pb::Batch {
+            commands: commands.iter().map(|c| pb::Command { kind: Some(encode(c)) }).collect(),
+        }),
     }
 }
 
@@ -298,5 +301,15 @@ fn decode(kind: pb::command::Kind) -> Result<Command, String> {
         }
         Kind::DropSchema(c) => Command::DropSchema { schema: c.schema },
         Kind::ClearStore(c) => Command::ClearStore { store: d_store(c.store)? },
+        Kind::Batch(b) => Command::Batch {
+            commands: b
+                .commands
+                .into_iter()
+                .map(|c| match c.kind.ok_or("batched command has no kind")? {
+                    Kind::Batch(_) => Err("a batch holds a batch".to_string()),
+                    kind => decode(kind),
+                })
+                .collect::<Result<_, _>>()?,
+        },
     })
 }

@@ -11,6 +11,7 @@ use tonic::metadata::MetadataMap;
 
 use super::connections::Connections;
 use super::identity::ClusterIdentity;
+use super::proposer::Proposer;
 use crate::raft::eviction::Eviction;
 use crate::raft::log_store::LogWatch;
 use crate::raft::network::{Channels, GrpcNetwork, PeerChannel};
@@ -87,6 +88,8 @@ pub struct NodeContext {
     pub log: LogWatch,
     /// The connections open to this node's port.
     pub connections: Arc<Connections>,
+    /// Where this node's writes are proposed (batched when many arrive together).
+    pub proposer: Proposer,
 }
 
 /// Where a request that must run on the leader goes.

@@ -40,7 +40,7 @@ use crate::raft::codec::CommandCodec;
 const READ_INDEX_WAIT: Duration = Duration::from_secs(5);
 
 /// Room left in a Raft message for everything but one command.
-const RAFT_MESSAGE_OVERHEAD: usize = 64 << 10;
+pub(super) const RAFT_MESSAGE_OVERHEAD: usize = 64 << 10;
 
 /// The DB API of one node.
 pub struct DbApi {
@@ -142,23 +142,13 @@ impl DbApi {
             )));
         }
         let wait = self.ctx.commit_wait;
-        let proposed = tokio::time::timeout(wait, self.ctx.raft.client_write(cmd)).await.map_err(|_| {
+        let proposed = tokio::time::timeout(wait, self.ctx.proposer.propose(cmd, size)).await.map_err(|_| {
             Status::unavailable(format!(
                 "the write was not committed within {wait:?} (is a majority of the cluster reachable?); it may still \
                  be applied"
             ))
         })?;
-        match proposed {
-            Ok(reply) => reply.data.map_err(status),
-            Err(e) => Err(match e.forward_to_leader() {
-                Some(f) => Status::unavailable(format!(
-                    "leadership moved to node {:?} while the write was being proposed; it may not have been \
-                     applied; retry",
-                    f.leader_id
-                )),
-                None => unavailable(e),
-            }),
-        }
+        proposed?.map_err(status)
     }
 
     /// Checks `cmd` against the engine (off the reactor when that may take long).

@@ -18,6 +18,7 @@ pub mod gate;
 pub mod identity;
 pub mod metrics_endpoint;
 pub mod node;
+pub mod proposer;
 pub mod raft_service;
 pub mod security;
 pub mod state_metrics;

@@ -32,11 +32,12 @@ use super::auth::Users;
 use super::connections::{Connections, TrackedStream};
 use super::context::{NodeContext, ReadConsistency};
 use super::db_metrics::Measured;
-use super::db_service::DbApi;
+use super::db_service::{DbApi, RAFT_MESSAGE_OVERHEAD};
 use super::events::watch_raft;
 use super::gate::{ClientGate, PeerGate, PeerService, stamp_cluster_id};
 use super::identity::{ClusterId, ClusterIdentity, resolve_node_id};
 use super::metrics_endpoint;
+use super::proposer::Proposer;
 use super::raft_service::RaftRpc;
 use super::security::{PeerAuth, Security, SecurityConfig};
 use super::state_metrics::StateCollector;
@@ -314,6 +315,7 @@ impl Node {
             )),
             log: log_watch.clone(),
             connections: connections.clone(),
+            proposer: Proposer::start(raft.clone(), max_raft.saturating_sub(RAFT_MESSAGE_OVERHEAD)),
         });
         let bootstrapping = fresh && config.join.is_none() && config.bootstrap;
         if bootstrapping || (!fresh && cluster.get().is_none() && sole_voter(&raft, id)) {

@@ -80,15 +80,16 @@ fn command(rng: &mut SimRng, variant: u64) -> Command {
         8 => Command::DelPred { store, condition: condition(rng, 5) },
         9 => Command::DropStore { store, error_if_not_exists: rng.coin() },
         10 => Command::DropSchema { schema: "t".into() },
-        _ => Command::ClearStore { store },
+        11 => Command::ClearStore { store },
+        _ => Command::Batch { commands: (0..rng.below(6)).map(|i| command(rng, (variant + i) % 12)).collect() },
     }
 }
 
 #[test]
 fn every_command_round_trips_bit_for_bit() {
     let mut rng = SimRng::new(5);
-    for round in 0..600 {
-        let cmd = command(&mut rng, round % 12);
+    for round in 0..650 {
+        let cmd = command(&mut rng, round % 13);
         let bytes = cmd.encode_command();
         let back = Command::decode_command(&bytes).unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
         // Debug prints floats in a way that tells -0.0 from 0.0; NaN payloads are checked by
@@ -136,4 +137,25 @@ fn bytes_that_are_not_a_command_are_errors() {
         })),
     };
     assert!(Command::decode_command(&cmd.encode_to_vec()).expect_err("op").contains("unknown predicate operator"));
+}
+
+#[test]
+fn a_batch_inside_a_batch_is_refused() {
+    use ahnlich_raft::proto::command as pb;
+    use prost::Message;
+    let clear = pb::Command {
+        kind: Some(pb::command::Kind::ClearStore(pb::ClearStore {
+            store: Some(pb::StoreRef { schema: None, name: "s".into() }),
+        })),
+    };
+    let batch = |commands| pb::Command { kind: Some(pb::command::Kind::Batch(pb::Batch { commands })) };
+    let flat = batch(vec![clear.clone(), clear.clone()]);
+    assert!(
+        matches!(Command::decode_command(&flat.encode_to_vec()), Ok(Command::Batch { commands }) if commands.len() == 2)
+    );
+    let nested = batch(vec![clear.clone(), flat]);
+    let err = Command::decode_command(&nested.encode_to_vec()).expect_err("nested");
+    assert!(err.contains("a batch holds a batch"), "{err}");
+    let empty_kind = batch(vec![pb::Command { kind: None }]);
+    assert!(Command::decode_command(&empty_kind.encode_to_vec()).expect_err("no kind").contains("no kind"));
 }

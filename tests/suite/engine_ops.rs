@@ -409,3 +409,61 @@ fn memory_cap_refuses_whole_writes() {
     e.apply(&Command::DropStore { store: s("a"), error_if_not_exists: true }).expect("drop");
     assert_eq!(e.used_bytes(), 0);
 }
+
+#[test]
+fn a_batch_applies_each_command_as_if_it_stood_alone() {
+    let commands = vec![
+        Command::CreateStore {
+            store: s("b"),
+            dimension: 2,
+            predicates: vec!["tag".into()],
+            non_linear: vec![],
+            error_if_exists: true,
+        },
+        Command::Set { store: s("b"), entries: vec![entry(&[1.0, 2.0], &[("tag", "x")])] },
+        // Refused: the store does not exist. The commands after it still apply.
+        Command::Set { store: s("missing"), entries: vec![entry(&[1.0, 2.0], &[])] },
+        Command::CreateStore {
+            store: s("b"),
+            dimension: 2,
+            predicates: vec![],
+            non_linear: vec![],
+            error_if_exists: true,
+        },
+        // Refused whole (a wrong dimension): its first entry is not applied either.
+        Command::Set { store: s("b"), entries: vec![entry(&[5.0, 5.0], &[]), entry(&[1.0], &[])] },
+        // A key repeated within one Set, and a key the store already holds.
+        Command::Set {
+            store: s("b"),
+            entries: vec![
+                entry(&[3.0, 4.0], &[("tag", "y")]),
+                entry(&[3.0, 4.0], &[("tag", "z")]),
+                entry(&[1.0, 2.0], &[("tag", "y")]),
+            ],
+        },
+        Command::DelKey { store: s("b"), keys: vec![vec![9.0, 9.0]] },
+    ];
+
+    let alone = Engine::default();
+    let expected: Vec<Result<Response, EngineError>> = commands.iter().map(|c| alone.apply(c)).collect();
+    assert!(expected[2].is_err() && expected[3].is_err() && expected[4].is_err(), "{expected:?}");
+    assert_eq!(expected[5], Ok(Response::Set { inserted: 1, updated: 2 }));
+
+    let batched = Engine::default();
+    let cmd = Command::Batch { commands };
+    assert!(batched.validate(&cmd).is_ok());
+    assert_eq!(batched.apply(&cmd), Ok(Response::Batch(expected)));
+    assert_eq!(batched.digest(), alone.digest(), "a batch leaves the state its commands leave one by one");
+    assert_eq!(get_pred(&batched, "b", eq("tag", "y")).len(), 1);
+    assert_eq!(get_pred(&batched, "b", eq("tag", "z")).len(), 1);
+
+    // A batch that holds a batch is refused whole: nothing in it applies.
+    let nested = Command::Batch {
+        commands: vec![
+            Command::ClearStore { store: s("b") },
+            Command::Batch { commands: vec![Command::ClearStore { store: s("b") }] },
+        ],
+    };
+    let err = refused(&batched, nested, ErrorCode::InvalidArgument);
+    assert!(err.to_string().contains("cannot hold a batch"), "{err}");
+}
