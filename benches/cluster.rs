@@ -16,6 +16,13 @@
 //!   linearly on the leader, against the same writer on the idle cluster, and whether any
 //!   node's term moved (an election) meanwhile.
 //!
+//! - then the upstream load profile (`AHNLICH_BENCH_ONLY=profile`): Sets of one 128-d entry
+//!   with 3 metadata fields from 1 and 64 connections, and bulk Sets of 1,000 from 1 and 4, on
+//!   an in-memory reference (this project's engine and DB service with no Raft and no log,
+//!   `benches/reference.rs`), one durable node and a 3-node cluster, in interleaved rounds;
+//!   medians and the ratios durable/reference and 3 nodes/1 node. `AHNLICH_BENCH_ROUNDS`
+//!   (default 3) and `AHNLICH_BENCH_PROFILE_BULK` (entries per bulk run, default 200,000).
+//!
 //! - then a fourth (`AHNLICH_BENCH_ONLY=backup`): `cluster backup` of a node holding
 //!   `AHNLICH_BENCH_BACKUP_ENTRIES` (default 1,000,000) × 128-d from its newest snapshot, MB/s,
 //!   against copying the same snapshot file on the same disk; and `restore` of that backup to
@@ -55,6 +62,8 @@ use procs::{Proc, channel, start_three};
 #[allow(dead_code)]
 #[path = "../tests/suite/support/starvation.rs"]
 mod starvation;
+
+mod reference;
 
 /// A node as clients reach it: over TLS with credentials, or in plain text.
 #[derive(Clone)]
@@ -271,6 +280,116 @@ fn main() {
     if wanted("backup") {
         runtime.block_on(backup_and_restore());
     }
+    if wanted("profile") {
+        runtime.block_on(upstream_profile());
+    }
+}
+
+/// Bulk ingest: `entries` entries (from `offset` on) in Sets of 1,000 from `clients` clients.
+async fn ingest(target: &Target, store: &'static str, clients: usize, entries: u64, offset: u64) -> Run {
+    let t = target.clone();
+    drive(target, clients, entries.div_ceil(1000), move |mut c, b| {
+        let inputs = (b * 1000..((b + 1) * 1000).min(entries)).map(|i| entry(offset + i)).collect();
+        let set = t.request(q::Set { store: store.into(), inputs, ..Default::default() });
+        async move {
+            c.set(set).await.expect("bulk set");
+        }
+    })
+    .await
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// Upstream Ahnlich's load profile (128-d entries with three metadata fields into a store with
+/// one predicate index; Sets of one entry from 1 and 64 connections; bulk Sets of 1,000 from 1
+/// and 4) on three systems up at once: the in-memory reference (`reference.rs`: the engine and
+/// the DB service, no Raft, no log), one durable node, and a 3-node cluster (at its leader).
+/// Each workload runs on each system in turn, `AHNLICH_BENCH_ROUNDS` rounds (default 3);
+/// medians, and the ratios the performance targets are stated in.
+async fn upstream_profile() {
+    let rounds = env_u64("AHNLICH_BENCH_ROUNDS", 3) as usize;
+    let writes_n = env_u64("AHNLICH_BENCH_WRITES", 2_000);
+    let bulk = env_u64("AHNLICH_BENCH_PROFILE_BULK", 200_000);
+    let root = procs::ProcRoot::new();
+
+    let reference_addr = procs::free_addr();
+    reference::start(reference_addr);
+    let single = Proc::start(&root.path().join("single"), 1, None, &[]);
+    wait_voters(single.addr, 1).await;
+    let three = start_three(&root.path().join("three"), &[]);
+    let leader = wait_voters(three[0].addr, 3).await;
+    let leader_addr = three.iter().find(|p| p.id == leader).map(|p| p.addr).expect("leader");
+    let systems = [
+        ("reference", Target::plain(reference_addr)),
+        ("1 node", Target::plain(single.addr)),
+        ("3 nodes", Target::plain(leader_addr)),
+    ];
+    for (_, t) in &systems {
+        for _ in 0..600 {
+            if Channel::from_shared(format!("http://{}", t.addr)).expect("uri").connect().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        create(t, "w").await;
+        create(t, "bulk").await;
+    }
+
+    struct Workload {
+        name: &'static str,
+        unit: &'static str,
+        clients: usize,
+        bulk: bool,
+    }
+    let workloads = [
+        Workload { name: "Set 1 entry, 1 client", unit: "writes/s", clients: 1, bulk: false },
+        Workload { name: "Set 1 entry, 64 clients", unit: "writes/s", clients: 64, bulk: false },
+        Workload { name: "bulk Sets of 1,000, 1 client", unit: "entries/s", clients: 1, bulk: true },
+        Workload { name: "bulk Sets of 1,000, 4 clients", unit: "entries/s", clients: 4, bulk: true },
+    ];
+    // rates[workload][system]: one figure per round.
+    let mut rates = vec![vec![Vec::new(); systems.len()]; workloads.len()];
+    for round in 0..rounds as u64 {
+        for (w, load) in workloads.iter().enumerate() {
+            for (sys, (_, target)) in systems.iter().enumerate() {
+                let offset = ((round * 8 + w as u64) << 36) + ((sys as u64) << 34);
+                let rate = if load.bulk {
+                    ingest(target, "bulk", load.clients, bulk, offset).await.ops_per_sec * 1000.0
+                } else {
+                    let total = if load.clients == 1 { writes_n } else { writes_n * 4 };
+                    writes(target, "w", load.clients, total, offset).await.ops_per_sec
+                };
+                rates[w][sys].push(rate);
+            }
+        }
+    }
+
+    println!();
+    println!(
+        "upstream load profile, medians of {rounds} interleaved rounds (128-d, 3 metadata fields, 1 predicate index)"
+    );
+    println!(
+        "| {:<32} | {:>9} | {:>11} | {:>11} | {:>11} | {:>12} | {:>11} |",
+        "workload", "unit", "reference", "1 node", "3 nodes", "1 node / ref", "3 / 1 node"
+    );
+    println!("|{:-<34}|{:->11}|{:->13}|{:->13}|{:->13}|{:->14}|{:->13}|", "", "", "", "", "", "", "");
+    for (w, load) in workloads.iter().enumerate() {
+        let m: Vec<f64> = rates[w].iter().map(|r| median(r.clone())).collect();
+        println!(
+            "| {:<32} | {:>9} | {:>11.0} | {:>11.0} | {:>11.0} | {:>11.2}x | {:>10.2}x |",
+            load.name,
+            load.unit,
+            m[0],
+            m[1],
+            m[2],
+            m[1] / m[0],
+            m[2] / m[1]
+        );
+    }
+    drop((single, three));
 }
 
 /// Spawn-to-first-read: polls the node at `addr` until a local GetKey of `key` in `store` answers.

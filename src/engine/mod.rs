@@ -132,19 +132,13 @@ impl Engine {
     /// Checks `cmd` and, if it passes, applies it whole. A failed check changes nothing.
     /// A [`Command::Batch`] answers [`Response::Batch`], each of its commands taken on its own.
     pub fn apply(&self, cmd: &Command) -> Result<Response, EngineError> {
-        self.apply_owned(cmd.clone())
-    }
-
-    /// [`Engine::apply`] for a command the caller gives up, so its entries move into the
-    /// store instead of being copied.
-    pub fn apply_owned(&self, cmd: Command) -> Result<Response, EngineError> {
         let _one_at_a_time = lock(&self.writes);
         self.check_and_mutate(cmd)
     }
 
     /// Checks and applies one command (callers hold the write lock).
-    fn check_and_mutate(&self, cmd: Command) -> Result<Response, EngineError> {
-        self.check(&cmd)?;
+    fn check_and_mutate(&self, cmd: &Command) -> Result<Response, EngineError> {
+        self.check(cmd)?;
         Ok(self.mutate(cmd))
     }
 
@@ -261,56 +255,56 @@ impl Engine {
     }
 
     /// Applies a checked command.
-    fn mutate(&self, cmd: Command) -> Response {
+    fn mutate(&self, cmd: &Command) -> Response {
         match cmd {
             Command::CreateStore { store, dimension, predicates, non_linear, .. } => {
                 let mut stores = write(&self.stores);
-                stores.entry(key_of(&store)).or_insert_with(|| {
-                    Arc::new(RwLock::new(Arc::new(Store::new(dimension, &predicates, &non_linear))))
-                });
+                stores
+                    .entry(key_of(store))
+                    .or_insert_with(|| Arc::new(RwLock::new(Arc::new(Store::new(*dimension, predicates, non_linear)))));
                 Response::Unit
             }
             Command::CreatePredIndex { store, predicates } => {
-                self.with_store(&store, |s| Response::Count(s.create_predicate_indexes(&predicates)))
+                self.with_store(store, |s| Response::Count(s.create_predicate_indexes(predicates)))
             }
             Command::CreateNonLinearIndex { store, indexes } => {
-                self.with_store(&store, |s| Response::Count(s.create_non_linear_indexes(&indexes)))
+                self.with_store(store, |s| Response::Count(s.create_non_linear_indexes(indexes)))
             }
-            Command::Set { store, entries } => self.with_store(&store, |s| {
+            Command::Set { store, entries } => self.with_store(store, |s| {
                 let (inserted, updated) = s.set(entries);
                 Response::Set { inserted, updated }
             }),
-            Command::Upsert { store, condition, new_key, new_value, merge_metadata } => self.with_store(&store, |s| {
-                let Some(&slot) = s.matching(&condition).first() else {
+            Command::Upsert { store, condition, new_key, new_value, merge_metadata } => self.with_store(store, |s| {
+                let Some(&slot) = s.matching(condition).first() else {
                     return Response::Set { inserted: 0, updated: 0 };
                 };
                 let old = s.entry(slot);
-                let value = upserted_value(&old.value, new_value.as_ref(), merge_metadata);
+                let value = upserted_value(&old.value, new_value.as_ref(), *merge_metadata);
                 match new_key {
-                    Some(k) if s.find(&k) != Some(slot) => {
+                    Some(k) if s.find(k) != Some(slot) => {
                         s.remove(&[slot]);
-                        s.set(vec![Entry { key: k, value }]);
+                        s.set(&[Entry { key: k.clone(), value }]);
                     }
-                    _ => s.replace_value(slot, value),
+                    _ => s.replace_value(slot, &value),
                 }
                 Response::Set { inserted: 0, updated: 1 }
             }),
             Command::DropPredIndex { store, predicates, .. } => {
-                self.with_store(&store, |s| Response::Count(s.drop_predicate_indexes(&predicates)))
+                self.with_store(store, |s| Response::Count(s.drop_predicate_indexes(predicates)))
             }
             Command::DropNonLinearIndex { store, kinds, .. } => {
-                self.with_store(&store, |s| Response::Count(s.drop_non_linear_indexes(&kinds)))
+                self.with_store(store, |s| Response::Count(s.drop_non_linear_indexes(kinds)))
             }
-            Command::DelKey { store, keys } => self.with_store(&store, |s| {
+            Command::DelKey { store, keys } => self.with_store(store, |s| {
                 let slots: Vec<u32> = keys.iter().filter_map(|k| s.find(k)).collect();
                 Response::Count(s.remove(&slots))
             }),
-            Command::DelPred { store, condition } => self.with_store(&store, |s| {
-                let slots: Vec<u32> = s.matching(&condition).into_iter().collect();
+            Command::DelPred { store, condition } => self.with_store(store, |s| {
+                let slots: Vec<u32> = s.matching(condition).into_iter().collect();
                 Response::Count(s.remove(&slots))
             }),
             Command::DropStore { store, .. } => {
-                let removed = write(&self.stores).remove(&key_of(&store));
+                let removed = write(&self.stores).remove(&key_of(store));
                 if let Some(s) = &removed {
                     *lock(&self.used_bytes) -= read(s).bytes();
                 }
@@ -318,7 +312,7 @@ impl Engine {
             }
             Command::DropSchema { schema } => {
                 let mut stores = write(&self.stores);
-                let names: Vec<StoreKey> = stores.keys().filter(|(sc, _)| *sc == schema).cloned().collect();
+                let names: Vec<StoreKey> = stores.keys().filter(|(sc, _)| sc == schema).cloned().collect();
                 for name in &names {
                     if let Some(s) = stores.remove(name) {
                         *lock(&self.used_bytes) -= read(&s).bytes();
@@ -326,11 +320,9 @@ impl Engine {
                 }
                 Response::Count(names.len())
             }
-            Command::ClearStore { store } => self.with_store(&store, |s| Response::Count(s.clear())),
+            Command::ClearStore { store } => self.with_store(store, |s| Response::Count(s.clear())),
             // Each on its own; `check` refused a batch that holds a batch.
-            Command::Batch { commands } => {
-                Response::Batch(commands.into_iter().map(|c| self.check_and_mutate(c)).collect())
-            }
+            Command::Batch { commands } => Response::Batch(commands.iter().map(|c| self.check_and_mutate(c)).collect()),
         }
     }
 

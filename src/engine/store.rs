@@ -247,18 +247,18 @@ impl Store {
     }
 
     /// Inserts or overwrites every entry, in order; returns (inserted, updated).
-    pub fn set(&mut self, entries: Vec<Entry>) -> (usize, usize) {
+    pub fn set(&mut self, entries: &[Entry]) -> (usize, usize) {
         let (mut inserted, mut updated) = (0, 0);
         self.meta.reserve(entries.len(), entries.iter().map(|e| meta_arena::encoded_len(&e.value)).sum());
         for Entry { key, value } in entries {
-            let h = key_hash(&key);
-            match self.find_hashed(h, &key) {
+            let h = key_hash(key);
+            match self.find_hashed(h, key) {
                 Some(slot) => {
                     self.replace_value(slot, value);
                     updated += 1;
                 }
                 None => {
-                    self.insert_new(h, &key, value);
+                    self.insert_new(h, key, value);
                     inserted += 1;
                 }
             }
@@ -267,7 +267,7 @@ impl Store {
         (inserted, updated)
     }
 
-    fn insert_new(&mut self, h: u64, key: &[f32], value: Metadata) -> u32 {
+    fn insert_new(&mut self, h: u64, key: &[f32], value: &Metadata) -> u32 {
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.arena.set_row(slot as usize, key);
@@ -286,9 +286,9 @@ impl Store {
                 v.insert(slot);
             }
         }
-        self.bytes += entry_bytes(self.dimension, &value);
-        self.index_value(slot, &value);
-        self.meta.set(slot, &value);
+        self.bytes += entry_bytes(self.dimension, value);
+        self.index_value(slot, value);
+        self.meta.set(slot, value);
         self.live += 1;
         let arena = &self.arena;
         let key_of = |s: u32| arena.row(s as usize);
@@ -302,14 +302,14 @@ impl Store {
     }
 
     /// Replaces the metadata of a live slot.
-    pub fn replace_value(&mut self, slot: u32, value: Metadata) {
+    pub fn replace_value(&mut self, slot: u32, value: &Metadata) {
         if self.meta.is_live(slot) {
             self.unindex_value(slot);
             self.bytes -= self.live_entry_bytes(slot);
         }
-        self.bytes += entry_bytes(self.dimension, &value);
-        self.index_value(slot, &value);
-        self.meta.set(slot, &value);
+        self.bytes += entry_bytes(self.dimension, value);
+        self.index_value(slot, value);
+        self.meta.set(slot, value);
     }
 
     /// Removes the live entries in `slots`; returns how many were live.

@@ -22,6 +22,17 @@ impl CommandCodec for Command {
     }
 }
 
+/// The log's command type is the engine's command behind an `Arc`; its bytes are the command's.
+impl CommandCodec for std::sync::Arc<Command> {
+    fn encode_command(&self) -> Vec<u8> {
+        Command::encode_command(self)
+    }
+
+    fn decode_command(bytes: &[u8]) -> Result<Self, String> {
+        Command::decode_command(bytes).map(std::sync::Arc::new)
+    }
+}
+
 fn store(r: &StoreRef) -> Option<pb::StoreRef> {
     Some(pb::StoreRef { schema: r.schema.clone(), name: r.name.clone() })
 }

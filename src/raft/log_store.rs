@@ -7,6 +7,9 @@
 //! file to keep in step, and the WAL writes each slot's value again at the head of every new
 //! segment, so purging old segments never loses it.
 //!
+//! The newest entries are also kept in memory as openraft gave them
+//! ([`super::entry_cache`]): replication and apply read them back without decoding.
+//!
 //! Durability:
 //! - `append` returns once the entries are readable; the `IOFlushed` callback fires from the
 //!   WAL writer thread after the sync that made them durable.
@@ -20,13 +23,14 @@ use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::type_config::alias::{LogIdOf, VoteOf};
 use openraft::{Entry, LogState, OptionalSend, RaftLogReader};
 
 use super::codec::{self, log_id};
+use super::entry_cache::EntryCache;
 use super::types::DurableConfig;
 use crate::wal::fs::Fs;
 use crate::wal::{self, Done, LogPos, Wal, WalError, WalOptions};
@@ -36,15 +40,17 @@ pub const SLOT_VOTE: u8 = 1;
 /// WAL metadata slot holding the committed log id.
 pub const SLOT_COMMITTED: u8 = 2;
 
-/// The Raft log of one node. Clones share the same WAL, so a reader sees every append at once.
-pub struct LogStore<C> {
+/// The Raft log of one node. Clones share the same WAL (and the same cache of its newest
+/// entries), so a reader sees every append at once.
+pub struct LogStore<C: DurableConfig> {
     wal: Arc<Wal>,
+    recent: Arc<Mutex<EntryCache<C::Entry>>>,
     _config: PhantomData<fn() -> C>,
 }
 
-impl<C> Clone for LogStore<C> {
+impl<C: DurableConfig> Clone for LogStore<C> {
     fn clone(&self) -> Self {
-        Self { wal: self.wal.clone(), _config: PhantomData }
+        Self { wal: self.wal.clone(), recent: self.recent.clone(), _config: PhantomData }
     }
 }
 
@@ -61,7 +67,7 @@ impl<C: DurableConfig> LogStore<C> {
 
     /// A log store over an already open WAL.
     pub fn with_wal(wal: Arc<Wal>) -> Self {
-        Self { wal, _config: PhantomData }
+        Self { wal, recent: Arc::default(), _config: PhantomData }
     }
 
     /// The WAL underneath.
@@ -113,6 +119,10 @@ async fn durable(start: impl FnOnce(Done) -> Result<(), WalError>) -> io::Result
     rx.await.map_err(|_| io::Error::other("the WAL writer stopped before completing the write"))?
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn ignore_completion() -> Done {
     Box::new(|_| {})
 }
@@ -137,6 +147,9 @@ impl<C: DurableConfig> RaftLogReader<C> for LogStore<C> {
         range: RB,
     ) -> Result<Vec<C::Entry>, io::Error> {
         let range = to_range(&range);
+        if let Some(entries) = lock(&self.recent).get(&range) {
+            return Ok(entries);
+        }
         let wal = self.wal.clone();
         let records = tokio::task::spawn_blocking(move || wal.read(range))
             .await
@@ -188,24 +201,32 @@ impl<C: DurableConfig> RaftLogStorage<C> for LogStore<C> {
         I: IntoIterator<Item = C::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let records = entries
-            .into_iter()
-            .map(|e| wal::Entry {
-                index: e.log_id.index,
-                term: e.log_id.leader_id.term,
-                payload: codec::encode_payload(&e.payload).into(),
-            })
-            .collect();
-        Ok(self.wal.append(records, Box::new(move |result| callback.io_completed(result)))?)
+        let mut records = Vec::new();
+        let mut kept = Vec::new();
+        for e in entries {
+            let payload: Arc<[u8]> = codec::encode_payload(&e.payload).into();
+            let index = e.log_id.index;
+            records.push(wal::Entry { index, term: e.log_id.leader_id.term, payload: payload.clone() });
+            kept.push((index, e, payload.len()));
+        }
+        self.wal.append(records, Box::new(move |result| callback.io_completed(result)))?;
+        // Only once the WAL holds them (readers fall back to the WAL for what is not here).
+        let mut recent = lock(&self.recent);
+        for (index, entry, bytes) in kept {
+            recent.push(index, entry, bytes);
+        }
+        Ok(())
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<C>>) -> Result<(), io::Error> {
         let first_removed = last_log_id.map_or(0, |l| l.index + 1);
+        lock(&self.recent).truncate_from(first_removed);
         durable(|done| self.wal.truncate_from(first_removed, done)).await
     }
 
     async fn purge(&mut self, log_id: LogIdOf<C>) -> Result<(), io::Error> {
         let upto = LogPos { index: log_id.index, term: log_id.leader_id.term };
+        lock(&self.recent).purge_to(log_id.index);
         Ok(self.wal.purge_to(upto, ignore_completion())?)
     }
 }

@@ -7,6 +7,7 @@
 pub mod codec;
 pub mod command;
 pub mod config;
+pub mod entry_cache;
 pub mod eviction;
 pub mod log_store;
 #[cfg(any(test, feature = "testing"))]

@@ -562,7 +562,7 @@ mod tests {
             .enumerate()
             .map(|(i, n)| openraft::Entry {
                 log_id: log_id(3, 11 + i as u64),
-                payload: EntryPayload::Normal(Command::DropSchema { schema: "x".repeat(*n) }),
+                payload: EntryPayload::Normal(std::sync::Arc::new(Command::DropSchema { schema: "x".repeat(*n) })),
             })
             .collect();
         AppendEntriesRequest {

@@ -244,11 +244,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 // runtime's workers stay free for heartbeats and elections.
                 EntryPayload::Normal(cmd) if cmd.may_take_long() => {
                     let engine = engine.clone();
-                    tokio::task::spawn_blocking(move || engine.apply_owned(cmd))
+                    tokio::task::spawn_blocking(move || engine.apply(&cmd))
                         .await
                         .map_err(|e| other(format!("applying {log_id}: {e}")))?
                 }
-                EntryPayload::Normal(cmd) => engine.apply_owned(cmd),
+                EntryPayload::Normal(cmd) => engine.apply(&cmd),
                 EntryPayload::Membership(m) => {
                     lock(&self.shared.applied).membership = Membership::new(Some(log_id), m);
                     Ok(Response::Unit)

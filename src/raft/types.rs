@@ -24,8 +24,9 @@ pub trait DurableConfig:
         D = <Self as DurableConfig>::Command,
     >
 {
-    /// The replicated application command.
-    type Command: CommandCodec;
+    /// The replicated application command (cheap to clone: the log store keeps the newest
+    /// entries in memory as well as on disk).
+    type Command: CommandCodec + Clone;
 }
 
 /// What applying a command answers: the engine's response, or the user error it produced
@@ -33,14 +34,16 @@ pub trait DurableConfig:
 pub type CommandResult = Result<crate::engine::Response, crate::engine::EngineError>;
 
 openraft::declare_raft_types!(
-    /// The Raft type configuration of ahnlich-raft: engine commands in, their results out.
+    /// The Raft type configuration of ahnlich-raft: engine commands in (shared, so the entries
+    /// openraft copies between its log, replication and apply copy a pointer, not the data),
+    /// their results out.
     pub TypeConfig:
-        D = crate::engine::Command,
+        D = std::sync::Arc<crate::engine::Command>,
         R = CommandResult,
         Node = BasicNode,
         LeaderId = LeaderId<u64, u64>,
 );
 
 impl DurableConfig for TypeConfig {
-    type Command = crate::engine::Command;
+    type Command = std::sync::Arc<crate::engine::Command>;
 }

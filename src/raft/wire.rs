@@ -225,7 +225,10 @@ mod tests {
         let m = Membership::new(vec![BTreeSet::from([1])], nodes).expect("membership");
         let entries = vec![
             Entry { log_id: log_id(2, 5), payload: EntryPayload::Blank },
-            Entry { log_id: log_id(2, 6), payload: EntryPayload::Normal(Command::DropSchema { schema: "s".into() }) },
+            Entry {
+                log_id: log_id(2, 6),
+                payload: EntryPayload::Normal(std::sync::Arc::new(Command::DropSchema { schema: "s".into() })),
+            },
             Entry { log_id: log_id(2, 7), payload: EntryPayload::Membership(m) },
         ];
         let req = AppendEntriesRequest::<TypeConfig> {

@@ -1,8 +1,8 @@
 //! Proposes the leader's writes to Raft, coalescing concurrent ones into shared log entries.
 //!
 //! - **Batching.** At most [`IN_FLIGHT`] proposals are in flight at once. A write that finds a
-//!   free turn is proposed alone, at once; writes that arrive while every turn is taken wait in
-//!   a queue, and the next free turn proposes everything queued as one
+//!   free turn is proposed alone, at once, from its own task; writes that arrive while every
+//!   turn is taken wait in a queue, and the next free turn proposes everything queued as one
 //!   [`Command::Batch`] (up to [`MAX_BATCH_COMMANDS`] commands and the byte limit of one Raft
 //!   entry). So one client pays no waiting, and many clients share one entry, one log record,
 //!   one message to each follower and one apply, as etcd and TiKV batch proposals.
@@ -46,6 +46,8 @@ struct Pending {
 /// The handle writes are proposed through.
 #[derive(Clone)]
 pub struct Proposer {
+    raft: Raft<TypeConfig, StateMachine>,
+    turns: Arc<Semaphore>,
     queue: mpsc::Sender<Pending>,
 }
 
@@ -54,13 +56,18 @@ impl Proposer {
     /// (their encodings plus a few bytes each). The task ends when every handle is dropped.
     pub fn start(raft: Raft<TypeConfig, StateMachine>, max_entry_bytes: usize) -> Self {
         let (queue, waiting) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run(raft, waiting, max_entry_bytes));
-        Self { queue }
+        let turns = Arc::new(Semaphore::new(IN_FLIGHT));
+        tokio::spawn(run(raft.clone(), turns.clone(), waiting, max_entry_bytes));
+        Self { raft, turns, queue }
     }
 
     /// Proposes `cmd` (whose encoding is `encoded_bytes` long, within one entry's limit) and
     /// waits until it is applied; its result, or an UNAVAILABLE status if it was not committed.
     pub async fn propose(&self, cmd: Command, encoded_bytes: usize) -> Outcome {
+        // A free turn nobody queues for: propose at once from here, with no hand-off.
+        if let Ok(_turn) = self.turns.clone().try_acquire_owned() {
+            return self.raft.client_write(Arc::new(cmd)).await.map(|r| r.data).map_err(|e| not_committed(&e));
+        }
         let (reply, outcome) = oneshot::channel();
         let pending = Pending { cmd, bytes: encoded_bytes + FRAMING_BYTES, reply };
         self.queue.send(pending).await.map_err(|_| stopping())?;
@@ -72,12 +79,17 @@ fn stopping() -> Status {
     Status::unavailable("the node is stopping; the write was not proposed")
 }
 
-async fn run(raft: Raft<TypeConfig, StateMachine>, mut waiting: mpsc::Receiver<Pending>, max_entry_bytes: usize) {
-    let turns = Arc::new(Semaphore::new(IN_FLIGHT));
+async fn run(
+    raft: Raft<TypeConfig, StateMachine>,
+    turns: Arc<Semaphore>,
+    mut waiting: mpsc::Receiver<Pending>,
+    max_entry_bytes: usize,
+) {
     // A write taken from the queue that did not fit the batch before it: it leads the next.
     let mut carried: Option<Pending> = None;
     loop {
-        let Ok(turn) = turns.clone().acquire_owned().await else { return };
+        // The queue first, then a turn: while the queue is empty this task holds no turn, so
+        // a lone write takes the direct path above.
         let first = match carried.take() {
             Some(p) => p,
             None => match waiting.recv().await {
@@ -85,6 +97,9 @@ async fn run(raft: Raft<TypeConfig, StateMachine>, mut waiting: mpsc::Receiver<P
                 None => return,
             },
         };
+        // Turns are handed to waiters in order, so this task gets the next one freed; writes
+        // that queue meanwhile join the batch.
+        let Ok(turn) = turns.clone().acquire_owned().await else { return };
         let mut bytes = first.bytes;
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH_COMMANDS {
@@ -112,12 +127,12 @@ async fn run(raft: Raft<TypeConfig, StateMachine>, mut waiting: mpsc::Receiver<P
 async fn propose(raft: &Raft<TypeConfig, StateMachine>, mut batch: Vec<Pending>) {
     if batch.len() == 1 {
         let Some(Pending { cmd, reply, .. }) = batch.pop() else { return };
-        let _ = reply.send(raft.client_write(cmd).await.map(|r| r.data).map_err(|e| not_committed(&e)));
+        let _ = reply.send(raft.client_write(Arc::new(cmd)).await.map(|r| r.data).map_err(|e| not_committed(&e)));
         return;
     }
     let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
     let count = commands.len();
-    match raft.client_write(Command::Batch { commands }).await {
+    match raft.client_write(Arc::new(Command::Batch { commands })).await {
         Ok(written) => match written.data {
             Ok(Response::Batch(results)) if results.len() == count => {
                 for (reply, result) in replies.into_iter().zip(results) {

@@ -23,7 +23,10 @@ fn opts() -> WalOptions {
 
 fn normal(term: u64, index: u64) -> EntryOf<TypeConfig> {
     let store = StoreRef::public(format!("store-{index}-of-term-{term}"));
-    Entry { log_id: log_id(term, index), payload: EntryPayload::Normal(Command::ClearStore { store }) }
+    Entry {
+        log_id: log_id(term, index),
+        payload: EntryPayload::Normal(std::sync::Arc::new(Command::ClearStore { store })),
+    }
 }
 
 async fn append(store: &mut Store, entries: Vec<EntryOf<TypeConfig>>) {

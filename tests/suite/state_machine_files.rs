@@ -19,7 +19,13 @@ fn set(n: usize, base: f32) -> Command {
 /// Applies commands at indexes `first..` of term 1.
 async fn apply(sm: &mut StateMachine, first: u64, cmds: Vec<Command>) {
     let entries = cmds.into_iter().enumerate().map(|(i, c)| {
-        Ok((openraft::Entry { log_id: log_id(1, first + i as u64), payload: EntryPayload::Normal(c) }, None))
+        Ok((
+            openraft::Entry {
+                log_id: log_id(1, first + i as u64),
+                payload: EntryPayload::Normal(std::sync::Arc::new(c)),
+            },
+            None,
+        ))
     });
     sm.apply(stream::iter(entries)).await.expect("apply");
 }

@@ -79,7 +79,10 @@ impl Proc {
     }
 
     fn spawn(&mut self, join: Option<SocketAddr>) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ahnlich-raft"));
+        // `AHNLICH_RAFT_SERVER_BIN` runs another build of the server (a bench comparing two).
+        let bin =
+            std::env::var("AHNLICH_RAFT_SERVER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ahnlich-raft").into());
+        let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(&self.dir)
