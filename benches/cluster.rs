@@ -26,7 +26,9 @@
 //! - then a fourth (`AHNLICH_BENCH_ONLY=backup`): `cluster backup` of a node holding
 //!   `AHNLICH_BENCH_BACKUP_ENTRIES` (default 1,000,000) × 128-d from its newest snapshot, MB/s,
 //!   against copying the same snapshot file on the same disk; and `restore` of that backup to
-//!   its first answered read, against restarting the source node to its first answered read.
+//!   its first answered read, against restarting the source node to its first answered read;
+//!   and a new node joining it, from spawn through the snapshot's transfer and install to its
+//!   first answered read (MB/s of the snapshot file, against the copy).
 //!
 //! Scale with `AHNLICH_BENCH_ENTRIES` (bulk entries, default 1,000,000),
 //! `AHNLICH_BENCH_WRITES` (writes per latency run, default 2,000), `AHNLICH_BENCH_SCAN_ENTRIES`
@@ -471,6 +473,13 @@ async fn backup_and_restore() {
     let started = Instant::now();
     source.restart();
     let restarted = first_read(source.addr, "b", &probe, started).await;
+
+    // A new node joins: the leader's log behind its snapshot is purged, so it gets the snapshot,
+    // streamed, checked and installed; timed from its spawn to its first local read.
+    let started = Instant::now();
+    let joiner = Proc::start(root.path(), 2, Some(source.addr), &[]);
+    let installed = first_read(joiner.addr, "b", &probe, started).await;
+    drop(joiner);
     drop(source);
 
     let data = out.path().join("restored");
@@ -507,6 +516,11 @@ async fn backup_and_restore() {
         "| cluster backup over loopback, checked and synced | {backed_up:.2?} | {:.0} | {:.2} |",
         mb_per_s(bytes, backed_up),
         mb_per_s(bytes, backed_up) / mb_per_s(bytes, copied)
+    );
+    println!(
+        "| new node joins: snapshot sent, installed, first read | {installed:.2?} | {:.0} | {:.2} |",
+        mb_per_s(bytes, installed),
+        mb_per_s(bytes, installed) / mb_per_s(bytes, copied)
     );
     println!("| restart of the source node to its first read (baseline) | {restarted:.2?} | | 1.00 |");
     println!(

@@ -70,7 +70,9 @@ impl Rows {
     pub fn push_row(&mut self, values: &[f32]) -> usize {
         let i = self.len;
         if i & (self.rows_per_chunk() - 1) == 0 {
-            self.chunks.push(Arc::new(Vec::new()));
+            // Sized once: a chunk never grows by copying itself (its pages are only touched
+            // as rows land in them).
+            self.chunks.push(Arc::new(Vec::with_capacity(self.rows_per_chunk() * self.width)));
         }
         let last = self.chunks.len() - 1;
         Arc::make_mut(&mut self.chunks[last]).extend_from_slice(values);

@@ -22,6 +22,46 @@ impl CommandCodec for Command {
     }
 }
 
+/// The length of `cmd`'s encoding ([`CommandCodec::encode_command`]), computed for a Set (the
+/// write that matters for speed) without encoding it; other commands are encoded to be measured.
+pub fn encoded_len(cmd: &Command) -> usize {
+    let Command::Set { store: s, entries } = cmd else {
+        return cmd.encode_command().len();
+    };
+    let set = message_field(store_len(s)) + entries.iter().map(|e| message_field(entry_len(e))).sum::<usize>();
+    message_field(set)
+}
+
+/// A length-delimited field (field number below 16) holding `len` bytes.
+fn message_field(len: usize) -> usize {
+    1 + prost::encoding::encoded_len_varint(len as u64) + len
+}
+
+/// A proto3 string or packed field: absent when empty.
+fn scalar_field(len: usize) -> usize {
+    if len == 0 { 0 } else { message_field(len) }
+}
+
+fn store_len(r: &StoreRef) -> usize {
+    r.schema.as_ref().map_or(0, |s| message_field(s.len())) + scalar_field(r.name.len())
+}
+
+fn entry_len(e: &Entry) -> usize {
+    let key = scalar_field(e.key.len() * 4);
+    let metadata: usize = e
+        .value
+        .iter()
+        .map(|(k, v)| {
+            let bytes = match v {
+                MetadataValue::RawString(s) => s.len(),
+                MetadataValue::Image(b) | MetadataValue::Audio(b) => b.len(),
+            };
+            message_field(scalar_field(k.len()) + message_field(message_field(bytes)))
+        })
+        .sum();
+    message_field(key) + message_field(metadata)
+}
+
 /// The log's command type is the engine's command behind an `Arc`; its bytes are the command's.
 impl CommandCodec for std::sync::Arc<Command> {
     fn encode_command(&self) -> Vec<u8> {

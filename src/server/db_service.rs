@@ -34,7 +34,6 @@ use crate::proto::ahnlich::services::db_service::db_service_client::DbServiceCli
 use crate::proto::ahnlich::services::db_service::db_service_server::DbService;
 use crate::proto::ahnlich::shared::{cluster, info};
 use crate::proto::ahnlich::{client, server_types};
-use crate::raft::codec::CommandCodec;
 
 /// How long a follower waits to apply the leader's read index before giving up.
 const READ_INDEX_WAIT: Duration = Duration::from_secs(5);
@@ -74,7 +73,7 @@ enum Checked {
 fn check_with(engine: &Engine, cmd: Command) -> Checked {
     match engine.validate(&cmd) {
         Ok(()) => {
-            let size = cmd.encode_command().len();
+            let size = crate::raft::command::encoded_len(&cmd);
             Checked::Taken(cmd, size)
         }
         Err(e) => Checked::Refused(cmd, status(e)),

@@ -91,6 +91,7 @@ fn every_command_round_trips_bit_for_bit() {
     for round in 0..650 {
         let cmd = command(&mut rng, round % 13);
         let bytes = cmd.encode_command();
+        assert_eq!(ahnlich_raft::raft::command::encoded_len(&cmd), bytes.len(), "{cmd:?}");
         let back = Command::decode_command(&bytes).unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
         // Debug prints floats in a way that tells -0.0 from 0.0; NaN payloads are checked by
         // re-encoding, which must give the very same bytes.
