@@ -61,6 +61,8 @@ pub struct Metrics {
     pub request_bytes: Counter,
     /// DB-API response bytes sent (message frames).
     pub response_bytes: Counter,
+    /// Client writes per Raft entry this node proposed (more than one: writes batched).
+    pub proposal_commands: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -95,6 +97,7 @@ impl Metrics {
             requests_in_flight: Gauge::default(),
             request_bytes: Counter::default(),
             response_bytes: Counter::default(),
+            proposal_commands: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
         };
         {
             let mut r = m.registry();
@@ -116,6 +119,11 @@ impl Metrics {
             r.register("db_requests_in_flight", "DB-API requests being served", m.requests_in_flight.clone());
             r.register("db_request_bytes", "DB-API request message bytes received", m.request_bytes.clone());
             r.register("db_response_bytes", "DB-API response message bytes sent", m.response_bytes.clone());
+            r.register(
+                "raft_proposal_commands",
+                "Client writes per Raft entry proposed (more than one when concurrent writes are batched)",
+                m.proposal_commands.clone(),
+            );
         }
         m
     }

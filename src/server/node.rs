@@ -315,7 +315,7 @@ impl Node {
             )),
             log: log_watch.clone(),
             connections: connections.clone(),
-            proposer: Proposer::start(raft.clone(), max_raft.saturating_sub(RAFT_MESSAGE_OVERHEAD)),
+            proposer: Proposer::start(raft.clone(), max_raft.saturating_sub(RAFT_MESSAGE_OVERHEAD), metrics.clone()),
         });
         let bootstrapping = fresh && config.join.is_none() && config.bootstrap;
         if bootstrapping || (!fresh && cluster.get().is_none() && sole_voter(&raft, id)) {

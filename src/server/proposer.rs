@@ -19,6 +19,7 @@ use tonic::Status;
 
 use super::convert::status;
 use crate::engine::{Command, Response};
+use crate::metrics::Metrics;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::{CommandResult, TypeConfig};
 
@@ -49,16 +50,18 @@ pub struct Proposer {
     raft: Raft<TypeConfig, StateMachine>,
     turns: Arc<Semaphore>,
     queue: mpsc::Sender<Pending>,
+    metrics: Arc<Metrics>,
 }
 
 impl Proposer {
     /// Starts proposing through `raft`; one batch's commands take at most `max_entry_bytes`
-    /// (their encodings plus a few bytes each). The task ends when every handle is dropped.
-    pub fn start(raft: Raft<TypeConfig, StateMachine>, max_entry_bytes: usize) -> Self {
+    /// (their encodings plus a few bytes each); each entry's count of writes goes to `metrics`.
+    /// The task ends when every handle is dropped.
+    pub fn start(raft: Raft<TypeConfig, StateMachine>, max_entry_bytes: usize, metrics: Arc<Metrics>) -> Self {
         let (queue, waiting) = mpsc::channel(QUEUE_DEPTH);
         let turns = Arc::new(Semaphore::new(IN_FLIGHT));
-        tokio::spawn(run(raft.clone(), turns.clone(), waiting, max_entry_bytes));
-        Self { raft, turns, queue }
+        tokio::spawn(run(raft.clone(), turns.clone(), waiting, max_entry_bytes, metrics.clone()));
+        Self { raft, turns, queue, metrics }
     }
 
     /// Proposes `cmd` (whose encoding is `encoded_bytes` long, within one entry's limit) and
@@ -66,6 +69,7 @@ impl Proposer {
     pub async fn propose(&self, cmd: Command, encoded_bytes: usize) -> Outcome {
         // A free turn nobody queues for: propose at once from here, with no hand-off.
         if let Ok(_turn) = self.turns.clone().try_acquire_owned() {
+            self.metrics.proposal_commands.observe(1.0);
             return self.raft.client_write(Arc::new(cmd)).await.map(|r| r.data).map_err(|e| not_committed(&e));
         }
         let (reply, outcome) = oneshot::channel();
@@ -84,6 +88,7 @@ async fn run(
     turns: Arc<Semaphore>,
     mut waiting: mpsc::Receiver<Pending>,
     max_entry_bytes: usize,
+    metrics: Arc<Metrics>,
 ) {
     // A write taken from the queue that did not fit the batch before it: it leads the next.
     let mut carried: Option<Pending> = None;
@@ -115,6 +120,7 @@ async fn run(
         if batch.is_empty() {
             continue;
         }
+        metrics.proposal_commands.observe(batch.len() as f64);
         let raft = raft.clone();
         tokio::spawn(async move {
             let _turn = turn;

@@ -82,6 +82,15 @@ async fn concurrent_writes_share_entries_and_each_gets_its_own_answer() {
     let entries_used = node.status().last_log_index.expect("log index") - before;
     let writes = (CLIENTS * WRITES_EACH) as u64;
     assert!(entries_used < writes, "{writes} concurrent writes took {entries_used} log entries: none were batched");
+    // Operators see it too: writes proposed (the sum) outnumber the entries that carried them.
+    let text = node.metrics_text();
+    let value = |name: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in\n{text}"));
+        line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("unreadable: {line}"))
+    };
+    let (proposed, carried_by) =
+        (value("ahnlich_raft_raft_proposal_commands_sum "), value("ahnlich_raft_raft_proposal_commands_count "));
+    assert!(proposed >= writes as f64 && carried_by < proposed, "{proposed} writes in {carried_by} entries");
 
     // Every write is there once, under its own client's tag.
     let mut db = client(&node).await;
