@@ -49,7 +49,7 @@ use crate::proto::ahnlich::services::db_service::db_service_server::DbServiceSer
 use crate::proto::raft::raft_service_server::RaftServiceServer;
 use crate::raft::config::RaftSettings;
 use crate::raft::eviction::Eviction;
-use crate::raft::log_store::LogStore;
+use crate::raft::log_store::{LogStore, LogWatch};
 use crate::raft::network::{Channels, GrpcNetwork, LinkFaults};
 use crate::raft::retention::retain_log;
 use crate::raft::state_machine::StateMachine;
@@ -392,7 +392,10 @@ impl Node {
             config.data_dir.display()
         );
         metrics.register_collector(Box::new(StateCollector::new(raft.clone(), state.clone())));
-        let mut observers = vec![tokio::spawn(watch_raft(raft.clone(), id, metrics.clone()))];
+        let mut observers = vec![
+            tokio::spawn(watch_raft(raft.clone(), id, metrics.clone())),
+            tokio::spawn(stop_raft_when_the_log_fails(raft.clone(), id, ctx.log.clone())),
+        ];
         let metrics_addr = match config.metrics_listen {
             Some(at) => {
                 let (bound, task) = metrics_endpoint::serve(at, metrics.clone())
@@ -552,6 +555,27 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         Err(NodeError::Raft("the Raft log was still in use 5 s after shutdown".into()))
+    }
+}
+
+/// How often a node looks whether its Raft log has failed.
+const LOG_FAILURE_CHECK: Duration = Duration::from_millis(100);
+
+/// Stops this node's Raft once its log has failed (a disk error, a full disk), so that it takes
+/// part in nothing: a leader stops sending heartbeats and the others elect a leader without it.
+/// openraft stops by itself when a write it waits for fails, but not when the failed write was
+/// one it does not wait for (the committed index, a purge), and a node whose log has failed
+/// refuses every client write before proposing it, so nothing else would tell it.
+async fn stop_raft_when_the_log_fails(raft: Raft<TypeConfig, StateMachine>, id: u64, log: LogWatch) {
+    loop {
+        tokio::time::sleep(LOG_FAILURE_CHECK).await;
+        if let Some(why) = log.failure() {
+            tracing::error!("node {id} stops taking part in Raft: its log cannot be written ({why})");
+            if let Err(e) = raft.shutdown().await {
+                tracing::error!("node {id}: stopping its Raft failed: {e}");
+            }
+            return;
+        }
     }
 }
 

@@ -156,3 +156,47 @@ async fn a_leader_whose_sync_fails_stops_and_catches_up_after_a_restart() {
 async fn a_leader_whose_disk_is_full_stops_and_catches_up_after_a_restart() {
     a_leader_whose_disk_fails_stops_and_the_others_go_on(DiskFault::Full).await;
 }
+
+/// The write that fails may be one openraft does not wait for: here the purge after a
+/// snapshot, with no client write anywhere afterwards. The leader must still stop, so the
+/// other two elect a leader without it and take writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_log_fails_on_a_purge_gives_way_with_no_write_to_notice() {
+    let sim = SimFs::new(23);
+    let fs = sim.clone();
+    let cluster = Cluster::start_with(3, move |c| {
+        c.commit_wait = Duration::from_secs(2);
+        if c.node_id == Some(FAILING) {
+            c.wal_fs = Some(Arc::new(fs.clone()));
+            // A snapshot purges the whole log behind it.
+            c.raft.keep_behind_snapshot = 0;
+            c.raft.keep_behind_snapshot_bytes = 0;
+        }
+    })
+    .await;
+    make_leader(&cluster, FAILING).await;
+    let mut db = cluster.db(1).await;
+    db.create_store(q::CreateStore { store: "s".into(), dimension: 2, error_if_exists: true, ..Default::default() })
+        .await
+        .expect("create store");
+    for i in 0..10 {
+        db.set(set_one(i)).await.expect("a write before the fault");
+    }
+    let term_before = cluster.node(1).status().term;
+
+    sim.limit_space(0);
+    cluster.node(FAILING).raft().trigger().snapshot().await.expect("trigger a snapshot");
+    cluster
+        .wait_for(Duration::from_secs(10), "node 3's log to fail on the purge", |c| {
+            c.node(FAILING).status().role == "stopped"
+        })
+        .await;
+    cluster
+        .wait_for(Duration::from_secs(10), "nodes 1 and 2 to elect a leader without node 3", |c| {
+            let (one, two) = (c.node(1).status(), c.node(2).status());
+            one.leader_id.is_some_and(|l| l != FAILING) && one.leader_id == two.leader_id && one.term > term_before
+        })
+        .await;
+    write_until_acknowledged(&cluster, 2, 10, Duration::from_secs(10)).await;
+    cluster.shutdown().await;
+}
