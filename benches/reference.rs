@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ahnlich_raft::engine::{Command, Engine, Response};
+use ahnlich_raft::engine::{Engine, Response};
 use ahnlich_raft::proto::ahnlich::db::{pipeline as pl, query as q, server as s};
 use ahnlich_raft::proto::ahnlich::services::db_service::db_service_server::{DbService, DbServiceServer};
 use ahnlich_raft::proto::ahnlich::shared::{cluster, info};
@@ -46,21 +46,13 @@ fn unimplemented() -> Status {
 #[tonic::async_trait]
 impl DbService for Reference {
     async fn create_store(&self, request: Request<q::CreateStore>) -> Result<Reply<s::Unit>, Status> {
-        let r = request.into_inner();
-        let cmd = Command::CreateStore {
-            store: convert::store_ref(r.schema, r.store),
-            dimension: r.dimension as usize,
-            predicates: r.create_predicates,
-            non_linear: r.non_linear_indices.into_iter().map(convert::non_linear).collect::<Result<_, _>>()?,
-            error_if_exists: r.error_if_exists,
-        };
+        let cmd = convert::create_store(request.into_inner())?;
         self.engine.apply(&cmd).map_err(convert::status)?;
         Ok(Reply::new(s::Unit {}))
     }
 
     async fn set(&self, request: Request<q::Set>) -> Result<Reply<s::Set>, Status> {
-        let r = request.into_inner();
-        let cmd = Command::Set { store: convert::store_ref(r.schema, r.store), entries: convert::entries(r.inputs)? };
+        let cmd = convert::set(request.into_inner())?;
         match self.engine.apply(&cmd).map_err(convert::status)? {
             Response::Set { inserted, updated } => Ok(Reply::new(s::Set {
                 upsert: Some(info::StoreUpsert { inserted: inserted as u64, updated: updated as u64 }),

@@ -4,14 +4,30 @@
 use tonic::Status;
 
 use crate::engine::{
-    Algorithm, Condition, EngineError, Entry, ErrorCode, HnswConfig, Metadata, MetadataValue, Metric, NonLinearIndex,
-    NonLinearKind, Predicate, StoreInfo, StoreRef,
+    Algorithm, Command, Condition, EngineError, Entry, ErrorCode, HnswConfig, Metadata, MetadataValue, Metric,
+    NonLinearIndex, NonLinearKind, Predicate, StoreInfo, StoreRef,
 };
 use crate::proto::ahnlich::algorithm::{algorithms as alg, nonlinear as nl};
 use crate::proto::ahnlich::{db, keyval, metadata, predicates as pred};
 
 fn bad(what: impl Into<String>) -> Status {
     Status::invalid_argument(what.into())
+}
+
+/// The command a CreateStore request asks for.
+pub fn create_store(r: db::query::CreateStore) -> Result<Command, Status> {
+    Ok(Command::CreateStore {
+        store: store_ref(r.schema, r.store),
+        dimension: r.dimension as usize,
+        predicates: r.create_predicates,
+        non_linear: r.non_linear_indices.into_iter().map(non_linear).collect::<Result<_, _>>()?,
+        error_if_exists: r.error_if_exists,
+    })
+}
+
+/// The command a Set request asks for.
+pub fn set(r: db::query::Set) -> Result<Command, Status> {
+    Ok(Command::Set { store: store_ref(r.schema, r.store), entries: entries(r.inputs)? })
 }
 
 /// A store reference from a request's schema and store name.

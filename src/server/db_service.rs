@@ -218,14 +218,7 @@ impl DbApi {
     }
 
     async fn create_store(&self, r: q::CreateStore) -> Result<s::Unit, Status> {
-        let cmd = Command::CreateStore {
-            store: convert::store_ref(r.schema, r.store),
-            dimension: r.dimension as usize,
-            predicates: r.create_predicates,
-            non_linear: r.non_linear_indices.into_iter().map(convert::non_linear).collect::<Result<_, _>>()?,
-            error_if_exists: r.error_if_exists,
-        };
-        self.write(cmd).await.map(|_| s::Unit {})
+        self.write(convert::create_store(r)?).await.map(|_| s::Unit {})
     }
 
     async fn create_pred_index(&self, r: q::CreatePredIndex) -> Result<s::CreateIndex, Status> {
@@ -307,8 +300,7 @@ impl DbApi {
     }
 
     async fn set(&self, r: q::Set) -> Result<s::Set, Status> {
-        let cmd = Command::Set { store: convert::store_ref(r.schema, r.store), entries: convert::entries(r.inputs)? };
-        match self.write(cmd).await? {
+        match self.write(convert::set(r)?).await? {
             Response::Set { inserted, updated } => {
                 Ok(s::Set { upsert: Some(info::StoreUpsert { inserted: inserted as u64, updated: updated as u64 }) })
             }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::support::cluster::{Cluster, config};
 use ahnlich_raft::proto::ahnlich::db::query as q;
 use ahnlich_raft::proto::ahnlich::keyval::{DbStoreEntry, StoreKey, StoreValue};
-use ahnlich_raft::server::node::Node;
+use ahnlich_raft::server::node::{Node, NodeConfig};
 use ahnlich_raft::wal::sim_fs::SimFs;
 use tonic::Code;
 
@@ -69,13 +69,15 @@ async fn make_leader(cluster: &Cluster, to: u64) {
         .await;
 }
 
-async fn a_leader_whose_disk_fails_stops_and_the_others_go_on(fault: DiskFault) {
-    let sim = SimFs::new(17);
+/// Three nodes, node 3's log on `sim` (its config further changed by `failing`), node 3
+/// leading, store "s" holding keys `0..writes`.
+async fn failing_node_leads(sim: &SimFs, failing: impl Fn(&mut NodeConfig), writes: u32) -> Cluster {
     let fs = sim.clone();
     let cluster = Cluster::start_with(3, move |c| {
         c.commit_wait = Duration::from_secs(2);
         if c.node_id == Some(FAILING) {
             c.wal_fs = Some(Arc::new(fs.clone()));
+            failing(c);
         }
     })
     .await;
@@ -84,9 +86,15 @@ async fn a_leader_whose_disk_fails_stops_and_the_others_go_on(fault: DiskFault) 
     db.create_store(q::CreateStore { store: "s".into(), dimension: 2, error_if_exists: true, ..Default::default() })
         .await
         .expect("create store");
-    for i in 0..20 {
+    for i in 0..writes {
         db.set(set_one(i)).await.expect("a write before the fault");
     }
+    cluster
+}
+
+async fn a_leader_whose_disk_fails_stops_and_the_others_go_on(fault: DiskFault) {
+    let sim = SimFs::new(17);
+    let cluster = failing_node_leads(&sim, |_| {}, 20).await;
     let term_before = cluster.node(1).status().term;
 
     match fault {
@@ -163,25 +171,12 @@ async fn a_leader_whose_disk_is_full_stops_and_catches_up_after_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_log_fails_on_a_purge_gives_way_with_no_write_to_notice() {
     let sim = SimFs::new(23);
-    let fs = sim.clone();
-    let cluster = Cluster::start_with(3, move |c| {
-        c.commit_wait = Duration::from_secs(2);
-        if c.node_id == Some(FAILING) {
-            c.wal_fs = Some(Arc::new(fs.clone()));
-            // A snapshot purges the whole log behind it.
-            c.raft.keep_behind_snapshot = 0;
-            c.raft.keep_behind_snapshot_bytes = 0;
-        }
-    })
-    .await;
-    make_leader(&cluster, FAILING).await;
-    let mut db = cluster.db(1).await;
-    db.create_store(q::CreateStore { store: "s".into(), dimension: 2, error_if_exists: true, ..Default::default() })
-        .await
-        .expect("create store");
-    for i in 0..10 {
-        db.set(set_one(i)).await.expect("a write before the fault");
-    }
+    // A snapshot purges the whole log behind it.
+    let purge_all = |c: &mut NodeConfig| {
+        c.raft.keep_behind_snapshot = 0;
+        c.raft.keep_behind_snapshot_bytes = 0;
+    };
+    let cluster = failing_node_leads(&sim, purge_all, 10).await;
     let term_before = cluster.node(1).status().term;
 
     sim.limit_space(0);
