@@ -15,7 +15,11 @@
 //!   WAL writer thread after the sync that made them durable.
 //! - `save_vote` and `truncate_after` return only once durable.
 //! - `save_committed` and `purge` are ordered with everything else but do not wait; the WAL
-//!   deletes segment files only after the purge point is durable.
+//!   deletes segment files only after the purge point is durable. The committed id asks for no
+//!   sync of its own (`Wal::set_meta_unsynced`): it reaches the disk with the next entry's sync
+//!   (or within `wal::IDLE_SYNC` of going quiet), so a write costs one sync, not two. After a
+//!   power loss it may be older than the last one saved, which openraft allows: the entries
+//!   behind it are durable, and the leader tells the node the commit again.
 
 use std::fmt::Debug;
 use std::io;
@@ -186,7 +190,7 @@ impl<C: DurableConfig> RaftLogStorage<C> for LogStore<C> {
 
     async fn save_committed(&mut self, committed: Option<LogIdOf<C>>) -> Result<(), io::Error> {
         let bytes = codec::encode_committed(committed.as_ref());
-        Ok(self.wal.set_meta(SLOT_COMMITTED, bytes, ignore_completion())?)
+        Ok(self.wal.set_meta_unsynced(SLOT_COMMITTED, bytes)?)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogIdOf<C>>, io::Error> {

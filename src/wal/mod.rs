@@ -26,7 +26,9 @@
 //! One writer thread owns the active segment. [`Wal::append`] and the other writes put their
 //! records in the in-memory index at once (readable immediately) and queue them; the writer
 //! takes everything queued, encodes it into one buffer, writes it and syncs once, then moves
-//! the readers to the on-disk copies and completes every waiter. A segment is closed by a seal
+//! the readers to the on-disk copies and completes every waiter. A batch in which nobody waits
+//! (only [`Wal::set_meta_unsynced`] writes) is written but not synced; the next sync covers it,
+//! and its records belong to the same write batch as the next one (see Recovery). A segment is closed by a seal
 //! record when the next record would not fit. The next segment is made from a spare: its header
 //! and its head (the purge point and every metadata value, written again so that removing older
 //! segments never loses them) are written and synced, then it is renamed into place and the
@@ -196,10 +198,16 @@ pub(crate) enum OpKind {
     Meta(u8, Arc<[u8]>),
 }
 
+/// A queued write. One without `done` asks for no sync: the writer writes it with the next
+/// batch and syncs it with the next batch that has a waiter (see [`Wal::set_meta_unsynced`]).
 pub(crate) struct Op {
     kind: OpKind,
     done: Option<Done>,
 }
+
+/// How long a write that asked for no sync may stay unsynced once the log has nothing else to
+/// do.
+pub const IDLE_SYNC: std::time::Duration = std::time::Duration::from_millis(50);
 
 pub(crate) struct FrontState {
     index: LogIndex<Slot>,
@@ -383,10 +391,24 @@ impl Wal {
     /// Sets metadata slot `slot` to `value`, ordered with every other write; `done` is called
     /// when it is durable.
     pub fn set_meta(&self, slot: u8, value: Vec<u8>, done: Done) -> Result<(), WalError> {
+        self.queue_meta(slot, value, Some(done))
+    }
+
+    /// Sets metadata slot `slot` to `value`, ordered with every other write, without asking for
+    /// a sync of its own: it becomes durable with the next write that is waited for, or at the
+    /// latest [`IDLE_SYNC`] after the log goes quiet, or when the log is closed. Until then a
+    /// power loss may take it back to an earlier value (never to one newer than written, and
+    /// never without everything written before it). For values that may lag, such as Raft's
+    /// committed index.
+    pub fn set_meta_unsynced(&self, slot: u8, value: Vec<u8>) -> Result<(), WalError> {
+        self.queue_meta(slot, value, None)
+    }
+
+    fn queue_meta(&self, slot: u8, value: Vec<u8>, done: Option<Done>) -> Result<(), WalError> {
         let mut st = self.front()?;
         let value: Arc<[u8]> = value.into();
         st.meta.insert(slot, value.clone());
-        self.enqueue(st, OpKind::Meta(slot, value), done);
+        self.enqueue_op(st, Op { kind: OpKind::Meta(slot, value), done });
         Ok(())
     }
 
@@ -497,8 +519,12 @@ impl Wal {
         Ok(st)
     }
 
-    fn enqueue(&self, mut st: MutexGuard<'_, FrontState>, kind: OpKind, done: Done) {
-        st.queue.push(Op { kind, done: Some(done) });
+    fn enqueue(&self, st: MutexGuard<'_, FrontState>, kind: OpKind, done: Done) {
+        self.enqueue_op(st, Op { kind, done: Some(done) });
+    }
+
+    fn enqueue_op(&self, mut st: MutexGuard<'_, FrontState>, op: Op) {
+        st.queue.push(op);
         drop(st);
         self.shared.wake.notify_one();
     }

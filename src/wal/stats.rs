@@ -13,7 +13,8 @@ pub struct WalStats {
     pub entries: Counter,
     /// Bytes written (records with their headers).
     pub bytes: Counter,
-    /// Batches written, each with one `fdatasync`.
+    /// Batches written, each with one `fdatasync` unless nobody waited on it (see
+    /// [`super::Wal::set_meta_unsynced`]).
     pub batches: Counter,
     /// Operations (appends, truncations, purges, metadata writes) per batch.
     pub batch_ops: Histogram,

@@ -1,5 +1,7 @@
 //! The one thread that writes the log: it takes everything queued, writes it with one write
 //! call per segment touched, syncs once, and only then completes every waiter of the batch.
+//! What nobody waits for (see [`super::Wal::set_meta_unsynced`]) is written without a sync; its
+//! bytes stay part of the open write batch, which the next sync closes.
 //! The first write or sync error fails every waiter and every later operation: a failed
 //! `fdatasync` is never retried, since the kernel may already have dropped the unsynced pages.
 
@@ -44,6 +46,8 @@ pub(crate) struct Writer {
     written_purge: Option<LogPos>,
     written_meta: BTreeMap<u8, Arc<[u8]>>,
     buf: Vec<u8>,
+    /// Segment offset where the open write batch starts: the end of the synced bytes. Bytes
+    /// written since (up to `active.tail.pos`) are not synced yet.
     batch_start: u64,
     placed: Vec<Placed>,
 }
@@ -79,15 +83,34 @@ impl Writer {
             let ops = {
                 let mut st = lock(&self.shared.state);
                 while st.queue.is_empty() && !st.closing {
-                    st = self.shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
-                }
-                if st.queue.is_empty() {
-                    return;
+                    if self.has_unsynced() {
+                        let (guard, waited) =
+                            self.shared.wake.wait_timeout(st, super::IDLE_SYNC).unwrap_or_else(|p| p.into_inner());
+                        st = guard;
+                        if waited.timed_out() && st.queue.is_empty() {
+                            break;
+                        }
+                    } else {
+                        st = self.shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+                    }
                 }
                 std::mem::take(&mut st.queue)
             };
+            if ops.is_empty() {
+                // Idle with unsynced bytes, or closing: sync what was written, then go on or stop.
+                if let Err(e) = self.sync_written() {
+                    self.fail(e, Vec::new());
+                    return;
+                }
+                let st = lock(&self.shared.state);
+                if st.closing && st.queue.is_empty() {
+                    return;
+                }
+                continue;
+            }
+            let sync = ops.iter().any(|op| op.done.is_some());
             let (kinds, dones): (Vec<OpKind>, Vec<Option<Done>>) = ops.into_iter().map(|op| (op.kind, op.done)).unzip();
-            match self.write_batch(&kinds) {
+            match self.write_batch(&kinds, sync) {
                 Ok(purge) => {
                     self.publish();
                     dones.into_iter().flatten().for_each(|done| done(Ok(())));
@@ -106,11 +129,11 @@ impl Writer {
         }
     }
 
-    /// Writes and syncs one batch; returns the purge point it made durable, if any.
-    fn write_batch(&mut self, ops: &[OpKind]) -> io::Result<Option<LogPos>> {
+    /// Writes one batch of ops, and syncs it (with anything written unsynced before it) if
+    /// `sync`; returns the purge point it made durable, if any.
+    fn write_batch(&mut self, ops: &[OpKind], sync: bool) -> io::Result<Option<LogPos>> {
         self.buf.clear();
         self.placed.clear();
-        self.batch_start = self.active.tail.pos;
         let mut purge = None;
         for op in ops {
             match op {
@@ -148,34 +171,57 @@ impl Writer {
             }
             self.active.holds_ops = true;
         }
-        self.flush()?;
+        self.write_buffered()?;
+        // A purge point is always made durable: segments are removed on the strength of it.
+        if sync || purge.is_some() {
+            self.sync_written()?;
+        }
         self.shared.stats.batches.inc();
         self.shared.stats.batch_ops.observe(ops.len() as f64);
         Ok(purge)
     }
 
-    /// Encodes one record at the end of the batch buffer; returns where it will be on disk.
+    /// Encodes one record at the end of the buffer; returns where it will be on disk.
     fn encode(&mut self, kind: RecordKind, index: u64, term: u64, payload: &[u8]) -> Loc {
-        let offset = self.batch_start + self.buf.len() as u64;
+        let offset = self.active.tail.pos + self.buf.len() as u64;
         self.active.encoder.encode(&mut self.buf, kind, index, term, self.batch_start as u32, payload);
         Loc::Disk { seq: self.active.tail.seq, offset, len: (RECORD_HEADER_LEN + payload.len()) as u32 }
     }
 
-    /// Writes the batch buffer at its place in the active segment and syncs it.
-    fn flush(&mut self) -> io::Result<()> {
+    /// Writes the buffer at the end of the active segment, without syncing it.
+    fn write_buffered(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.active.tail.file.write_all_at(&self.buf, self.batch_start)?;
+        self.active.tail.file.write_all_at(&self.buf, self.active.tail.pos)?;
+        self.shared.stats.bytes.inc_by(self.buf.len() as u64);
+        self.active.tail.pos += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Whether bytes were written to the active segment since its last sync.
+    fn has_unsynced(&self) -> bool {
+        self.active.tail.pos > self.batch_start
+    }
+
+    /// Syncs what was written to the active segment, closing the open write batch.
+    fn sync_written(&mut self) -> io::Result<()> {
+        if !self.has_unsynced() {
+            return Ok(());
+        }
         let syncing = std::time::Instant::now();
         self.active.tail.file.sync_data()?;
         self.shared.stats.sync_seconds.observe(syncing.elapsed().as_secs_f64());
         self.shared.stats.syncs.inc();
-        self.shared.stats.bytes.inc_by(self.buf.len() as u64);
-        self.active.tail.pos = self.batch_start + self.buf.len() as u64;
         self.batch_start = self.active.tail.pos;
-        self.buf.clear();
         Ok(())
+    }
+
+    /// Writes the buffer and syncs everything written to the active segment.
+    fn flush(&mut self) -> io::Result<()> {
+        self.write_buffered()?;
+        self.sync_written()
     }
 
     /// Rotates to a new segment first if a record with `payload_len` bytes would not fit (a
@@ -194,7 +240,7 @@ impl Writer {
 
     /// Whether `bytes` of records (and a seal after them) fit the active segment as it is.
     fn room_for(&self, bytes: usize) -> bool {
-        let end = self.batch_start + self.buf.len() as u64;
+        let end = self.active.tail.pos + self.buf.len() as u64;
         !self.active.tail.sealed && end + (bytes + RECORD_HEADER_LEN) as u64 <= self.segment_size
     }
 

@@ -1,6 +1,7 @@
 //! Simulated power loss, failed syncs and a full disk, over many seeded runs.
 //!
-//! Each run issues random appends, truncations, purges and metadata writes through the WAL on
+//! Each run issues random appends, truncations, purges and metadata writes (some of them
+//! unsynced, see `Wal::set_meta_unsynced`) through the WAL on
 //! [`SimFs`], lets a fault strike (a crash at a random file-system call, an `EIO` from one
 //! `fdatasync`, `ENOSPC` after some bytes, or a power cut at the end), reboots the simulated
 //! disk (keeping synced bytes and a random subset of the rest) and reopens. The log found must
@@ -75,6 +76,8 @@ fn issue_one(
         }
         Rec::Truncate(f) => wal.truncate_from(*f, done),
         Rec::Purge(p) => wal.purge_to(*p, done),
+        // Half the metadata writes ask for no sync: a later sync must cover them, in order.
+        Rec::Meta(slot, v) if rng.coin() => wal.set_meta_unsynced(*slot, v.clone()),
         Rec::Meta(slot, v) => wal.set_meta(*slot, v.clone(), done),
     };
     match result {
@@ -165,6 +168,41 @@ fn no_acknowledged_write_is_lost_and_nothing_unwritten_appears() {
     let seeds: u64 = std::env::var("WAL_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(SEEDS);
     for seed in (0..seeds).filter(|s| only.is_none_or(|o| o == *s)) {
         run_seed(seed);
+    }
+}
+
+/// A metadata write that asks for no sync survives a power cut once the next sync has run, or,
+/// with nothing else to write, once the log has gone quiet for `wal::IDLE_SYNC`.
+#[test]
+fn an_unsynced_metadata_write_is_made_durable_by_the_next_sync_or_by_going_quiet() {
+    for by_going_quiet in [false, true] {
+        for seed in 0..20 {
+            let fs = SimFs::new(seed);
+            let dir = Path::new("/data/wal");
+            let opts = WalOptions { segment_size: 4096, preallocate: false };
+            let wal = Wal::open_with_fs(Arc::new(fs.clone()), dir, opts.clone()).expect("open");
+            crate::support::wal_util::append_durable(&wal, vec![entry(1, 1)]).expect("append");
+            let syncs = wal.stats().syncs.get();
+            wal.set_meta_unsynced(2, b"committed 1".to_vec()).expect("unsynced meta");
+            if by_going_quiet {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while wal.stats().syncs.get() == syncs {
+                    assert!(std::time::Instant::now() < deadline, "a quiet log never synced its unsynced write");
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            } else {
+                crate::support::wal_util::append_durable(&wal, vec![entry(2, 1)]).expect("append");
+            }
+            fs.crash(); // nothing more reaches the disk, not even the sync a clean close does
+            drop(wal);
+            fs.reboot();
+            let wal = Wal::open_with_fs(Arc::new(fs.clone()), dir, opts).expect("reopen");
+            assert_eq!(
+                wal.meta(2).as_deref(),
+                Some(&b"committed 1"[..]),
+                "seed {seed}, by going quiet: {by_going_quiet}"
+            );
+        }
     }
 }
 
