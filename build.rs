@@ -31,6 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .extern_path(".ahnlich_raft.log", "crate::proto::log")
+        // Snapshot bytes as `Bytes`: sent straight from the mapped file, received as slices of
+        // the transport's buffer (no copy into a `Vec` at either end).
+        .bytes(".ahnlich_raft.raft.SnapshotChunk")
         .compile_protos(&["proto/ahnlich_raft/raft.proto", "proto/ahnlich_raft/admin.proto"], &["proto"])?;
     Ok(())
 }

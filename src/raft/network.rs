@@ -495,14 +495,12 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         tracing::info!("{what}: {total} bytes");
         let progress = Arc::new(std::sync::Mutex::new(Progress::start(what.clone(), Some(total))));
         let counted = progress.clone();
-        // Each chunk is copied out of the map only when the transport asks for it.
+        // Each chunk is a view of the mapped file, made when the transport asks for it.
         let data = stream::iter(0..chunks).map(move |i| {
-            let bytes = file.bytes();
-            let end = ((i + 1) * SNAPSHOT_CHUNK_BYTES).min(bytes.len());
-            counted.lock().unwrap_or_else(|p| p.into_inner()).advance((end - i * SNAPSHOT_CHUNK_BYTES) as u64);
-            pb::SnapshotChunk {
-                kind: Some(pb::snapshot_chunk::Kind::Data(bytes[i * SNAPSHOT_CHUNK_BYTES..end].to_vec())),
-            }
+            let range = i * SNAPSHOT_CHUNK_BYTES..((i + 1) * SNAPSHOT_CHUNK_BYTES).min(file.bytes().len());
+            counted.lock().unwrap_or_else(|p| p.into_inner()).advance(range.len() as u64);
+            let chunk = bytes::Bytes::from_owner(MappedRange { file: file.clone(), range });
+            pb::SnapshotChunk { kind: Some(pb::snapshot_chunk::Kind::Data(chunk)) }
         });
         let outgoing = stream::iter([offer]).chain(data);
         let sent = tokio::select! {
@@ -544,6 +542,18 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         let mut client = self.client().await?;
         let reply = self.unary(&option, client.transfer_leader(wire::transfer_out(&req))).await?;
         wire::transfer_reply_in(reply).map_err(|e| self.malformed(e))
+    }
+}
+
+/// A range of a mapped snapshot file's bytes, kept mapped while the transport holds it.
+struct MappedRange {
+    file: SnapshotData,
+    range: std::ops::Range<usize>,
+}
+
+impl AsRef<[u8]> for MappedRange {
+    fn as_ref(&self) -> &[u8] {
+        &self.file.bytes()[self.range.clone()]
     }
 }
 

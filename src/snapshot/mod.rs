@@ -31,8 +31,10 @@
 //! deleted: the predecessor stays as a fallback should the newest be damaged.
 
 mod file;
+mod streamed;
 
 pub use self::file::{MappedSnapshot, SnapshotError, SnapshotId, SnapshotStore};
+pub use self::streamed::StreamedFile;
 
 /// First eight bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"AHRSNAP\x01";

@@ -116,7 +116,7 @@ async fn attack(addr: &str, certs: &Path, who: Stranger, sent_cluster: Option<Cl
             length: 4,
         })),
     };
-    let data = pb::SnapshotChunk { kind: Some(pb::snapshot_chunk::Kind::Data(vec![1, 2, 3, 4])) };
+    let data = pb::SnapshotChunk { kind: Some(pb::snapshot_chunk::Kind::Data(vec![1, 2, 3, 4].into())) };
     let me = adm::NodeSpec { id: 99, addr: "127.0.0.1:9".into() };
     let mut out = vec![
         ("Vote", code(raft.vote(r!(vote)).await.map(drop))),

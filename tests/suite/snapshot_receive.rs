@@ -47,7 +47,7 @@ fn offer(length: u64) -> pb::SnapshotChunk {
 }
 
 fn data(n: usize) -> pb::SnapshotChunk {
-    pb::SnapshotChunk { kind: Some(pb::snapshot_chunk::Kind::Data(vec![7; n])) }
+    pb::SnapshotChunk { kind: Some(pb::snapshot_chunk::Kind::Data(vec![7; n].into())) }
 }
 
 fn received_files(dir: &Path) -> Vec<String> {
