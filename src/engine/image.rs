@@ -2,13 +2,15 @@
 //!
 //! [`Engine::image`] copies the state into [`EngineImage`]; the snapshot module archives it.
 //! [`Engine::restore`] builds an engine straight from an archived image (a validated view of
-//! mapped bytes): each store's vectors, norms, metadata and predicate slot lists come back as
-//! one block copy each, with no allocation per entry; the key lookup is rebuilt by hashing; the
-//! HNSW graph's adjacency, stored flat, becomes one list per node and level. The block copies
-//! are the chosen cost (rather than serving reads from the map): measured here, restoring 1M
-//! entries of 128-d (a 589 MB file) takes 0.57 s from open to ready, most of it the copy of
-//! the vector arena and the rebuilt key lookup; in exchange every store owns its memory and
-//! can be written at once. Every cross
+//! mapped bytes): each store's metadata and predicate slot lists come back as one block copy
+//! each, with no allocation per entry; the key lookup is rebuilt by hashing; the HNSW graph's
+//! adjacency, stored flat, becomes one list per node and level. The vectors and norms, most of
+//! the bytes, are copied too; [`Engine::restore_backed`] instead reads them in place from the
+//! mapped file (a [`Backing`]), copying a ~1 MiB chunk only when a write first lands in it, as
+//! after a capture. That is what a node does: restoring 1M entries of 128-d then skips a
+//! 512 MB copy (about 0.3 s here) and the memory it would take beside the page cache. The
+//! price: the file's disk space stays in use while any chunk still reads from it, even after
+//! snapshot retention deletes its name. Every cross
 //! reference (slots, spans, node links) is checked before use, so an image that passed its
 //! checksum and structural validation but breaks an invariant is an error, never a panic.
 
@@ -20,7 +22,7 @@ use rkyv::{Archive, Deserialize, Serialize};
 use super::hnsw::{self, Hnsw};
 use super::kdtree::{self, KdTree};
 use super::meta_arena::{MetaArena, Span};
-use super::rows::Rows;
+use super::rows::{Backing, Rows};
 use super::store::{ENTRY_OVERHEAD, Store};
 use super::types::{HnswConfig, MetadataValue, Metric};
 use super::{Engine, Limits, read};
@@ -223,7 +225,7 @@ impl Store {
     }
 
     /// Rebuilds a store from its archived image, checking every invariant it relies on.
-    pub fn restore(img: &ArchivedStoreImage) -> Result<Store, String> {
+    pub fn restore(img: &ArchivedStoreImage, backing: Option<&Arc<dyn Backing>>) -> Result<Store, String> {
         let dimension = img.dimension.to_native() as usize;
         if dimension == 0 {
             return Err(format!("store {}: dimension 0", img.name));
@@ -233,8 +235,15 @@ impl Store {
             return Err(format!("store {}: per-slot arrays disagree on the slot count", img.name));
         }
         let slot_ok = |s: u32| (s as usize) < slots;
-        let arena = Rows::from_values(dimension, img.arena.iter().map(|x| x.to_native()));
-        let norms = Rows::from_values(1, img.norms.iter().map(|x| x.to_native()));
+        let (arena, norms) = match backing {
+            Some(b) => {
+                (Rows::from_backing(dimension, b, img.arena.as_slice()), Rows::from_backing(1, b, img.norms.as_slice()))
+            }
+            None => (
+                Rows::from_slice(dimension, img.arena.as_slice(), |x| x.to_native()),
+                Rows::from_slice(1, img.norms.as_slice(), |x| x.to_native()),
+            ),
+        };
         let meta_bytes: Vec<u8> = img.meta_bytes.as_slice().to_vec();
         let mut spans = Vec::with_capacity(slots);
         for (off, len) in img.meta_offsets.iter().zip(img.meta_lens.iter()) {
@@ -452,12 +461,30 @@ impl Engine {
         self.capture().image()
     }
 
-    /// An engine with `limits` holding the state of an archived image.
+    /// An engine with `limits` holding the state of an archived image, in memory of its own.
     pub fn restore(img: &ArchivedEngineImage, limits: Limits) -> Result<Engine, String> {
+        Self::restore_from(img, None, limits)
+    }
+
+    /// Like [`Engine::restore`], for an image that lies inside `backing`: vectors and norms
+    /// are read in place there until written, and `backing` is kept as long as they are.
+    pub fn restore_backed(
+        img: &ArchivedEngineImage,
+        backing: Arc<dyn Backing>,
+        limits: Limits,
+    ) -> Result<Engine, String> {
+        Self::restore_from(img, Some(&backing), limits)
+    }
+
+    fn restore_from(
+        img: &ArchivedEngineImage,
+        backing: Option<&Arc<dyn Backing>>,
+        limits: Limits,
+    ) -> Result<Engine, String> {
         let mut stores = BTreeMap::new();
         let mut used = 0usize;
         for s in img.stores.iter() {
-            let store = Store::restore(s)?;
+            let store = Store::restore(s, backing)?;
             used += store.bytes();
             let key = (s.schema.as_str().to_owned(), s.name.as_str().to_owned());
             if stores.insert(key, Arc::new(RwLock::new(Arc::new(store)))).is_some() {

@@ -43,6 +43,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use self::command::{Command, Query, Response};
 pub use self::error::{EngineError, ErrorCode};
 pub use self::image::{ArchivedEngineImage, Capture, EngineImage};
+pub use self::rows::Backing;
 pub use self::store::{ENTRY_OVERHEAD, Store, StoreInfo};
 pub use self::types::{
     Algorithm, Condition, DEFAULT_SCHEMA, Entry, HnswConfig, Metadata, MetadataValue, Metric, NonLinearIndex,

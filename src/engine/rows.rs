@@ -2,11 +2,25 @@
 //! 1 MiB. Cloning copies only the list of chunks; a write copies the one chunk it lands in if
 //! a clone still shares it. So a snapshot capture, which clones a store, makes the next writes
 //! to that store pay for the chunks they touch instead of for every vector.
+//!
+//! A chunk may also be borrowed from read-only bytes that something else owns (the mapped
+//! snapshot a store was restored from, see [`Backing`]): it is read in place, and copied to the
+//! heap only when first written, as a shared chunk is.
 
+use std::fmt;
 use std::sync::Arc;
+
+use rkyv::rend::f32_le;
 
 /// Floats per chunk at most (1 MiB).
 const CHUNK_FLOATS: usize = 1 << 18;
+
+/// Read-only bytes that stay unchanged for as long as anything holds them (a mapped snapshot
+/// file, which is never modified once written); rows restored from it are read in place.
+pub trait Backing: Send + Sync + 'static {
+    /// The bytes.
+    fn bytes(&self) -> &[u8];
+}
 
 /// Rows of `width` floats, addressed by row number.
 #[derive(Clone, Debug)]
@@ -14,8 +28,83 @@ pub struct Rows {
     width: usize,
     /// log2 of the rows per chunk (a power of two, so a row never straddles two chunks).
     shift: u32,
-    chunks: Vec<Arc<Vec<f32>>>,
+    chunks: Vec<Chunk>,
     len: usize,
+}
+
+/// Where one chunk's floats are.
+#[derive(Clone, Debug)]
+enum Chunk {
+    /// On the heap, shared with clones until written.
+    Owned(Arc<Vec<f32>>),
+    /// In place in a [`Backing`].
+    Borrowed(Borrowed),
+}
+
+/// `len` floats at byte `offset` of `backing`, checked when made to be in bounds, aligned for
+/// `f32` and stored in the host's byte order.
+#[derive(Clone)]
+struct Borrowed {
+    backing: Arc<dyn Backing>,
+    offset: usize,
+    len: usize,
+}
+
+impl Borrowed {
+    /// The floats at `values`, which must lie inside `backing`; `None` if they do not, or if
+    /// they cannot be read in place (misaligned, or a big-endian host).
+    fn new(backing: &Arc<dyn Backing>, values: &[u8]) -> Option<Self> {
+        let whole = backing.bytes().as_ptr_range();
+        let part = values.as_ptr_range();
+        let in_place = cfg!(target_endian = "little")
+            && whole.start <= part.start
+            && part.end <= whole.end
+            && (part.start as usize).is_multiple_of(std::mem::align_of::<f32>())
+            && values.len().is_multiple_of(4);
+        in_place.then(|| Self {
+            backing: backing.clone(),
+            offset: part.start as usize - whole.start as usize,
+            len: values.len() / 4,
+        })
+    }
+
+    fn floats(&self) -> &[f32] {
+        let bytes = &self.backing.bytes()[self.offset..self.offset + self.len * 4];
+        // SAFETY: `new` checked that these bytes are aligned for `f32` and that the host is
+        // little-endian, as the archive's floats are; every bit pattern is a valid `f32`; the
+        // backing never changes, and the slice borrows `self`, which keeps it alive.
+        unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<f32>(), self.len) }
+    }
+}
+
+impl fmt::Debug for Borrowed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Borrowed {{ offset: {}, len: {} }}", self.offset, self.len)
+    }
+}
+
+impl Chunk {
+    fn floats(&self) -> &[f32] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Borrowed(b) => b.floats(),
+        }
+    }
+
+    /// The floats, to write: copied to the heap first if borrowed or shared (with room for
+    /// `capacity` floats when copied from a borrowed chunk).
+    fn floats_mut(&mut self, capacity: usize) -> &mut Vec<f32> {
+        if let Chunk::Borrowed(b) = self {
+            let floats = b.floats();
+            let mut owned = Vec::with_capacity(capacity.max(floats.len()));
+            owned.extend_from_slice(floats);
+            *self = Chunk::Owned(Arc::new(owned));
+        }
+        match self {
+            Chunk::Owned(v) => Arc::make_mut(v),
+            Chunk::Borrowed(_) => unreachable!("a borrowed chunk was just replaced by an owned one"),
+        }
+    }
 }
 
 impl Rows {
@@ -28,17 +117,36 @@ impl Rows {
         Self { width, shift, chunks: Vec::new(), len: 0 }
     }
 
-    /// Rows of `width` taken in order from `values` (whose length must be a multiple of it).
-    pub fn from_values(width: usize, values: impl ExactSizeIterator<Item = f32>) -> Self {
+    /// Rows of `width` taken in order from `values` (whose length must be a multiple of it),
+    /// each value converted by `to_f32`.
+    pub fn from_slice<T>(width: usize, values: &[T], to_f32: impl Fn(&T) -> f32) -> Self {
+        Self::from_parts(width, values, |part| {
+            // A plain map over a slice: compiled to a straight copy where `to_f32` is one.
+            Chunk::Owned(Arc::new(part.iter().map(&to_f32).collect()))
+        })
+    }
+
+    /// Rows of `width` from archived little-endian floats (as [`Rows::from_slice`]), read in
+    /// place where they lie inside `backing` (copied where they cannot be: a big-endian host,
+    /// or values outside it).
+    pub fn from_backing(width: usize, backing: &Arc<dyn Backing>, values: &[f32_le]) -> Self {
+        Self::from_parts(width, values, |part| {
+            // SAFETY: `f32_le` is `repr(C)` around one `f32`: four bytes, no padding, so a slice
+            // of them may be viewed as its bytes.
+            let bytes = unsafe { std::slice::from_raw_parts(part.as_ptr().cast::<u8>(), std::mem::size_of_val(part)) };
+            match Borrowed::new(backing, bytes) {
+                Some(b) => Chunk::Borrowed(b),
+                None => Chunk::Owned(Arc::new(part.iter().map(|x| x.to_native()).collect())),
+            }
+        })
+    }
+
+    fn from_parts<T>(width: usize, values: &[T], mut chunk_of: impl FnMut(&[T]) -> Chunk) -> Self {
         let mut rows = Self::new(width);
         let per_chunk = rows.rows_per_chunk() * rows.width;
-        let total = values.len();
-        let mut values = values.peekable();
-        while values.peek().is_some() {
-            let take = per_chunk.min(total - rows.len * rows.width);
-            let chunk: Vec<f32> = values.by_ref().take(take).collect();
-            rows.len += chunk.len() / rows.width;
-            rows.chunks.push(Arc::new(chunk));
+        for part in values.chunks(per_chunk) {
+            rows.len += part.len() / rows.width;
+            rows.chunks.push(chunk_of(part));
         }
         rows
     }
@@ -56,47 +164,48 @@ impl Rows {
     /// Row `i` (`i < len`).
     pub fn row(&self, i: usize) -> &[f32] {
         let start = (i & (self.rows_per_chunk() - 1)) * self.width;
-        &self.chunks[i >> self.shift][start..start + self.width]
+        &self.chunks[i >> self.shift].floats()[start..start + self.width]
     }
 
     /// Overwrites row `i` (`i < len`) with `values` (exactly `width` floats).
     pub fn set_row(&mut self, i: usize, values: &[f32]) {
         let start = (i & (self.rows_per_chunk() - 1)) * self.width;
-        let width = self.width;
-        Arc::make_mut(&mut self.chunks[i >> self.shift])[start..start + width].copy_from_slice(values);
+        let (width, capacity) = (self.width, self.rows_per_chunk() * self.width);
+        self.chunks[i >> self.shift].floats_mut(capacity)[start..start + width].copy_from_slice(values);
     }
 
     /// Appends a row (exactly `width` floats); returns its number.
     pub fn push_row(&mut self, values: &[f32]) -> usize {
         let i = self.len;
+        let capacity = self.rows_per_chunk() * self.width;
         if i & (self.rows_per_chunk() - 1) == 0 {
             // Sized once: a chunk never grows by copying itself (its pages are only touched
             // as rows land in them).
-            self.chunks.push(Arc::new(Vec::with_capacity(self.rows_per_chunk() * self.width)));
+            self.chunks.push(Chunk::Owned(Arc::new(Vec::with_capacity(capacity))));
         }
         let last = self.chunks.len() - 1;
-        Arc::make_mut(&mut self.chunks[last]).extend_from_slice(values);
+        self.chunks[last].floats_mut(capacity).extend_from_slice(values);
         self.len += 1;
         i
     }
 
     /// The rows chunk by chunk: each chunk's first row number and its floats (whole rows).
     pub fn chunks(&self) -> impl Iterator<Item = (usize, &[f32])> + '_ {
-        self.chunks.iter().enumerate().map(|(c, chunk)| (c << self.shift, chunk.as_slice()))
+        self.chunks.iter().enumerate().map(|(c, chunk)| (c << self.shift, chunk.floats()))
     }
 
     /// Rows `first..first + count` as one slice, if they lie in one chunk.
     pub fn span(&self, first: usize, count: usize) -> Option<&[f32]> {
         let chunk = self.chunks.get(first >> self.shift)?;
         let start = (first & (self.rows_per_chunk() - 1)) * self.width;
-        chunk.get(start..start + count * self.width)
+        chunk.floats().get(start..start + count * self.width)
     }
 
     /// Every row's floats, in order, in one vector.
     pub fn to_vec(&self) -> Vec<f32> {
         let mut out = Vec::with_capacity(self.len * self.width);
         for c in &self.chunks {
-            out.extend_from_slice(c);
+            out.extend_from_slice(c.floats());
         }
         out
     }
@@ -120,7 +229,7 @@ mod tests {
         rows.set_row(64, &vec![-1.0; width]);
         assert_eq!(rows.row(64)[0], -1.0);
         assert_eq!(rows.row(63)[0], 63.0);
-        let back = Rows::from_values(width, rows.to_vec().into_iter());
+        let back = Rows::from_slice(width, &rows.to_vec(), |x| *x);
         assert_eq!(back.len(), 200);
         assert_eq!(back.to_vec(), rows.to_vec());
     }
@@ -138,7 +247,59 @@ mod tests {
         assert_eq!(snapshot.len(), 3 << 18);
         assert_eq!(rows.row(5), &[-5.0]);
         // Only the written chunk was copied; the others are still shared.
-        let shared = rows.chunks.iter().zip(&snapshot.chunks).filter(|(a, b)| Arc::ptr_eq(a, b)).count();
+        let shared = rows
+            .chunks
+            .iter()
+            .zip(&snapshot.chunks)
+            .filter(|(a, b)| matches!((a, b), (Chunk::Owned(a), Chunk::Owned(b)) if Arc::ptr_eq(a, b)))
+            .count();
         assert_eq!(shared, 2);
+    }
+
+    struct Archive(rkyv::util::AlignedVec);
+
+    impl Backing for Archive {
+        fn bytes(&self) -> &[u8] {
+            &self.0
+        }
+    }
+
+    fn archived(values: &[f32]) -> Arc<dyn Backing> {
+        Arc::new(Archive(rkyv::to_bytes::<rkyv::rancor::Error>(&values.to_vec()).expect("archive")))
+    }
+
+    fn floats_in(backing: &Arc<dyn Backing>) -> &[f32_le] {
+        rkyv::access::<rkyv::Archived<Vec<f32>>, rkyv::rancor::Error>(backing.bytes()).expect("access").as_slice()
+    }
+
+    #[test]
+    fn backed_rows_are_read_in_place_and_copied_only_where_written() {
+        // Two full chunks and part of a third.
+        let values: Vec<f32> = (0..(2 << 18) + 5).map(|i| i as f32).collect();
+        let backing = archived(&values);
+        let mut rows = Rows::from_backing(1, &backing, floats_in(&backing));
+        assert!(rows.chunks.iter().all(|c| matches!(c, Chunk::Borrowed(_))));
+        assert_eq!(rows.to_vec(), values);
+        let before = rows.clone();
+
+        rows.set_row(3, &[-3.0]);
+        rows.push_row(&[-1.0]); // into the borrowed, partly filled last chunk
+        assert_eq!((rows.row(3), rows.row(4)), (&[-3.0][..], &[4.0][..]));
+        assert_eq!(rows.row(values.len()), &[-1.0]);
+        assert_eq!(rows.row((2 << 18) + 4), &[((2 << 18) + 4) as f32]);
+        let kinds: Vec<bool> = rows.chunks.iter().map(|c| matches!(c, Chunk::Borrowed(_))).collect();
+        assert_eq!(kinds, [false, true, false], "only the chunks written were copied");
+        // Neither the backing nor a clone taken before the writes changed.
+        assert_eq!(floats_in(&backing)[3].to_native(), 3.0);
+        assert_eq!(before.to_vec(), values);
+    }
+
+    #[test]
+    fn values_outside_the_backing_are_copied() {
+        let values: Vec<f32> = (0..1000).map(|i| i as f32).collect();
+        let (backing, elsewhere) = (archived(&values), archived(&values));
+        let rows = Rows::from_backing(10, &elsewhere, floats_in(&backing));
+        assert!(rows.chunks.iter().all(|c| matches!(c, Chunk::Owned(_))));
+        assert_eq!(rows.to_vec(), values);
     }
 }

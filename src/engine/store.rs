@@ -199,19 +199,21 @@ impl Store {
     pub(super) fn rebuild_key_lookup(&mut self) -> Result<(), String> {
         self.by_hash.clear();
         self.collisions.clear();
+        let arena = &self.arena;
         for slot in self.meta.live_slots() {
-            let key = self.arena.row(slot as usize);
+            let key = arena.row(slot as usize);
             let h = key_hash(key);
-            let same = |s: u32| same_bits(self.arena.row(s as usize), key);
-            if self.by_hash.get(&h).is_some_and(|&s| same(s))
-                || self.collisions.get(&h).is_some_and(|l| l.iter().any(|&s| same(s)))
-            {
-                return Err(format!("slots hold the same key twice (slot {slot})"));
-            }
+            let same = |s: &u32| same_bits(arena.row(*s as usize), key);
             match self.by_hash.entry(h) {
-                std::collections::hash_map::Entry::Occupied(_) => self.collisions.entry(h).or_default().push(slot),
                 std::collections::hash_map::Entry::Vacant(v) => {
                     v.insert(slot);
+                }
+                std::collections::hash_map::Entry::Occupied(first) => {
+                    let others = self.collisions.entry(h).or_default();
+                    if same(first.get()) || others.iter().any(same) {
+                        return Err(format!("slots hold the same key twice (slot {slot})"));
+                    }
+                    others.push(slot);
                 }
             }
         }

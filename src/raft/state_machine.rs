@@ -128,11 +128,12 @@ impl StateMachine {
                 {
                     return Err(StartError::NoFallback(damaged));
                 }
+                let snap = Arc::new(snap);
                 let bad = |reason: String| StartError::BadContent { file: snap.path().display().to_string(), reason };
                 let meta = decode_snapshot_meta(snap.meta()).map_err(|e| bad(e.to_string()))?;
-                let engine = Engine::restore(snap.image()?, limits.clone()).map_err(bad)?;
+                let engine = Engine::restore_backed(snap.image()?, snap.clone(), limits.clone()).map_err(bad)?;
                 let applied = Applied { last: meta.last_log_id, membership: meta.last_membership };
-                (engine, applied, Some(Arc::new(snap)))
+                (engine, applied, Some(snap))
             }
             // Every snapshot is damaged: starting empty is right only if nothing was purged.
             Err(e) if log_purged_upto.is_none() => {
@@ -280,7 +281,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let meta = meta.clone();
         blocking(move || {
             let started = std::time::Instant::now();
-            let engine = Engine::restore(snapshot.image().map_err(other)?, shared.limits.clone()).map_err(other)?;
+            let engine =
+                Engine::restore_backed(snapshot.image().map_err(other)?, snapshot.clone(), shared.limits.clone())
+                    .map_err(other)?;
             let adopted = Arc::new(shared.snapshots.adopt(&snapshot).map_err(other)?);
             *shared.engine.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(engine);
             *lock(&shared.applied) = Applied { last: meta.last_log_id, membership: meta.last_membership.clone() };

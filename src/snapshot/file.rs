@@ -367,3 +367,11 @@ impl MappedSnapshot {
         &self.map
     }
 }
+
+/// An engine restored from the file may read its vectors in place: the mapped bytes never
+/// change (see the `Mmap::map` above).
+impl crate::engine::Backing for MappedSnapshot {
+    fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+}
