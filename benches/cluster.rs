@@ -55,6 +55,10 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 const DIM: usize = 128;
 
+/// The server's allocator, for the in-process reference too (a fair baseline).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[allow(dead_code)]
 #[path = "../tests/suite/support/procs.rs"]
 mod procs;

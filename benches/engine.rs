@@ -16,6 +16,10 @@ use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, 
 
 const DIM: usize = 128;
 
+/// The server's allocator (`src/main.rs`), so the engine is measured as it runs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn vector(rng: &mut SimRng) -> Vec<f32> {
     (0..DIM).map(|_| (rng.below(1 << 20) as f32 / (1 << 19) as f32) - 1.0).collect()
 }

@@ -16,6 +16,10 @@ use ahnlich_raft::server::security::{self, CertFiles, PeerFiles, SecurityConfig,
 use ahnlich_raft::wal::{self, fs::OsFs};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+/// The allocator of the server (and of the benches that measure it); see `Cargo.toml`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A durable, Raft-replicated server for the Ahnlich vector database.
 #[derive(Parser)]
 #[command(version, about)]
