@@ -19,7 +19,8 @@
 //! - then the upstream load profile (`AHNLICH_BENCH_ONLY=profile`): Sets of one 128-d entry
 //!   with 3 metadata fields from 1 and 64 connections, and bulk Sets of 1,000 from 1 and 4, on
 //!   an in-memory reference (this project's engine and DB service with no Raft and no log,
-//!   `benches/reference.rs`), one durable node and a 3-node cluster, in interleaved rounds;
+//!   `benches/reference.rs`), one durable node and a 3-node cluster, in interleaved rounds
+//!   (each round in an order rotated by one, so no system always runs right after another);
 //!   medians and the ratios durable/reference and 3 nodes/1 node. `AHNLICH_BENCH_ROUNDS`
 //!   (default 3) and `AHNLICH_BENCH_PROFILE_BULK` (entries per bulk run, default 200,000).
 //!
@@ -313,8 +314,9 @@ fn median(mut xs: Vec<f64>) -> f64 {
 /// one predicate index; Sets of one entry from 1 and 64 connections; bulk Sets of 1,000 from 1
 /// and 4) on three systems up at once: the in-memory reference (`reference.rs`: the engine and
 /// the DB service, no Raft, no log), one durable node, and a 3-node cluster (at its leader).
-/// Each workload runs on each system in turn, `AHNLICH_BENCH_ROUNDS` rounds (default 3);
-/// medians, and the ratios the performance targets are stated in.
+/// Each workload runs on each system in turn, `AHNLICH_BENCH_ROUNDS` rounds (default 3), each
+/// round in an order rotated by one; medians, and the ratios the performance targets are
+/// stated in.
 async fn upstream_profile() {
     let rounds = env_u64("AHNLICH_BENCH_ROUNDS", 3) as usize;
     let writes_n = env_u64("AHNLICH_BENCH_WRITES", 2_000);
@@ -360,7 +362,12 @@ async fn upstream_profile() {
     let mut rates = vec![vec![Vec::new(); systems.len()]; workloads.len()];
     for round in 0..rounds as u64 {
         for (w, load) in workloads.iter().enumerate() {
-            for (sys, (_, target)) in systems.iter().enumerate() {
+            // Each round starts with another system: the one that runs right after another
+            // was measured ~10-15% faster here (the previous one's background work fades
+            // meanwhile), so every system takes every place in turn.
+            for k in 0..systems.len() {
+                let sys = (k + round as usize) % systems.len();
+                let target = &systems[sys].1;
                 let offset = ((round * 8 + w as u64) << 36) + ((sys as u64) << 34);
                 let rate = if load.bulk {
                     ingest(target, "bulk", load.clients, bulk, offset).await.ops_per_sec * 1000.0

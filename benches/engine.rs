@@ -1,6 +1,7 @@
 //! Engine throughput and latency: Set (batches of 1 and 1,000 entries of 128-d with three
 //! metadata fields), GetSimN (linear cosine and HNSW, 10k and 100k × 128-d, k = 10), and a
-//! predicate query with and without an index (100k entries).
+//! predicate query with and without an index (100k entries), and the first write after a
+//! snapshot capture against a write with none held.
 //!
 //! Run: `cargo bench --bench engine`. Single-threaded: each figure is per core. Set times the
 //! apply alone (its entries are made before the clock starts, and dropped after it stops).
@@ -124,5 +125,39 @@ fn predicate_query(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, set_throughput, get_sim_n, predicate_query);
+/// The first Set of one entry after a snapshot capture (which makes the next write to each
+/// store copy what it shares with the capture), against the same Set with no capture held.
+/// 1M entries with a predicate index (`AHNLICH_BENCH_CAPTURE_ENTRIES`), and 100k with an HNSW
+/// index as well (building 1M into HNSW here would take minutes).
+fn first_write_after_capture(c: &mut Criterion) {
+    let n = std::env::var("AHNLICH_BENCH_CAPTURE_ENTRIES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let hnsw = HnswConfig { m: 16, ef_construction: 100, ef_search: 64, metric: Metric::Euclidean };
+    let mut group = c.benchmark_group("first_write_after_capture");
+    group.sample_size(10);
+    for (label, n, non_linear) in
+        [("predicate", n, vec![]), ("predicate_hnsw", n / 10, vec![NonLinearIndex::Hnsw(hnsw)])]
+    {
+        let (e, store) = store_with("c", n, &["author"], non_linear);
+        let mut rng = SimRng::new(5);
+        let mut next = n as u64;
+        let mut one_set = || {
+            next += 1;
+            Command::Set { store: store.clone(), entries: vec![Entry { key: vector(&mut rng), value: metadata(next) }] }
+        };
+        group.bench_function(BenchmarkId::new(format!("{label}/no_capture"), n), |b| {
+            b.iter_batched(&mut one_set, |set| e.apply(&set).expect("set"), BatchSize::PerIteration)
+        });
+        group.bench_function(BenchmarkId::new(format!("{label}/after_capture"), n), |b| {
+            b.iter_batched(
+                || (e.capture(), one_set()),
+                // The capture is handed back, so it is dropped after the clock stops.
+                |(capture, set)| (e.apply(&set).expect("set"), capture),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, set_throughput, get_sim_n, predicate_query, first_write_after_capture);
 criterion_main!(benches);
