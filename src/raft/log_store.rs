@@ -17,7 +17,7 @@
 //! - `save_committed` and `purge` are ordered with everything else but do not wait; the WAL
 //!   deletes segment files only after the purge point is durable. The committed id asks for no
 //!   sync of its own (`Wal::set_meta_unsynced`): it reaches the disk with the next entry's sync
-//!   (or within `wal::IDLE_SYNC` of going quiet), so a write costs one sync, not two. After a
+//!   (or within about `wal::IDLE_SYNC` if none comes), so a write costs one sync, not two. After a
 //!   power loss it may be older than the last one saved, which openraft allows: the entries
 //!   behind it are durable, and the leader tells the node the commit again.
 

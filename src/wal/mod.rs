@@ -205,8 +205,8 @@ pub(crate) struct Op {
     done: Option<Done>,
 }
 
-/// How long a write that asked for no sync may stay unsynced once the log has nothing else to
-/// do.
+/// How long a write that asked for no sync may stay unsynced (when no waited-for write syncs
+/// it sooner).
 pub const IDLE_SYNC: std::time::Duration = std::time::Duration::from_millis(50);
 
 pub(crate) struct FrontState {
@@ -395,8 +395,8 @@ impl Wal {
     }
 
     /// Sets metadata slot `slot` to `value`, ordered with every other write, without asking for
-    /// a sync of its own: it becomes durable with the next write that is waited for, or at the
-    /// latest [`IDLE_SYNC`] after the log goes quiet, or when the log is closed. Until then a
+    /// a sync of its own: it becomes durable with the next write that is waited for, or about
+    /// [`IDLE_SYNC`] after it was written if none comes, or when the log is closed. Until then a
     /// power loss may take it back to an earlier value (never to one newer than written, and
     /// never without everything written before it). For values that may lag, such as Raft's
     /// committed index.

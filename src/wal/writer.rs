@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::format::{self, RECORD_HEADER_LEN, RecordKind, SEGMENT_HEADER_LEN, SegmentHeader};
 use super::index::LogIndex;
@@ -49,6 +50,8 @@ pub(crate) struct Writer {
     /// Segment offset where the open write batch starts: the end of the synced bytes. Bytes
     /// written since (up to `active.tail.pos`) are not synced yet.
     batch_start: u64,
+    /// When the oldest unsynced bytes were written, if any are.
+    unsynced_since: Option<Instant>,
     placed: Vec<Placed>,
 }
 
@@ -73,6 +76,7 @@ impl Writer {
             written_meta,
             buf: Vec::with_capacity(1 << 20),
             batch_start,
+            unsynced_since: None,
             placed: Vec::new(),
         }
     }
@@ -83,15 +87,10 @@ impl Writer {
             let ops = {
                 let mut st = lock(&self.shared.state);
                 while st.queue.is_empty() && !st.closing {
-                    if self.has_unsynced() {
-                        let (guard, waited) =
-                            self.shared.wake.wait_timeout(st, super::IDLE_SYNC).unwrap_or_else(|p| p.into_inner());
-                        st = guard;
-                        if waited.timed_out() && st.queue.is_empty() {
-                            break;
-                        }
-                    } else {
-                        st = self.shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+                    match self.sync_due_in() {
+                        Some(Duration::ZERO) => break,
+                        Some(due) => st = self.shared.wake.wait_timeout(st, due).unwrap_or_else(|p| p.into_inner()).0,
+                        None => st = self.shared.wake.wait(st).unwrap_or_else(|p| p.into_inner()),
                     }
                 }
                 std::mem::take(&mut st.queue)
@@ -108,7 +107,7 @@ impl Writer {
                 }
                 continue;
             }
-            let sync = ops.iter().any(|op| op.done.is_some());
+            let sync = ops.iter().any(|op| op.done.is_some()) || self.sync_due_in() == Some(Duration::ZERO);
             let (kinds, dones): (Vec<OpKind>, Vec<Option<Done>>) = ops.into_iter().map(|op| (op.kind, op.done)).unzip();
             match self.write_batch(&kinds, sync) {
                 Ok(purge) => {
@@ -194,6 +193,7 @@ impl Writer {
             return Ok(());
         }
         self.active.tail.file.write_all_at(&self.buf, self.active.tail.pos)?;
+        self.unsynced_since.get_or_insert_with(Instant::now);
         self.shared.stats.bytes.inc_by(self.buf.len() as u64);
         self.active.tail.pos += self.buf.len() as u64;
         self.buf.clear();
@@ -203,6 +203,13 @@ impl Writer {
     /// Whether bytes were written to the active segment since its last sync.
     fn has_unsynced(&self) -> bool {
         self.active.tail.pos > self.batch_start
+    }
+
+    /// How long until unsynced bytes are due to be synced ([`super::IDLE_SYNC`] after the
+    /// oldest of them was written, even if only unsynced writes keep coming); `None` if there
+    /// are none.
+    fn sync_due_in(&self) -> Option<Duration> {
+        Some(super::IDLE_SYNC.saturating_sub(self.unsynced_since?.elapsed()))
     }
 
     /// Syncs what was written to the active segment, closing the open write batch.
@@ -215,6 +222,7 @@ impl Writer {
         self.shared.stats.sync_seconds.observe(syncing.elapsed().as_secs_f64());
         self.shared.stats.syncs.inc();
         self.batch_start = self.active.tail.pos;
+        self.unsynced_since = None;
         Ok(())
     }
 

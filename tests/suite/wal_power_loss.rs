@@ -171,12 +171,25 @@ fn no_acknowledged_write_is_lost_and_nothing_unwritten_appears() {
     }
 }
 
+/// How an unsynced metadata write is left to become durable in
+/// [`an_unsynced_metadata_write_is_made_durable_by_the_next_sync_or_by_its_age`].
+#[derive(Debug, Clone, Copy)]
+enum ThenWhat {
+    /// A write that is waited for follows it.
+    SyncedWrite,
+    /// Nothing follows it.
+    Quiet,
+    /// Only more unsynced writes follow it, every few milliseconds.
+    OnlyUnsyncedWrites,
+}
+
 /// A metadata write that asks for no sync survives a power cut once the next sync has run, or,
-/// with nothing else to write, once the log has gone quiet for `wal::IDLE_SYNC`.
+/// when no waited-for write comes, once it is `wal::IDLE_SYNC` old.
 #[test]
-fn an_unsynced_metadata_write_is_made_durable_by_the_next_sync_or_by_going_quiet() {
-    for by_going_quiet in [false, true] {
-        for seed in 0..20 {
+fn an_unsynced_metadata_write_is_made_durable_by_the_next_sync_or_by_its_age() {
+    use std::time::{Duration, Instant};
+    for then in [ThenWhat::SyncedWrite, ThenWhat::Quiet, ThenWhat::OnlyUnsyncedWrites] {
+        for seed in 0..10 {
             let fs = SimFs::new(seed);
             let dir = Path::new("/data/wal");
             let opts = WalOptions { segment_size: 4096, preallocate: false };
@@ -184,24 +197,27 @@ fn an_unsynced_metadata_write_is_made_durable_by_the_next_sync_or_by_going_quiet
             crate::support::wal_util::append_durable(&wal, vec![entry(1, 1)]).expect("append");
             let syncs = wal.stats().syncs.get();
             wal.set_meta_unsynced(2, b"committed 1".to_vec()).expect("unsynced meta");
-            if by_going_quiet {
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-                while wal.stats().syncs.get() == syncs {
-                    assert!(std::time::Instant::now() < deadline, "a quiet log never synced its unsynced write");
-                    std::thread::sleep(std::time::Duration::from_millis(5));
+            match then {
+                ThenWhat::SyncedWrite => {
+                    crate::support::wal_util::append_durable(&wal, vec![entry(2, 1)]).expect("append");
                 }
-            } else {
-                crate::support::wal_util::append_durable(&wal, vec![entry(2, 1)]).expect("append");
+                ThenWhat::Quiet | ThenWhat::OnlyUnsyncedWrites => {
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while wal.stats().syncs.get() == syncs {
+                        assert!(Instant::now() < deadline, "{then:?}: the unsynced write was never synced");
+                        if let ThenWhat::OnlyUnsyncedWrites = then {
+                            // Another slot: slot 2 must still read as the first value.
+                            wal.set_meta_unsynced(3, b"other".to_vec()).expect("unsynced meta");
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
             }
             fs.crash(); // nothing more reaches the disk, not even the sync a clean close does
             drop(wal);
             fs.reboot();
             let wal = Wal::open_with_fs(Arc::new(fs.clone()), dir, opts).expect("reopen");
-            assert_eq!(
-                wal.meta(2).as_deref(),
-                Some(&b"committed 1"[..]),
-                "seed {seed}, by going quiet: {by_going_quiet}"
-            );
+            assert_eq!(wal.meta(2).as_deref(), Some(&b"committed 1"[..]), "seed {seed}, then {then:?}");
         }
     }
 }
