@@ -192,7 +192,8 @@ fn an_unsynced_metadata_write_is_made_durable_by_the_next_sync_or_by_its_age() {
         for seed in 0..10 {
             let fs = SimFs::new(seed);
             let dir = Path::new("/data/wal");
-            let opts = WalOptions { segment_size: 4096, preallocate: false };
+            // Segments large enough that no rotation (which syncs) happens within the test.
+            let opts = WalOptions { segment_size: 1 << 20, preallocate: false };
             let wal = Wal::open_with_fs(Arc::new(fs.clone()), dir, opts.clone()).expect("open");
             crate::support::wal_util::append_durable(&wal, vec![entry(1, 1)]).expect("append");
             let syncs = wal.stats().syncs.get();
