@@ -71,8 +71,9 @@ fn snapshots(c: &mut Criterion) {
         let newest = store.list().expect("list").remove(0);
         group.bench_function(BenchmarkId::new("open_to_ready", label), |b| {
             b.iter(|| {
-                let snap = MappedSnapshot::open(&newest.1, newest.0).expect("open");
-                Engine::restore(snap.image().expect("image"), Limits::default()).expect("restore")
+                // As a node restores: vectors read in place from the mapped file.
+                let snap = std::sync::Arc::new(MappedSnapshot::open(&newest.1, newest.0).expect("open"));
+                Engine::restore_backed(snap.image().expect("image"), snap.clone(), Limits::default()).expect("restore")
             })
         });
     }

@@ -239,10 +239,9 @@ impl Store {
             Some(b) => {
                 (Rows::from_backing(dimension, b, img.arena.as_slice()), Rows::from_backing(1, b, img.norms.as_slice()))
             }
-            None => (
-                Rows::from_slice(dimension, img.arena.as_slice(), |x| x.to_native()),
-                Rows::from_slice(1, img.norms.as_slice(), |x| x.to_native()),
-            ),
+            None => {
+                (Rows::from_archived(dimension, img.arena.as_slice()), Rows::from_archived(1, img.norms.as_slice()))
+            }
         };
         let meta_bytes: Vec<u8> = img.meta_bytes.as_slice().to_vec();
         let mut spans = Vec::with_capacity(slots);

@@ -41,8 +41,8 @@ enum Chunk {
     Borrowed(Borrowed),
 }
 
-/// `len` floats at byte `offset` of `backing`, checked when made to be in bounds, aligned for
-/// `f32` and stored in the host's byte order.
+/// `len` floats at byte `offset` of `backing`, checked when made to lie inside it, on a
+/// little-endian host (the archive's byte order).
 #[derive(Clone)]
 struct Borrowed {
     backing: Arc<dyn Backing>,
@@ -50,29 +50,33 @@ struct Borrowed {
     len: usize,
 }
 
+// An archived float has the size and alignment of a native one, so a slice of them, on a
+// little-endian host, can be read as `f32`s.
+const _: () = assert!(
+    std::mem::size_of::<f32_le>() == std::mem::size_of::<f32>()
+        && std::mem::align_of::<f32_le>() >= std::mem::align_of::<f32>()
+);
+
 impl Borrowed {
-    /// The floats at `values`, which must lie inside `backing`; `None` if they do not, or if
-    /// they cannot be read in place (misaligned, or a big-endian host).
-    fn new(backing: &Arc<dyn Backing>, values: &[u8]) -> Option<Self> {
+    /// The floats `values`, if they lie inside `backing` and the host is little-endian.
+    fn new(backing: &Arc<dyn Backing>, values: &[f32_le]) -> Option<Self> {
         let whole = backing.bytes().as_ptr_range();
         let part = values.as_ptr_range();
-        let in_place = cfg!(target_endian = "little")
-            && whole.start <= part.start
-            && part.end <= whole.end
-            && (part.start as usize).is_multiple_of(std::mem::align_of::<f32>())
-            && values.len().is_multiple_of(4);
+        let (start, end) = (part.start.cast::<u8>(), part.end.cast::<u8>());
+        let in_place = cfg!(target_endian = "little") && whole.start <= start && end <= whole.end;
         in_place.then(|| Self {
             backing: backing.clone(),
-            offset: part.start as usize - whole.start as usize,
-            len: values.len() / 4,
+            offset: start as usize - whole.start as usize,
+            len: values.len(),
         })
     }
 
     fn floats(&self) -> &[f32] {
         let bytes = &self.backing.bytes()[self.offset..self.offset + self.len * 4];
-        // SAFETY: `new` checked that these bytes are aligned for `f32` and that the host is
-        // little-endian, as the archive's floats are; every bit pattern is a valid `f32`; the
-        // backing never changes, and the slice borrows `self`, which keeps it alive.
+        // SAFETY: `new` checked that these bytes hold `len` archived floats (so they are aligned
+        // for `f32`, see the assertion above) and that the host is little-endian, as the archive
+        // is; every bit pattern is a valid `f32`; the backing never changes, and the slice
+        // borrows `self`, which keeps it alive.
         unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<f32>(), self.len) }
     }
 }
@@ -107,6 +111,11 @@ impl Chunk {
     }
 }
 
+/// A chunk of its own holding `part`'s floats (a plain map over a slice: a straight copy).
+fn copied(part: &[f32_le]) -> Chunk {
+    Chunk::Owned(Arc::new(part.iter().map(|x| x.to_native()).collect()))
+}
+
 impl Rows {
     /// No rows; every row will be `width` floats (`width >= 1`).
     pub fn new(width: usize) -> Self {
@@ -117,31 +126,21 @@ impl Rows {
         Self { width, shift, chunks: Vec::new(), len: 0 }
     }
 
-    /// Rows of `width` taken in order from `values` (whose length must be a multiple of it),
-    /// each value converted by `to_f32`.
-    pub fn from_slice<T>(width: usize, values: &[T], to_f32: impl Fn(&T) -> f32) -> Self {
-        Self::from_parts(width, values, |part| {
-            // A plain map over a slice: compiled to a straight copy where `to_f32` is one.
-            Chunk::Owned(Arc::new(part.iter().map(&to_f32).collect()))
-        })
+    /// Rows of `width` copied from archived little-endian floats (whose count must be a
+    /// multiple of it).
+    pub fn from_archived(width: usize, values: &[f32_le]) -> Self {
+        Self::from_parts(width, values, copied)
     }
 
-    /// Rows of `width` from archived little-endian floats (as [`Rows::from_slice`]), read in
-    /// place where they lie inside `backing` (copied where they cannot be: a big-endian host,
-    /// or values outside it).
+    /// Like [`Rows::from_archived`], but read in place where the values lie inside `backing`
+    /// (copied where they cannot be: a big-endian host, or values outside it).
     pub fn from_backing(width: usize, backing: &Arc<dyn Backing>, values: &[f32_le]) -> Self {
         Self::from_parts(width, values, |part| {
-            // SAFETY: `f32_le` is `repr(C)` around one `f32`: four bytes, no padding, so a slice
-            // of them may be viewed as its bytes.
-            let bytes = unsafe { std::slice::from_raw_parts(part.as_ptr().cast::<u8>(), std::mem::size_of_val(part)) };
-            match Borrowed::new(backing, bytes) {
-                Some(b) => Chunk::Borrowed(b),
-                None => Chunk::Owned(Arc::new(part.iter().map(|x| x.to_native()).collect())),
-            }
+            Borrowed::new(backing, part).map_or_else(|| copied(part), Chunk::Borrowed)
         })
     }
 
-    fn from_parts<T>(width: usize, values: &[T], mut chunk_of: impl FnMut(&[T]) -> Chunk) -> Self {
+    fn from_parts(width: usize, values: &[f32_le], mut chunk_of: impl FnMut(&[f32_le]) -> Chunk) -> Self {
         let mut rows = Self::new(width);
         let per_chunk = rows.rows_per_chunk() * rows.width;
         for part in values.chunks(per_chunk) {
@@ -229,7 +228,8 @@ mod tests {
         rows.set_row(64, &vec![-1.0; width]);
         assert_eq!(rows.row(64)[0], -1.0);
         assert_eq!(rows.row(63)[0], 63.0);
-        let back = Rows::from_slice(width, &rows.to_vec(), |x| *x);
+        let archived: Vec<f32_le> = rows.to_vec().into_iter().map(f32_le::from_native).collect();
+        let back = Rows::from_archived(width, &archived);
         assert_eq!(back.len(), 200);
         assert_eq!(back.to_vec(), rows.to_vec());
     }
