@@ -7,12 +7,17 @@
 //! rebuilds it.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
+use super::chunked::{ChunkedVec, NodeOfSlot};
 use super::similarity::{dot, squared_distance};
 use super::types::{HnswConfig, Metric};
 
 pub(super) const MAX_LEVEL: usize = 16;
+
+/// log2 of the nodes per shared chunk: a node owns its link lists, so copying a chunk after a
+/// capture allocates per node, and an insert may touch a chunk per neighbour.
+pub(super) const NODE_CHUNK_SHIFT: u32 = 6;
 
 #[derive(Clone, Debug)]
 pub(super) struct Node {
@@ -43,8 +48,8 @@ impl PartialOrd for Cand {
 #[derive(Clone, Debug)]
 pub struct Hnsw {
     pub(super) config: HnswConfig,
-    pub(super) nodes: Vec<Node>,
-    pub(super) node_of_slot: HashMap<u32, u32>,
+    pub(super) nodes: ChunkedVec<Node>,
+    pub(super) node_of_slot: NodeOfSlot,
     pub(super) entry: Option<u32>,
 }
 
@@ -66,7 +71,7 @@ fn level_of(key: &[f32], m: usize) -> usize {
 impl Hnsw {
     /// An empty graph.
     pub fn new(config: HnswConfig) -> Self {
-        Self { config, nodes: Vec::new(), node_of_slot: HashMap::new(), entry: None }
+        Self { config, nodes: ChunkedVec::new(NODE_CHUNK_SHIFT), node_of_slot: NodeOfSlot::default(), entry: None }
     }
 
     /// The graph's parameters.
@@ -249,7 +254,7 @@ impl Hnsw {
 
     /// Marks the entry at `slot` removed (it keeps routing searches until a rebuild).
     pub fn remove(&mut self, slot: u32) {
-        if let Some(id) = self.node_of_slot.remove(&slot) {
+        if let Some(id) = self.node_of_slot.remove(slot) {
             self.nodes[id as usize].alive = false;
         }
     }

@@ -14,16 +14,17 @@
 //! reference (slots, spans, node links) is checked before use, so an image that passed its
 //! checksum and structural validation but breaks an invariant is an error, never a panic.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rkyv::{Archive, Deserialize, Serialize};
 
+use super::chunked::{ChunkedVec, NodeOfSlot, ShardedMap, SlotSet, default_shift};
 use super::hnsw::{self, Hnsw};
 use super::kdtree::{self, KdTree};
-use super::meta_arena::{MetaArena, Span};
+use super::meta_arena::{FlatArena, MetaArena, Span};
 use super::rows::{Backing, Rows};
-use super::store::{ENTRY_OVERHEAD, Store};
+use super::store::{ENTRY_OVERHEAD, PredicateIndex, Store};
 use super::types::{HnswConfig, MetadataValue, Metric};
 use super::{Engine, Limits, read};
 
@@ -154,19 +155,23 @@ fn value_image(v: &MetadataValue) -> ValueImage {
 impl Store {
     /// This store as an image under `schema` and `name`.
     pub fn image(&self, schema: &str, name: &str) -> StoreImage {
-        let (meta_offsets, meta_lens) =
-            self.meta.spans.iter().map(|s| s.map_or((0, NOT_LIVE), |s| (s.offset, s.len))).unzip();
+        let FlatArena { bytes: meta_bytes, spans, garbage: meta_garbage } = self.meta.flatten();
+        let (meta_offsets, meta_lens) = spans.into_iter().map(|s| s.unwrap_or((0, NOT_LIVE))).unzip();
         let predicates = self
             .predicates
             .iter()
             .map(|(key, index)| {
-                let mut ends = Vec::with_capacity(index.len());
+                // Values ascending, so the image does not depend on how the index is sharded.
+                let mut by_value: Vec<_> = index.iter().collect();
+                by_value.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut ends = Vec::with_capacity(by_value.len());
                 let mut slots = Vec::new();
-                for set in index.values() {
-                    slots.extend(set.iter().copied());
+                for (_, set) in &by_value {
+                    slots.extend(set.iter());
                     ends.push(slots.len() as u32);
                 }
-                PredicateImage { key: key.clone(), values: index.keys().map(value_image).collect(), ends, slots }
+                let values = by_value.iter().map(|(v, _)| value_image(v)).collect();
+                PredicateImage { key: key.clone(), values, ends, slots }
             })
             .collect();
         let kdtree = self.kdtree.as_ref().map(|t| KdTreeImage {
@@ -180,7 +185,7 @@ impl Store {
         });
         let hnsw = self.hnsw.as_ref().map(|g| {
             let (mut level_ends, mut link_ends, mut links) = (Vec::new(), Vec::new(), Vec::new());
-            for node in &g.nodes {
+            for node in g.nodes.iter() {
                 for level in &node.links {
                     links.extend_from_slice(level);
                     link_ends.push(links.len() as u32);
@@ -210,10 +215,10 @@ impl Store {
             dimension: self.dimension as u32,
             arena: self.arena.to_vec(),
             norms: self.norms.to_vec(),
-            meta_bytes: self.meta.bytes.clone(),
+            meta_bytes,
             meta_offsets,
             meta_lens,
-            meta_garbage: self.meta.garbage as u64,
+            meta_garbage: meta_garbage as u64,
             free: self.free.clone(),
             quarantine: self.quarantine.clone(),
             live: self.live as u64,
@@ -244,7 +249,8 @@ impl Store {
             }
         };
         let meta_bytes: Vec<u8> = img.meta_bytes.as_slice().to_vec();
-        let mut spans = Vec::with_capacity(slots);
+        let mut spans: ChunkedVec<Option<Span>> = ChunkedVec::new(default_shift::<Option<Span>>());
+        let mut live = 0;
         for (off, len) in img.meta_offsets.iter().zip(img.meta_lens.iter()) {
             let (offset, len) = (off.to_native(), len.to_native());
             if len == NOT_LIVE {
@@ -252,10 +258,10 @@ impl Store {
             } else if offset.checked_add(u64::from(len)).is_none_or(|end| end > meta_bytes.len() as u64) {
                 return Err(format!("store {}: a metadata span lies outside the arena", img.name));
             } else {
-                spans.push(Some(Span { offset, len }));
+                spans.push(Some(Span { offset, chunk: 0, len }));
+                live += 1;
             }
         }
-        let live = spans.iter().filter(|s| s.is_some()).count();
         if live as u64 != img.live.to_native() {
             return Err(format!("store {}: live count {} does not match its spans ({live})", img.name, img.live));
         }
@@ -264,11 +270,14 @@ impl Store {
         if !free.iter().chain(&quarantine).all(|&s| slot_ok(s) && spans[s as usize].is_none()) {
             return Err(format!("store {}: a free slot is out of range or holds an entry", img.name));
         }
-        let meta = MetaArena { bytes: meta_bytes, spans, garbage: img.meta_garbage.to_native() as usize };
+        if img.meta_garbage.to_native() > meta_bytes.len() as u64 {
+            return Err(format!("store {}: more metadata garbage than metadata bytes", img.name));
+        }
+        let meta = MetaArena::from_parts(meta_bytes, spans, img.meta_garbage.to_native() as usize);
 
         let mut predicates = BTreeMap::new();
         for p in img.predicates.iter() {
-            let mut index = BTreeMap::new();
+            let mut index = PredicateIndex::default();
             let mut start = 0usize;
             if p.ends.len() != p.values.len() {
                 return Err(format!("store {}: predicate index {} is malformed", img.name, p.key));
@@ -279,8 +288,8 @@ impl Store {
                     .slots
                     .get(start..end)
                     .ok_or_else(|| format!("store {}: predicate slots out of range", img.name))?;
-                let set: BTreeSet<u32> = part.iter().map(|s| s.to_native()).collect();
-                if !set.iter().all(|&s| slot_ok(s)) {
+                let set = SlotSet::from_ascending(part.iter().map(|s| s.to_native()));
+                if !set.iter().all(slot_ok) {
                     return Err(format!("store {}: a predicate slot is out of range", img.name));
                 }
                 let v = match value {
@@ -312,7 +321,7 @@ impl Store {
             meta,
             free,
             quarantine,
-            by_hash: HashMap::with_capacity(live),
+            by_hash: ShardedMap::default(),
             collisions: HashMap::new(),
             predicates,
             kdtree,
@@ -334,8 +343,8 @@ fn restore_kdtree(t: &ArchivedKdTreeImage, slots: usize, dimension: usize) -> Re
         return Err("node arrays disagree on the node count".into());
     }
     let node_ok = |x: u32| x == kdtree::NONE || (x as usize) < n;
-    let mut nodes = Vec::with_capacity(n);
-    let mut node_of_slot = HashMap::with_capacity(n);
+    let mut nodes = ChunkedVec::new(default_shift::<kdtree::Node>());
+    let mut node_of_slot = NodeOfSlot::default();
     for i in 0..n {
         let node = kdtree::Node {
             slot: t.slots[i].to_native(),
@@ -383,8 +392,8 @@ fn restore_hnsw(g: &ArchivedHnswImage, slots: usize) -> Result<Hnsw, String> {
     if g.alive.len() != n || g.level_ends.len() != n {
         return Err("node arrays disagree on the node count".into());
     }
-    let mut nodes = Vec::with_capacity(n);
-    let mut node_of_slot = HashMap::with_capacity(n);
+    let mut nodes = ChunkedVec::new(hnsw::NODE_CHUNK_SHIFT);
+    let mut node_of_slot = NodeOfSlot::default();
     let (mut level_start, mut link_start) = (0usize, 0usize);
     for i in 0..n {
         let level_end = g.level_ends[i].to_native() as usize;
@@ -418,7 +427,7 @@ fn restore_hnsw(g: &ArchivedHnswImage, slots: usize) -> Result<Hnsw, String> {
         return Err("entry node is out of range".into());
     }
     // Links on a level must exist on the target too: a search follows them at that level.
-    for node in &nodes {
+    for node in nodes.iter() {
         for (level, links) in node.links.iter().enumerate() {
             if links.iter().any(|&t| nodes[t as usize].links.len() <= level) {
                 return Err("a link points to a node without that level".into());

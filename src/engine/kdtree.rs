@@ -7,8 +7,7 @@
 //! its lower bound is strictly worse than the current k-th result (floating-point sums of
 //! non-negative terms never fall below one of their terms, so the bound is sound).
 
-use std::collections::HashMap;
-
+use super::chunked::{ChunkedVec, NodeOfSlot, default_shift};
 use super::similarity::{cmp_ranked, squared_distance};
 use super::types::Metric;
 
@@ -26,9 +25,9 @@ pub(super) struct Node {
 /// The tree.
 #[derive(Clone, Debug, Default)]
 pub struct KdTree {
-    pub(super) nodes: Vec<Node>,
+    pub(super) nodes: ChunkedVec<Node>,
     pub(super) root: u32,
-    pub(super) node_of_slot: HashMap<u32, u32>,
+    pub(super) node_of_slot: NodeOfSlot,
     /// An insert went deeper than a balanced tree would: the store should rebuild it.
     pub(super) unbalanced: bool,
 }
@@ -37,9 +36,9 @@ impl KdTree {
     /// A balanced tree over `slots` (splits at medians; ties by slot, so it is deterministic).
     pub fn build<'a>(dim: usize, slots: &[u32], key_of: &impl Fn(u32) -> &'a [f32]) -> Self {
         let mut tree = Self {
-            nodes: Vec::with_capacity(slots.len()),
+            nodes: ChunkedVec::new(default_shift::<Node>()),
             root: NONE,
-            node_of_slot: HashMap::new(),
+            node_of_slot: NodeOfSlot::default(),
             unbalanced: false,
         };
         let mut order = slots.to_vec();
@@ -114,7 +113,7 @@ impl KdTree {
 
     /// Marks the entry at `slot` removed (it keeps routing searches until a rebuild).
     pub fn remove(&mut self, slot: u32) {
-        if let Some(id) = self.node_of_slot.remove(&slot) {
+        if let Some(id) = self.node_of_slot.remove(slot) {
             self.nodes[id as usize].alive = false;
         }
     }

@@ -1,6 +1,9 @@
-//! The metadata of a store's entries, encoded back to back in one byte buffer with a span per
-//! slot: a snapshot writes it as one block and a restore reads it back with one copy, with no
-//! allocation per entry. Overwritten encodings become garbage, reclaimed by compacting when
+//! The metadata of a store's entries, encoded back to back in shared byte chunks of about
+//! 1 MiB, with a span per slot: no allocation per entry, and a snapshot capture shares the
+//! chunks. Encodings are only appended, never written in place, so a write after a capture
+//! copies nothing: it appends to a chunk nobody else holds, starting a new one if the last is
+//! shared or full. A snapshot writes the chunks as one block and a restore reads that block
+//! back as one chunk. Overwritten encodings become garbage, reclaimed by compacting when
 //! garbage outweighs live bytes.
 //!
 //! Encoding of one entry's metadata (little-endian; pairs in key order, as `Metadata` iterates):
@@ -17,6 +20,9 @@
 //!
 //! Decoding is total: bytes that do not follow the layout read as no metadata, never a panic.
 
+use std::sync::Arc;
+
+use super::chunked::{ChunkedVec, default_shift};
 use super::types::{Metadata, MetadataValue};
 
 /// A metadata value borrowed from the arena.
@@ -50,25 +56,47 @@ impl ValueRef<'_> {
     }
 }
 
+/// Where one slot's encoding is: `len` bytes at `offset` in chunk `chunk`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Span {
     pub(super) offset: u64,
+    pub(super) chunk: u32,
     pub(super) len: u32,
 }
 
 /// Compaction runs once garbage exceeds both this many bytes and the live bytes.
 const COMPACT_MIN_GARBAGE: usize = 1 << 16;
 
-/// Every slot's metadata in one buffer.
-#[derive(Clone, Debug, Default)]
+/// The capacity of a new chunk (an encoding larger than this gets a chunk of its own size).
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Every slot's metadata.
+#[derive(Clone, Debug)]
 pub struct MetaArena {
+    chunks: Vec<Arc<Vec<u8>>>,
+    spans: ChunkedVec<Option<Span>>,
+    /// Bytes in `chunks` (their lengths, not their spare capacity).
+    written: usize,
+    garbage: usize,
+}
+
+/// A [`MetaArena`] as one block: the encodings, each slot's span as an offset into the block
+/// and a length (`None` for a slot without an entry), and the bytes no span covers.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct FlatArena {
     pub(super) bytes: Vec<u8>,
-    pub(super) spans: Vec<Option<Span>>,
+    pub(super) spans: Vec<Option<(u64, u32)>>,
     pub(super) garbage: usize,
 }
 
+impl Default for MetaArena {
+    fn default() -> Self {
+        Self { chunks: Vec::new(), spans: ChunkedVec::new(default_shift::<Option<Span>>()), written: 0, garbage: 0 }
+    }
+}
+
 /// The length of `m`'s encoding.
-pub(super) fn encoded_len(m: &Metadata) -> usize {
+fn encoded_len(m: &Metadata) -> usize {
     4 + m
         .iter()
         .map(|(k, v)| {
@@ -157,11 +185,22 @@ impl<'a> Iterator for Pairs<'a> {
 }
 
 impl MetaArena {
-    /// Makes room for about `slots` more slots and `bytes` more encoded bytes, so a batch
-    /// grows each buffer at most once.
-    pub fn reserve(&mut self, slots: usize, bytes: usize) {
-        self.spans.reserve(slots);
-        self.bytes.reserve(bytes);
+    /// An arena over `bytes` (one chunk), with `spans` into it (`chunk` 0) and `garbage` bytes
+    /// in it that no span covers. The caller has checked that every span lies inside `bytes`.
+    pub(super) fn from_parts(bytes: Vec<u8>, spans: ChunkedVec<Option<Span>>, garbage: usize) -> Self {
+        Self { written: bytes.len(), chunks: vec![Arc::new(bytes)], spans, garbage }
+    }
+
+    /// The arena as one block of bytes.
+    pub(super) fn flatten(&self) -> FlatArena {
+        let mut bases = Vec::with_capacity(self.chunks.len());
+        let mut bytes = Vec::with_capacity(self.written);
+        for chunk in &self.chunks {
+            bases.push(bytes.len() as u64);
+            bytes.extend_from_slice(chunk);
+        }
+        let spans = self.spans.iter().map(|s| s.map(|s| (bases[s.chunk as usize] + s.offset, s.len))).collect();
+        FlatArena { bytes, spans, garbage: self.garbage }
     }
 
     /// Adds an empty (not live) slot at the end.
@@ -182,11 +221,25 @@ impl MetaArena {
     /// Stores `m` as the metadata of `slot`, making it live.
     pub fn set(&mut self, slot: u32, m: &Metadata) {
         self.release(slot);
-        let offset = self.bytes.len() as u64;
-        encode(m, &mut self.bytes);
-        let len = (self.bytes.len() as u64 - offset) as u32;
-        self.spans[slot as usize] = Some(Span { offset, len });
+        let span = self.append(encoded_len(m), |out| encode(m, out));
+        self.spans[slot as usize] = Some(span);
         self.maybe_compact();
+    }
+
+    /// Appends `len` bytes that `write` puts at the end of the vector it is given (with room
+    /// for them), in the last chunk if nobody else holds it and it has room, else in a new one.
+    fn append(&mut self, len: usize, write: impl FnOnce(&mut Vec<u8>)) -> Span {
+        let fits = |c: &mut Arc<Vec<u8>>| Arc::get_mut(c).is_some_and(|v| v.capacity() - v.len() >= len);
+        if !self.chunks.last_mut().is_some_and(fits) {
+            self.chunks.push(Arc::new(Vec::with_capacity(CHUNK_BYTES.max(len))));
+        }
+        let chunk = self.chunks.len() - 1;
+        let out = self.chunks.last_mut().and_then(Arc::get_mut).expect("the last chunk was just made ours");
+        let offset = out.len() as u64;
+        write(out);
+        debug_assert_eq!(out.len() as u64 - offset, len as u64);
+        self.written += len;
+        Span { offset, chunk: chunk as u32, len: len as u32 }
     }
 
     /// Bytes the metadata of `slot` is charged (keys and values), without decoding it whole.
@@ -209,14 +262,15 @@ impl MetaArena {
     }
 
     fn release(&mut self, slot: u32) {
-        if let Some(span) = self.spans[slot as usize].take() {
+        if let Some(span) = self.spans.get_mut(slot as usize).and_then(Option::take) {
             self.garbage += span.len as usize;
         }
     }
 
     fn encoded(&self, slot: u32) -> Option<&[u8]> {
         let span = (*self.spans.get(slot as usize)?)?;
-        self.bytes.get(span.offset as usize..span.offset as usize + span.len as usize)
+        let start = span.offset as usize;
+        self.chunks.get(span.chunk as usize)?.get(start..start + span.len as usize)
     }
 
     /// The pairs of `slot`, borrowed, in key order (none if not live).
@@ -235,20 +289,22 @@ impl MetaArena {
         Some(self.pairs(slot).map(|(k, v)| (k.to_owned(), v.to_owned_value())).collect())
     }
 
-    /// Rewrites live encodings back to back, in slot order, when garbage dominates.
+    /// Rewrites live encodings back to back, in slot order, into new chunks when garbage
+    /// dominates.
     fn maybe_compact(&mut self) {
-        if self.garbage < COMPACT_MIN_GARBAGE || self.garbage < self.bytes.len() - self.garbage {
+        if self.garbage < COMPACT_MIN_GARBAGE || self.garbage < self.written - self.garbage {
             return;
         }
-        let mut bytes = Vec::with_capacity(self.bytes.len() - self.garbage);
-        for span in self.spans.iter_mut().flatten() {
-            let start = span.offset as usize;
-            let new_offset = bytes.len() as u64;
-            bytes.extend_from_slice(&self.bytes[start..start + span.len as usize]);
-            span.offset = new_offset;
-        }
-        self.bytes = bytes;
+        let old = std::mem::take(&mut self.chunks);
+        self.written = 0;
         self.garbage = 0;
+        for slot in 0..self.spans.len() {
+            let Some(span) = self.spans[slot] else { continue };
+            let start = span.offset as usize;
+            let bytes = &old[span.chunk as usize][start..start + span.len as usize];
+            let moved = self.append(bytes.len(), |out| out.extend_from_slice(bytes));
+            self.spans[slot] = Some(moved);
+        }
     }
 }
 
@@ -291,9 +347,51 @@ mod tests {
         // 51 encodings of ~10 KB were written; garbage never exceeds the compaction threshold
         // plus one encoding before it is reclaimed.
         let one = 10_000 + 32;
-        assert!(a.bytes.len() <= one + COMPACT_MIN_GARBAGE + one, "{} bytes kept", a.bytes.len());
+        assert!(a.written <= one + COMPACT_MIN_GARBAGE + one, "{} bytes kept", a.written);
         assert_eq!(a.get(0), Some(big(0)));
         assert_eq!(a.get(1), None);
+    }
+
+    #[test]
+    fn a_write_after_a_clone_copies_no_chunk_and_leaves_the_clone_as_it_was() {
+        let mut a = MetaArena::default();
+        let m = |i: u32| Metadata::from([("k".to_string(), MetadataValue::RawString(format!("value {i}")))]);
+        for i in 0..50_000 {
+            a.push_slot();
+            a.set(i, &m(i));
+        }
+        assert!(a.chunks.len() > 1, "the test needs several chunks");
+        let captured = a.clone();
+        a.set(7, &m(1_000_007));
+        a.clear(8);
+        assert_eq!((captured.get(7), captured.get(8)), (Some(m(7)), Some(m(8))));
+        assert_eq!((a.get(7), a.get(8)), (Some(m(1_000_007)), None));
+        // Every chunk the clone holds is still shared: the new encoding went to a new chunk.
+        assert!(captured.chunks.iter().zip(&a.chunks).all(|(x, y)| Arc::ptr_eq(x, y)));
+        assert_eq!(a.chunks.len(), captured.chunks.len() + 1);
+    }
+
+    #[test]
+    fn parts_round_trip_as_one_chunk() {
+        let mut a = MetaArena::default();
+        let big = Metadata::from([("k".to_string(), MetadataValue::Image(vec![9; CHUNK_BYTES + 1]))]);
+        let small = Metadata::from([("k".to_string(), MetadataValue::RawString("s".into()))]);
+        for _ in 0..4 {
+            a.push_slot();
+        }
+        a.set(0, &small);
+        a.set(1, &big);
+        a.set(3, &small);
+        a.set(0, &big);
+        let FlatArena { bytes, spans, garbage } = a.flatten();
+        assert_eq!(bytes.len(), a.written);
+        let spans: ChunkedVec<Option<Span>> =
+            spans.into_iter().map(|s| s.map(|(offset, len)| Span { offset, chunk: 0, len })).collect();
+        let b = MetaArena::from_parts(bytes, spans, garbage);
+        for slot in 0..4 {
+            assert_eq!(b.get(slot), a.get(slot), "slot {slot}");
+        }
+        assert_eq!(b.flatten(), a.flatten());
     }
 
     #[test]

@@ -26,6 +26,7 @@
 //!   zero vector scores 0. An entry lacking a predicate's metadata key matches neither
 //!   `Equals` nor `NotEquals` (nor `In` / `NotIn`), as upstream Ahnlich does.
 
+mod chunked;
 mod command;
 mod error;
 mod hnsw;

@@ -12,12 +12,17 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::chunked::{ShardedMap, SlotSet};
+
 use super::hnsw::Hnsw;
 use super::kdtree::KdTree;
-use super::meta_arena::{self, MetaArena, ValueRef};
+use super::meta_arena::{MetaArena, ValueRef};
 use super::rows::Rows;
 use super::similarity::{self, cmp_key_bits};
 use super::types::{Condition, Entry, HnswConfig, Metadata, MetadataValue, NonLinearIndex, NonLinearKind, Predicate};
+
+/// One predicate index: for each value of its metadata key, the live slots holding it.
+pub(super) type PredicateIndex = ShardedMap<MetadataValue, SlotSet>;
 
 /// Bytes charged per entry on top of its vector and metadata (index and bookkeeping overhead).
 pub const ENTRY_OVERHEAD: usize = 64;
@@ -48,9 +53,9 @@ pub struct Store {
     pub(super) meta: MetaArena,
     pub(super) free: Vec<u32>,
     pub(super) quarantine: Vec<u32>,
-    pub(super) by_hash: HashMap<u64, u32>,
+    pub(super) by_hash: ShardedMap<u64, u32>,
     pub(super) collisions: HashMap<u64, Vec<u32>>,
-    pub(super) predicates: BTreeMap<String, BTreeMap<MetadataValue, BTreeSet<u32>>>,
+    pub(super) predicates: BTreeMap<String, PredicateIndex>,
     pub(super) kdtree: Option<KdTree>,
     pub(super) hnsw: Option<Hnsw>,
     pub(super) live: usize,
@@ -99,7 +104,7 @@ impl Store {
             meta: MetaArena::default(),
             free: Vec::new(),
             quarantine: Vec::new(),
-            by_hash: HashMap::new(),
+            by_hash: ShardedMap::default(),
             collisions: HashMap::new(),
             predicates: BTreeMap::new(),
             kdtree: None,
@@ -197,20 +202,20 @@ impl Store {
 
     /// Rebuilds the key lookup from the live slots; fails if two live slots hold the same key.
     pub(super) fn rebuild_key_lookup(&mut self) -> Result<(), String> {
-        self.by_hash.clear();
+        self.by_hash = ShardedMap::with_capacity(self.live);
         self.collisions.clear();
         let arena = &self.arena;
         for slot in self.meta.live_slots() {
             let key = arena.row(slot as usize);
             let h = key_hash(key);
             let same = |s: &u32| same_bits(arena.row(*s as usize), key);
-            match self.by_hash.entry(h) {
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(slot);
+            match self.by_hash.get(&h) {
+                None => {
+                    self.by_hash.insert(h, slot);
                 }
-                std::collections::hash_map::Entry::Occupied(first) => {
+                Some(first) => {
                     let others = self.collisions.entry(h).or_default();
-                    if same(first.get()) || others.iter().any(same) {
+                    if same(first) || others.iter().any(same) {
                         return Err(format!("slots hold the same key twice (slot {slot})"));
                     }
                     others.push(slot);
@@ -251,7 +256,6 @@ impl Store {
     /// Inserts or overwrites every entry, in order; returns (inserted, updated).
     pub fn set(&mut self, entries: &[Entry]) -> (usize, usize) {
         let (mut inserted, mut updated) = (0, 0);
-        self.meta.reserve(entries.len(), entries.iter().map(|e| meta_arena::encoded_len(&e.value)).sum());
         for Entry { key, value } in entries {
             let h = key_hash(key);
             match self.find_hashed(h, key) {
@@ -282,11 +286,10 @@ impl Store {
                 self.norms.push_row(&[similarity::norm(key)]) as u32
             }
         };
-        match self.by_hash.entry(h) {
-            std::collections::hash_map::Entry::Occupied(_) => self.collisions.entry(h).or_default().push(slot),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(slot);
-            }
+        if self.by_hash.get(&h).is_some() {
+            self.collisions.entry(h).or_default().push(slot);
+        } else {
+            self.by_hash.insert(h, slot);
         }
         self.bytes += entry_bytes(self.dimension, value);
         self.index_value(slot, value);
@@ -378,7 +381,7 @@ impl Store {
                     slots.insert(slot);
                 }
                 None => {
-                    index.insert(v.clone(), BTreeSet::from([slot]));
+                    index.insert(v.clone(), SlotSet::one(slot));
                 }
             }
         }
@@ -389,7 +392,7 @@ impl Store {
         for (key, index) in self.predicates.iter_mut() {
             let Some(v) = self.meta.value_of(slot, key).map(ValueRef::to_owned_value) else { continue };
             if let Some(set) = index.get_mut(&v) {
-                set.remove(&slot);
+                set.remove(slot);
                 if set.is_empty() {
                     index.remove(&v);
                 }
@@ -404,10 +407,17 @@ impl Store {
             if self.predicates.contains_key(key) {
                 continue;
             }
-            let mut index: BTreeMap<MetadataValue, BTreeSet<u32>> = BTreeMap::new();
+            let mut index = PredicateIndex::default();
             for slot in self.live_slots() {
-                if let Some(v) = self.value_of(slot, key) {
-                    index.entry(v.to_owned_value()).or_default().insert(slot);
+                if let Some(v) = self.value_of(slot, key).map(ValueRef::to_owned_value) {
+                    match index.get_mut(&v) {
+                        Some(slots) => {
+                            slots.insert(slot);
+                        }
+                        None => {
+                            index.insert(v, SlotSet::one(slot));
+                        }
+                    }
                 }
             }
             self.predicates.insert(key.clone(), index);
@@ -613,12 +623,12 @@ impl Store {
     }
 }
 
-fn matching_indexed(index: &BTreeMap<MetadataValue, BTreeSet<u32>>, p: &Predicate) -> BTreeSet<u32> {
+fn matching_indexed(index: &PredicateIndex, p: &Predicate) -> BTreeSet<u32> {
     match p {
-        Predicate::Equals { value, .. } => index.get(value).cloned().unwrap_or_default(),
-        Predicate::In { values, .. } => values.iter().filter_map(|v| index.get(v)).flatten().copied().collect(),
+        Predicate::Equals { value, .. } => index.get(value).map(|slots| slots.iter().collect()).unwrap_or_default(),
+        Predicate::In { values, .. } => values.iter().filter_map(|v| index.get(v)).flat_map(SlotSet::iter).collect(),
         Predicate::NotEquals { .. } | Predicate::NotIn { .. } => {
-            index.iter().filter(|(v, _)| p.accepts(v)).flat_map(|(_, slots)| slots.iter().copied()).collect()
+            index.iter().filter(|(v, _)| p.accepts(v)).flat_map(|(_, slots)| slots.iter()).collect()
         }
     }
 }
