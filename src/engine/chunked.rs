@@ -106,7 +106,7 @@ pub fn default_shift<T>() -> u32 {
 }
 
 /// The chunk's elements to write: copied first (with room for `capacity`) if shared.
-fn own<T: Clone>(chunk: &mut Arc<Vec<T>>, capacity: usize) -> &mut Vec<T> {
+pub(super) fn own<T: Clone>(chunk: &mut Arc<Vec<T>>, capacity: usize) -> &mut Vec<T> {
     if Arc::get_mut(chunk).is_none() {
         let mut copy = Vec::with_capacity(capacity.max(chunk.len()));
         copy.extend_from_slice(chunk);
