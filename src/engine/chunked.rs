@@ -12,8 +12,8 @@
 //!
 //! Reads cost one extra indirection; writes to a part nobody else holds happen in place.
 
-use std::collections::{BTreeMap, HashMap};
 use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::ops::{Index, IndexMut};
 use std::sync::Arc;
@@ -268,13 +268,17 @@ impl SlotSet {
         SlotSet::Few(vec![slot])
     }
 
-    /// The set of `slots`, which must be ascending and distinct.
-    pub fn from_ascending(slots: impl IntoIterator<Item = u32>) -> Self {
-        let mut set = SlotSet::Few(Vec::new());
-        for slot in slots {
-            set.insert(slot);
+    /// The set of `slots`, which are ascending and distinct.
+    pub fn from_ascending(slots: Vec<u32>) -> Self {
+        debug_assert!(slots.is_sorted_by(|a, b| a < b));
+        if slots.len() <= FEW_SLOTS {
+            return SlotSet::Few(slots);
         }
-        set
+        let blocks = slots
+            .chunk_by(|a, b| a >> BLOCK_SHIFT == b >> BLOCK_SHIFT)
+            .map(|block| (block[0] >> BLOCK_SHIFT, Arc::new(block.to_vec())))
+            .collect();
+        SlotSet::Blocks { blocks, len: slots.len() }
     }
 
     /// Number of slots.
@@ -424,6 +428,10 @@ mod tests {
         expected.dedup();
         assert_eq!(set.iter().collect::<Vec<_>>(), expected);
         assert_eq!(set.len(), expected.len());
+        for n in [0, 1, FEW_SLOTS, FEW_SLOTS + 1, expected.len()] {
+            let built = SlotSet::from_ascending(expected[..n].to_vec());
+            assert_eq!((built.iter().collect::<Vec<_>>(), built.len()), (expected[..n].to_vec(), n));
+        }
         let before = set.clone();
         assert!(set.remove(expected[10]));
         assert!(!set.remove(expected[10]));

@@ -2,8 +2,9 @@
 //!
 //! [`Engine::image`] copies the state into [`EngineImage`]; the snapshot module archives it.
 //! [`Engine::restore`] builds an engine straight from an archived image (a validated view of
-//! mapped bytes): each store's metadata and predicate slot lists come back as one block copy
-//! each, with no allocation per entry; the key lookup is rebuilt by hashing; the HNSW graph's
+//! mapped bytes): each store's metadata comes back as one block copy (one chunk of the arena),
+//! and each value's predicate slots as a copy per block of slots, with no allocation per
+//! entry; the key lookup is rebuilt by hashing; the HNSW graph's
 //! adjacency, stored flat, becomes one list per node and level. The vectors and norms, most of
 //! the bytes, are copied too; [`Engine::restore_backed`] instead reads them in place from the
 //! mapped file (a [`Backing`]), copying a ~1 MiB chunk only when a write first lands in it, as
@@ -288,10 +289,14 @@ impl Store {
                     .slots
                     .get(start..end)
                     .ok_or_else(|| format!("store {}: predicate slots out of range", img.name))?;
-                let set = SlotSet::from_ascending(part.iter().map(|s| s.to_native()));
-                if !set.iter().all(slot_ok) {
+                let slots: Vec<u32> = part.iter().map(|s| s.to_native()).collect();
+                if !slots.iter().all(|&s| slot_ok(s)) {
                     return Err(format!("store {}: a predicate slot is out of range", img.name));
                 }
+                if !slots.is_sorted_by(|a, b| a < b) {
+                    return Err(format!("store {}: predicate slots are not ascending", img.name));
+                }
+                let set = SlotSet::from_ascending(slots);
                 let v = match value {
                     ArchivedValueImage::Text(s) => MetadataValue::RawString(s.as_str().to_owned()),
                     ArchivedValueImage::Image(b) => MetadataValue::Image(b.as_slice().to_vec()),

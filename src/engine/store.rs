@@ -4,8 +4,9 @@
 //!
 //! Layout (made for snapshots): slot `s` owns row `s` of `arena` (the vectors, in shared chunks
 //! of about 1 MiB, so a write after a snapshot capture copies one chunk, not every vector),
-//! row `s` of `norms` and its metadata in the store's [`MetaArena`] (one byte
-//! buffer for all metadata). Freed slots are reused last-in first-out,
+//! row `s` of `norms` and its metadata in the store's [`MetaArena`] (chunks of encodings, no
+//! allocation per entry). The key lookup and predicate indexes are sharded and their parts
+//! shared with captures in the same way (see `chunked`). Freed slots are reused last-in first-out,
 //! which is deterministic, so replicas that apply the same commands hold identical layouts.
 //! While a k-d tree or HNSW graph exists, a removed slot is quarantined (its vector kept) until
 //! the indexes are rebuilt, since dead nodes still route searches.
