@@ -12,11 +12,13 @@
 //!
 //! Reads cost one extra indirection; writes to a part nobody else holds happen in place.
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::ops::{Index, IndexMut};
 use std::sync::Arc;
+
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
 /// A vector whose elements live in shared chunks of `1 << shift` elements.
 #[derive(Clone, Debug)]
@@ -168,82 +170,119 @@ impl NodeOfSlot {
 /// Shards per [`ShardedMap`]: at 1M keys, a write after a capture copies ~4k of them.
 const SHARDS: usize = 256;
 
-/// A key a [`ShardedMap`] can place: a hash that picks its shard.
-pub trait ShardKey: Hash + Eq + Clone {
-    /// A well-mixed 64-bit hash; equal keys give equal hashes.
-    fn shard_hash(&self) -> u64;
+/// A key a [`ShardedMap`] can place.
+pub trait ShardKey: Eq + Clone {
+    /// A well-mixed 64-bit hash of the key under `seed`; equal keys give equal hashes, and
+    /// without the seed, keys cannot be chosen to collide.
+    fn keyed_hash(&self, seed: &Seed) -> u64;
+}
+
+/// A map's random hashing key, drawn when the map is made and kept by its clones (`mix` is
+/// odd, so multiplying by it loses no bit).
+#[derive(Clone, Debug)]
+pub struct Seed {
+    mix: u64,
+    sip: std::hash::RandomState,
+}
+
+impl Seed {
+    fn new() -> Self {
+        let sip = std::hash::RandomState::new();
+        Self { mix: sip.hash_one(0x5eed_u64) | 1, sip }
+    }
 }
 
 impl ShardKey for u64 {
-    /// The key itself: the store's key lookup is keyed by hashes already.
-    fn shard_hash(&self) -> u64 {
-        *self
+    /// One folded multiply: the store's key lookup is keyed by hashes of the keys already, and
+    /// the seed keeps a client from steering them into one bucket.
+    fn keyed_hash(&self, seed: &Seed) -> u64 {
+        let product = u128::from(*self ^ 0x9e37_79b9_7f4a_7c15) * u128::from(seed.mix);
+        (product as u64) ^ ((product >> 64) as u64)
     }
 }
 
 impl ShardKey for super::types::MetadataValue {
-    fn shard_hash(&self) -> u64 {
-        let mut h = DefaultHasher::new();
-        self.hash(&mut h);
-        h.finish()
+    fn keyed_hash(&self, seed: &Seed) -> u64 {
+        seed.sip.hash_one(self)
     }
 }
 
-/// A hash map split into shared shards by the key's [`ShardKey::shard_hash`].
+/// A hash map split into shared shards by the key's hash; each operation hashes its key once.
 #[derive(Clone, Debug)]
 pub struct ShardedMap<K, V> {
-    shards: Vec<Arc<HashMap<K, V>>>,
+    seed: Seed,
+    shards: Vec<Arc<HashTable<(K, V)>>>,
 }
 
 impl<K: ShardKey, V: Clone> Default for ShardedMap<K, V> {
     fn default() -> Self {
-        Self { shards: (0..SHARDS).map(|_| Arc::new(HashMap::new())).collect() }
+        Self::with_capacity(0)
     }
 }
 
-fn shard_of<K: ShardKey>(key: &K) -> usize {
-    // The top bits: a map inside a shard hashes the key again, so its buckets stay spread.
-    (key.shard_hash() >> (u64::BITS - SHARDS.trailing_zeros())) as usize
+/// The shard of a key with hash `h`: bits the tables inside do not use (they index buckets
+/// by the low bits and tag them with the top seven).
+fn shard_of(h: u64) -> usize {
+    (h >> 48) as usize % SHARDS
 }
 
 impl<K: ShardKey, V: Clone> ShardedMap<K, V> {
+    /// An empty map with room for about `capacity` keys.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let per_shard = capacity.div_ceil(SHARDS);
+        Self { seed: Seed::new(), shards: (0..SHARDS).map(|_| Arc::new(HashTable::with_capacity(per_shard))).collect() }
+    }
+
     /// The value of `key`.
     pub fn get(&self, key: &K) -> Option<&V> {
-        self.shards[shard_of(key)].get(key)
+        let h = key.keyed_hash(&self.seed);
+        self.shards[shard_of(h)].find(h, |(k, _)| k == key).map(|(_, v)| v)
     }
 
     /// The value of `key`, to write; its shard is copied first if a clone shares it.
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        let shard = &mut self.shards[shard_of(key)];
-        if !shard.contains_key(key) {
-            return None;
-        }
-        Arc::make_mut(shard).get_mut(key)
+        let h = key.keyed_hash(&self.seed);
+        let shard = &mut self.shards[shard_of(h)];
+        shard.find(h, |(k, _)| k == key)?;
+        Arc::make_mut(shard).find_mut(h, |(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// The value of `key`, to write, made by `make` (and the key cloned) if absent; the key's
+    /// shard is copied first if a clone shares it.
+    pub fn get_or_insert_with(&mut self, key: &K, make: impl FnOnce() -> V) -> &mut V {
+        let seed = &self.seed;
+        let h = key.keyed_hash(seed);
+        let shard = Arc::make_mut(&mut self.shards[shard_of(h)]);
+        let entry = shard.entry(h, |(k, _)| k == key, |(k, _)| k.keyed_hash(seed));
+        &mut entry.or_insert_with(|| (key.clone(), make())).into_mut().1
     }
 
     /// Sets `key` to `value`; returns the value it replaces.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        Arc::make_mut(&mut self.shards[shard_of(&key)]).insert(key, value)
+        let seed = &self.seed;
+        let h = key.keyed_hash(seed);
+        let shard = Arc::make_mut(&mut self.shards[shard_of(h)]);
+        match shard.entry(h, |(k, _)| *k == key, |(k, _)| k.keyed_hash(seed)) {
+            Entry::Occupied(mut o) => Some(std::mem::replace(&mut o.get_mut().1, value)),
+            Entry::Vacant(v) => {
+                v.insert((key, value));
+                None
+            }
+        }
     }
 
     /// Removes `key`; returns its value.
     pub fn remove(&mut self, key: &K) -> Option<V> {
-        let shard = &mut self.shards[shard_of(key)];
-        if !shard.contains_key(key) {
-            return None;
-        }
-        Arc::make_mut(shard).remove(key)
+        let h = key.keyed_hash(&self.seed);
+        let shard = &mut self.shards[shard_of(h)];
+        shard.find(h, |(k, _)| k == key)?;
+        let found = Arc::make_mut(shard).find_entry(h, |(k, _)| k == key).ok()?;
+        Some(found.remove().0.1)
     }
 
     /// Every key and value, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> + '_ {
-        self.shards.iter().flat_map(|s| s.iter())
-    }
-
-    /// An empty map with room for about `capacity` keys.
-    pub fn with_capacity(capacity: usize) -> Self {
-        let per_shard = capacity.div_ceil(SHARDS);
-        Self { shards: (0..SHARDS).map(|_| Arc::new(HashMap::with_capacity(per_shard))).collect() }
+        self.shards.iter().flat_map(|s| s.iter().map(|(k, v)| (k, v)))
     }
 }
 
@@ -262,12 +301,14 @@ pub enum SlotSet {
     Blocks { blocks: BTreeMap<u32, Arc<Vec<u32>>>, len: usize },
 }
 
-impl SlotSet {
-    /// The set of `slot` alone.
-    pub fn one(slot: u32) -> Self {
-        SlotSet::Few(vec![slot])
+impl Default for SlotSet {
+    /// The empty set.
+    fn default() -> Self {
+        SlotSet::Few(Vec::new())
     }
+}
 
+impl SlotSet {
     /// The set of `slots`, which are ascending and distinct.
     pub fn from_ascending(slots: Vec<u32>) -> Self {
         debug_assert!(slots.is_sorted_by(|a, b| a < b));
@@ -415,8 +456,8 @@ mod tests {
 
     #[test]
     fn a_slot_set_keeps_order_and_shares_unwritten_blocks() {
-        let mut set = SlotSet::one(5);
-        assert!(!set.insert(5));
+        let mut set = SlotSet::default();
+        assert!(set.insert(5) && !set.insert(5));
         // Spread over many blocks, inserted out of order.
         let slots: Vec<u32> = (0..5_000u32).map(|i| (i * 7919) % 100_000).collect();
         for &s in &slots {

@@ -377,14 +377,7 @@ impl Store {
         for (key, index) in self.predicates.iter_mut() {
             let Some(v) = value.get(key) else { continue };
             // Most values are shared by many entries: copy one only when it is new to the index.
-            match index.get_mut(v) {
-                Some(slots) => {
-                    slots.insert(slot);
-                }
-                None => {
-                    index.insert(v.clone(), SlotSet::one(slot));
-                }
-            }
+            index.get_or_insert_with(v, SlotSet::default).insert(slot);
         }
     }
 
@@ -411,14 +404,7 @@ impl Store {
             let mut index = PredicateIndex::default();
             for slot in self.live_slots() {
                 if let Some(v) = self.value_of(slot, key).map(ValueRef::to_owned_value) {
-                    match index.get_mut(&v) {
-                        Some(slots) => {
-                            slots.insert(slot);
-                        }
-                        None => {
-                            index.insert(v, SlotSet::one(slot));
-                        }
-                    }
+                    index.get_or_insert_with(&v, SlotSet::default).insert(slot);
                 }
             }
             self.predicates.insert(key.clone(), index);
