@@ -177,33 +177,66 @@ pub trait ShardKey: Eq + Clone {
     fn keyed_hash(&self, seed: &Seed) -> u64;
 }
 
-/// A map's random hashing key, drawn when the map is made and kept by its clones (`mix` is
-/// odd, so multiplying by it loses no bit).
+/// A map's random hashing key, drawn when the map is made and kept by its clones (odd, so
+/// multiplying by it loses no bit).
 #[derive(Clone, Debug)]
 pub struct Seed {
     mix: u64,
-    sip: std::hash::RandomState,
 }
 
 impl Seed {
-    fn new() -> Self {
-        let sip = std::hash::RandomState::new();
-        Self { mix: sip.hash_one(0x5eed_u64) | 1, sip }
+    /// A fresh random key.
+    pub fn new() -> Self {
+        Self { mix: random_u64() | 1 }
     }
 }
+
+/// A random number (from the standard library's per-process random hashing keys).
+pub(super) fn random_u64() -> u64 {
+    std::hash::RandomState::new().hash_one(0x5eed_u64)
+}
+
+/// The two halves of the 128-bit product of `a` and `b`, folded together: one fast mixing
+/// step, in which every input bit reaches every output bit.
+pub(super) fn fold_mul(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+const MIX_A: u64 = 0x9e37_79b9_7f4a_7c15;
+const MIX_B: u64 = 0xbf58_476d_1ce4_e5b9;
 
 impl ShardKey for u64 {
     /// One folded multiply: the store's key lookup is keyed by hashes of the keys already, and
     /// the seed keeps a client from steering them into one bucket.
     fn keyed_hash(&self, seed: &Seed) -> u64 {
-        let product = u128::from(*self ^ 0x9e37_79b9_7f4a_7c15) * u128::from(seed.mix);
-        (product as u64) ^ ((product >> 64) as u64)
+        fold_mul(*self ^ MIX_A, seed.mix)
     }
 }
 
 impl ShardKey for super::types::MetadataValue {
+    /// The value's kind and bytes, eight at a time, each step a folded multiply.
     fn keyed_hash(&self, seed: &Seed) -> u64 {
-        seed.sip.hash_one(self)
+        use super::types::MetadataValue as V;
+        let (kind, bytes) = match self {
+            V::RawString(s) => (1, s.as_bytes()),
+            V::Image(b) => (2, b.as_slice()),
+            V::Audio(b) => (3, b.as_slice()),
+        };
+        let mut h = fold_mul(seed.mix ^ kind, MIX_A ^ bytes.len() as u64);
+        let mut words = bytes.chunks_exact(8);
+        for word in words.by_ref() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            h = fold_mul(h ^ u64::from_le_bytes(w), MIX_B);
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            h = fold_mul(h ^ u64::from_le_bytes(w), MIX_A);
+        }
+        fold_mul(h, seed.mix)
     }
 }
 

@@ -47,7 +47,7 @@ pub use self::command::{Command, Query, Response};
 pub use self::error::{EngineError, ErrorCode};
 pub use self::image::{ArchivedEngineImage, Capture, EngineImage};
 pub use self::rows::Backing;
-pub use self::store::{ENTRY_OVERHEAD, Store, StoreInfo};
+pub use self::store::{ENTRY_OVERHEAD, KeyHashes, Store, StoreInfo};
 pub use self::types::{
     Algorithm, Condition, DEFAULT_SCHEMA, Entry, HnswConfig, Metadata, MetadataValue, Metric, NonLinearIndex,
     NonLinearKind, Predicate, StoreRef,
@@ -142,8 +142,28 @@ impl Engine {
 
     /// Checks and applies one command (callers hold the write lock).
     fn check_and_mutate(&self, cmd: &Command) -> Result<Response, EngineError> {
-        self.check(cmd)?;
-        Ok(self.mutate(cmd))
+        // A Set hashes its keys once, for its check and its write.
+        let hashes = match cmd {
+            Command::Set { store, entries } => Some(self.check_set(store, entries)?),
+            _ => {
+                self.check(cmd)?;
+                None
+            }
+        };
+        Ok(self.mutate(cmd, hashes))
+    }
+
+    /// Checks a Set; returns its keys' hashes.
+    fn check_set(&self, store: &StoreRef, entries: &[Entry]) -> Result<KeyHashes, EngineError> {
+        let s = self.store(store)?;
+        let s = read(&s);
+        for e in entries {
+            check_key(store, s.dimension(), &e.key)?;
+            self.check_metadata(&e.value)?;
+        }
+        let hashes = KeyHashes::of(entries);
+        self.check_memory(s.bytes_added_by_set(entries, &hashes))?;
+        Ok(hashes)
     }
 
     fn check(&self, cmd: &Command) -> Result<(), EngineError> {
@@ -171,15 +191,7 @@ impl Engine {
                 self.store(store)?;
                 indexes.iter().try_for_each(check_non_linear)
             }
-            Command::Set { store, entries } => {
-                let s = self.store(store)?;
-                let s = read(&s);
-                for e in entries {
-                    check_key(store, s.dimension(), &e.key)?;
-                    self.check_metadata(&e.value)?;
-                }
-                self.check_memory(s.bytes_added_by_set(entries))
-            }
+            Command::Set { store, entries } => self.check_set(store, entries).map(drop),
             Command::Upsert { store, condition, new_key, new_value, merge_metadata } => {
                 let s = self.store(store)?;
                 let s = read(&s);
@@ -258,8 +270,8 @@ impl Engine {
         }
     }
 
-    /// Applies a checked command.
-    fn mutate(&self, cmd: &Command) -> Response {
+    /// Applies a checked command (a Set's key `hashes` too, if its check computed them).
+    fn mutate(&self, cmd: &Command, hashes: Option<KeyHashes>) -> Response {
         match cmd {
             Command::CreateStore { store, dimension, predicates, non_linear, .. } => {
                 let mut stores = write(&self.stores);
@@ -275,7 +287,8 @@ impl Engine {
                 self.with_store(store, |s| Response::Count(s.create_non_linear_indexes(indexes)))
             }
             Command::Set { store, entries } => self.with_store(store, |s| {
-                let (inserted, updated) = s.set(entries);
+                let hashes = hashes.unwrap_or_else(|| KeyHashes::of(entries));
+                let (inserted, updated) = s.set_hashed(entries, &hashes);
                 Response::Set { inserted, updated }
             }),
             Command::Upsert { store, condition, new_key, new_value, merge_metadata } => self.with_store(store, |s| {
@@ -556,7 +569,8 @@ fn check_key(store: &StoreRef, dimension: usize, key: &[f32]) -> Result<(), Engi
     }
     // The common case, every component finite, in one pass the compiler can vectorise; the
     // position of the first bad one only when there is one.
-    if key.iter().fold(true, |finite, x| finite & x.is_finite()) {
+    const EXPONENT: u32 = 0x7f80_0000; // all ones: infinite or NaN
+    if key.iter().fold(0u32, |bad, x| bad | u32::from(x.to_bits() & EXPONENT == EXPONENT)) == 0 {
         return Ok(());
     }
     match key.iter().position(|x| !x.is_finite()) {

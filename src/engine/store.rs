@@ -12,8 +12,11 @@
 //! the indexes are rebuilt, since dead nodes still route searches.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::OnceLock;
 
-use super::chunked::{ShardedMap, SlotSet};
+use hashbrown::HashTable;
+
+use super::chunked::{self, Seed, ShardKey, ShardedMap, SlotSet};
 
 use super::hnsw::Hnsw;
 use super::kdtree::KdTree;
@@ -63,27 +66,42 @@ pub struct Store {
     pub(super) bytes: usize,
 }
 
-/// A key's hash: FNV-1a over its bit patterns in four interleaved lanes (so the multiplies
-/// overlap instead of waiting on each other), then the lanes mixed into one. Only finds
-/// candidates: equality is always decided on the bits themselves.
+/// A key's hash: its bit patterns two floats at a time, in four interleaved lanes (so the
+/// multiplies overlap instead of waiting on each other), each step a folded multiply; the lanes
+/// start from a random per-process seed, so a client cannot pick keys that collide. Only finds
+/// candidates: equality is always decided on the bits themselves. Never stored: a restore
+/// hashes again.
 fn key_hash(key: &[f32]) -> u64 {
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut lanes: [u64; 4] =
-        [0xcbf2_9ce4_8422_2325, 0x8422_2325_cbf2_9ce4, 0x9ce4_8422_2325_cbf2, 0x2325_cbf2_9ce4_8422];
-    let mut quads = key.chunks_exact(4);
-    for quad in quads.by_ref() {
-        for (lane, x) in lanes.iter_mut().zip(quad) {
-            *lane = (*lane ^ u64::from(x.to_bits())).wrapping_mul(PRIME);
+    static SEED: OnceLock<u64> = OnceLock::new();
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let seed = *SEED.get_or_init(chunked::random_u64);
+    let mut lanes = [seed, seed ^ 0x243f_6a88_85a3_08d3, seed ^ 0x1319_8a2e_0370_7344, seed ^ 0xa409_3822_299f_31d0];
+    let pair = |p: &[f32]| u64::from(p[0].to_bits()) | (u64::from(p[1].to_bits()) << 32);
+    let mut octets = key.chunks_exact(8);
+    for octet in octets.by_ref() {
+        for (lane, p) in lanes.iter_mut().zip(octet.chunks_exact(2)) {
+            *lane = chunked::fold_mul(*lane ^ pair(p), K);
         }
     }
-    for (lane, x) in lanes.iter_mut().zip(quads.remainder()) {
-        *lane = (*lane ^ u64::from(x.to_bits())).wrapping_mul(PRIME);
+    for (i, x) in octets.remainder().iter().enumerate() {
+        lanes[i % 4] = chunked::fold_mul(lanes[i % 4] ^ u64::from(x.to_bits()), K ^ 1);
     }
-    let mut h = (key.len() as u64).wrapping_mul(PRIME);
+    let mut h = key.len() as u64 ^ seed;
     for lane in lanes {
-        h = (h ^ lane ^ (lane >> 29)).wrapping_mul(PRIME);
+        h = chunked::fold_mul(h ^ lane, K);
     }
-    h ^ (h >> 29)
+    h
+}
+
+/// The key hashes of a Set's entries, in order: computed once for its check and its write.
+#[derive(Debug)]
+pub struct KeyHashes(Vec<u64>);
+
+impl KeyHashes {
+    /// The hashes of `entries`' keys.
+    pub fn of(entries: &[Entry]) -> Self {
+        Self(entries.iter().map(|e| key_hash(&e.key)).collect())
+    }
 }
 
 fn same_bits(a: &[f32], b: &[f32]) -> bool {
@@ -226,27 +244,29 @@ impl Store {
         Ok(())
     }
 
-    /// Bytes a `set` of `entries` would add (negative changes count as zero).
-    pub fn bytes_added_by_set(&self, entries: &[Entry]) -> usize {
+    /// Bytes a `set` of `entries` would add (negative changes count as zero); `hashes` are
+    /// theirs ([`KeyHashes::of`]).
+    pub fn bytes_added_by_set(&self, entries: &[Entry], hashes: &KeyHashes) -> usize {
         let mut added = 0usize;
         let mut freed = 0usize;
         // The first entry of the batch with each hash; a repeat of a key frees nothing twice.
-        let mut first_with_hash: HashMap<u64, usize> =
-            HashMap::with_capacity(if entries.len() > 1 { entries.len() } else { 0 });
-        for (i, e) in entries.iter().enumerate() {
+        let seed = Seed::new();
+        let mut first_with_hash: HashTable<usize> = HashTable::new();
+        for (i, (e, &h)) in entries.iter().zip(&hashes.0).enumerate() {
             added += entry_bytes(self.dimension, &e.value);
-            let h = key_hash(&e.key);
-            let repeated = entries.len() > 1
-                && match first_with_hash.entry(h) {
-                    std::collections::hash_map::Entry::Vacant(v) => {
+            let repeated = entries.len() > 1 && {
+                let place = |&j: &usize| hashes.0[j].keyed_hash(&seed);
+                match first_with_hash.entry(h.keyed_hash(&seed), |&j| hashes.0[j] == h, place) {
+                    hashbrown::hash_table::Entry::Vacant(v) => {
                         v.insert(i);
                         false
                     }
                     // Same hash: a repeated key, or (rarely) a different key that collides.
-                    std::collections::hash_map::Entry::Occupied(o) => {
+                    hashbrown::hash_table::Entry::Occupied(o) => {
                         entries[*o.get()..i].iter().any(|earlier| same_bits(&earlier.key, &e.key))
                     }
-                };
+                }
+            };
             if !repeated && let Some(slot) = self.find_hashed(h, &e.key) {
                 freed += self.live_entry_bytes(slot);
             }
@@ -256,9 +276,13 @@ impl Store {
 
     /// Inserts or overwrites every entry, in order; returns (inserted, updated).
     pub fn set(&mut self, entries: &[Entry]) -> (usize, usize) {
+        self.set_hashed(entries, &KeyHashes::of(entries))
+    }
+
+    /// [`Store::set`] with the entries' `hashes` already computed ([`KeyHashes::of`]).
+    pub fn set_hashed(&mut self, entries: &[Entry], hashes: &KeyHashes) -> (usize, usize) {
         let (mut inserted, mut updated) = (0, 0);
-        for Entry { key, value } in entries {
-            let h = key_hash(key);
+        for (Entry { key, value }, &h) in entries.iter().zip(&hashes.0) {
             match self.find_hashed(h, key) {
                 Some(slot) => {
                     self.replace_value(slot, value);
@@ -639,6 +663,25 @@ impl Predicate {
             Predicate::NotEquals { value: v, .. } => !value.eq_value(v),
             Predicate::In { values, .. } => values.iter().any(|v| value.eq_value(v)),
             Predicate::NotIn { values, .. } => !values.iter().any(|v| value.eq_value(v)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_component_of_a_key_reaches_its_hash() {
+        for dimension in 1..=20 {
+            let base: Vec<f32> = (0..dimension).map(|i| i as f32 * 0.5).collect();
+            let mut seen = std::collections::HashSet::from([key_hash(&base)]);
+            for i in 0..dimension {
+                let mut changed = base.clone();
+                changed[i] = -1.0;
+                assert!(seen.insert(key_hash(&changed)), "dimension {dimension}: component {i} is not hashed");
+            }
+            assert_eq!(key_hash(&base), key_hash(&base.clone()));
         }
     }
 }
