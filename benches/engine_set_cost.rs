@@ -1,0 +1,59 @@
+//! The engine's Set alone, for counting its instructions: applies `AHNLICH_BENCH_SETS` (default
+//! 100) Sets of 1,000 entries (128-d, three metadata fields, one predicate index), made before
+//! any is applied, and prints the time per entry. Under callgrind it gives a repeatable cost per
+//! entry where wall-clock figures on this shared machine move ±20%:
+//!
+//! ```sh
+//! cargo bench --bench engine_set_cost --no-run
+//! valgrind --tool=callgrind --toggle-collect='ahnlich_raft::engine::Engine::apply' \
+//!     target/release/deps/engine_set_cost-<hash>
+//! ```
+//!
+//! (instructions collected / 100,000 = instructions per entry).
+
+use ahnlich_raft::engine::{Command, Engine, Entry, Metadata, MetadataValue, StoreRef};
+use ahnlich_raft::wal::sim_fs::SimRng;
+
+/// The server's allocator (`src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const DIM: usize = 128;
+
+fn entry(rng: &mut SimRng, i: u64) -> Entry {
+    Entry {
+        key: (0..DIM).map(|_| (rng.below(1 << 20) as f32 / (1 << 19) as f32) - 1.0).collect(),
+        value: Metadata::from([
+            ("author".to_string(), MetadataValue::RawString(format!("author-{}", i % 100))),
+            ("lang".to_string(), MetadataValue::RawString(["en", "fr", "yo"][(i % 3) as usize].to_string())),
+            ("id".to_string(), MetadataValue::RawString(i.to_string())),
+        ]),
+    }
+}
+
+fn main() {
+    let sets: u64 = std::env::var("AHNLICH_BENCH_SETS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let e = Engine::default();
+    let store = StoreRef::public("s");
+    e.apply(&Command::CreateStore {
+        store: store.clone(),
+        dimension: DIM,
+        predicates: vec!["author".into()],
+        non_linear: vec![],
+        error_if_exists: true,
+    })
+    .expect("create");
+    let mut rng = SimRng::new(7);
+    let commands: Vec<Command> = (0..sets)
+        .map(|b| Command::Set {
+            store: store.clone(),
+            entries: (b * 1000..(b + 1) * 1000).map(|i| entry(&mut rng, i)).collect(),
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    for c in &commands {
+        e.apply(c).expect("set");
+    }
+    let per_entry = started.elapsed().as_secs_f64() * 1e6 / (sets * 1000) as f64;
+    println!("engine Set: {per_entry:.3} µs per entry over {sets} Sets of 1,000");
+}
