@@ -102,7 +102,7 @@ impl<T: Clone> FromIterator<T> for ChunkedVec<T> {
 }
 
 /// The chunk shift that makes a chunk of `T` about 64 KiB.
-pub fn default_shift<T>() -> u32 {
+fn default_shift<T>() -> u32 {
     let per_chunk = (64 * 1024 / std::mem::size_of::<T>().max(1)).max(1);
     usize::BITS - 1 - per_chunk.leading_zeros()
 }
@@ -186,7 +186,7 @@ pub struct Seed {
 
 impl Seed {
     /// A fresh random key.
-    pub fn new() -> Self {
+    fn new() -> Self {
         Self { mix: random_u64() | 1 }
     }
 }

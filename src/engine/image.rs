@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use rkyv::{Archive, Deserialize, Serialize};
 
-use super::chunked::{ChunkedVec, NodeOfSlot, ShardedMap, SlotSet, default_shift};
+use super::chunked::{ChunkedVec, NodeOfSlot, ShardedMap, SlotSet};
 use super::hnsw::{self, Hnsw};
 use super::kdtree::{self, KdTree};
 use super::meta_arena::{FlatArena, MetaArena, Span};
@@ -250,7 +250,7 @@ impl Store {
             }
         };
         let meta_bytes: Vec<u8> = img.meta_bytes.as_slice().to_vec();
-        let mut spans: ChunkedVec<Option<Span>> = ChunkedVec::new(default_shift::<Option<Span>>());
+        let mut spans: ChunkedVec<Option<Span>> = ChunkedVec::default();
         let mut live = 0;
         for (off, len) in img.meta_offsets.iter().zip(img.meta_lens.iter()) {
             let (offset, len) = (off.to_native(), len.to_native());
@@ -348,7 +348,7 @@ fn restore_kdtree(t: &ArchivedKdTreeImage, slots: usize, dimension: usize) -> Re
         return Err("node arrays disagree on the node count".into());
     }
     let node_ok = |x: u32| x == kdtree::NONE || (x as usize) < n;
-    let mut nodes = ChunkedVec::new(default_shift::<kdtree::Node>());
+    let mut nodes = ChunkedVec::default();
     let mut node_of_slot = NodeOfSlot::default();
     for i in 0..n {
         let node = kdtree::Node {

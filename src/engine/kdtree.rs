@@ -7,7 +7,7 @@
 //! its lower bound is strictly worse than the current k-th result (floating-point sums of
 //! non-negative terms never fall below one of their terms, so the bound is sound).
 
-use super::chunked::{ChunkedVec, NodeOfSlot, default_shift};
+use super::chunked::{ChunkedVec, NodeOfSlot};
 use super::similarity::{cmp_ranked, squared_distance};
 use super::types::Metric;
 
@@ -35,12 +35,8 @@ pub struct KdTree {
 impl KdTree {
     /// A balanced tree over `slots` (splits at medians; ties by slot, so it is deterministic).
     pub fn build<'a>(dim: usize, slots: &[u32], key_of: &impl Fn(u32) -> &'a [f32]) -> Self {
-        let mut tree = Self {
-            nodes: ChunkedVec::new(default_shift::<Node>()),
-            root: NONE,
-            node_of_slot: NodeOfSlot::default(),
-            unbalanced: false,
-        };
+        let mut tree =
+            Self { nodes: ChunkedVec::default(), root: NONE, node_of_slot: NodeOfSlot::default(), unbalanced: false };
         let mut order = slots.to_vec();
         tree.root = tree.build_range(dim, &mut order, 0, key_of);
         tree

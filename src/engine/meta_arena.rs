@@ -2,7 +2,8 @@
 //! 1 MiB, with a span per slot: no allocation per entry, and a snapshot capture shares the
 //! chunks. Encodings are only appended, never written in place, so a write after a capture
 //! copies at most the last chunk, to append to it. A snapshot writes the chunks as one block
-//! and a restore reads that block back as one chunk (which is full: appends go to new ones). Overwritten encodings become garbage, reclaimed by compacting when
+//! and a restore reads that block back as one chunk (which is full: appends go to new ones).
+//! Overwritten encodings become garbage, reclaimed by compacting when
 //! garbage outweighs live bytes.
 //!
 //! Encoding of one entry's metadata (little-endian; pairs in key order, as `Metadata` iterates):
@@ -21,7 +22,7 @@
 
 use std::sync::Arc;
 
-use super::chunked::{ChunkedVec, default_shift, own};
+use super::chunked::{ChunkedVec, own};
 use super::types::{Metadata, MetadataValue};
 
 /// A metadata value borrowed from the arena.
@@ -70,7 +71,7 @@ const COMPACT_MIN_GARBAGE: usize = 1 << 16;
 const CHUNK_BYTES: usize = 1 << 20;
 
 /// Every slot's metadata.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct MetaArena {
     chunks: Vec<Arc<Vec<u8>>>,
     spans: ChunkedVec<Option<Span>>,
@@ -86,12 +87,6 @@ pub(super) struct FlatArena {
     pub(super) bytes: Vec<u8>,
     pub(super) spans: Vec<Option<(u64, u32)>>,
     pub(super) garbage: usize,
-}
-
-impl Default for MetaArena {
-    fn default() -> Self {
-        Self { chunks: Vec::new(), spans: ChunkedVec::new(default_shift::<Option<Span>>()), written: 0, garbage: 0 }
-    }
 }
 
 /// The length of `m`'s encoding.

@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 
 use hashbrown::HashTable;
 
-use super::chunked::{self, Seed, ShardKey, ShardedMap, SlotSet};
+use super::chunked::{self, ShardedMap, SlotSet};
 
 use super::hnsw::Hnsw;
 use super::kdtree::KdTree;
@@ -250,13 +250,12 @@ impl Store {
         let mut added = 0usize;
         let mut freed = 0usize;
         // The first entry of the batch with each hash; a repeat of a key frees nothing twice.
-        let seed = Seed::new();
+        // The key hashes are seeded already (see `key_hash`), so they place themselves.
         let mut first_with_hash: HashTable<usize> = HashTable::new();
         for (i, (e, &h)) in entries.iter().zip(&hashes.0).enumerate() {
             added += entry_bytes(self.dimension, &e.value);
             let repeated = entries.len() > 1 && {
-                let place = |&j: &usize| hashes.0[j].keyed_hash(&seed);
-                match first_with_hash.entry(h.keyed_hash(&seed), |&j| hashes.0[j] == h, place) {
+                match first_with_hash.entry(h, |&j| hashes.0[j] == h, |&j| hashes.0[j]) {
                     hashbrown::hash_table::Entry::Vacant(v) => {
                         v.insert(i);
                         false
