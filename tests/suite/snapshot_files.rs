@@ -133,6 +133,28 @@ fn images_that_break_an_invariant_are_refused_without_panicking() {
         ("metadata span outside the arena", Box::new(|i| i.stores[0].meta_offsets[0] = u64::MAX - 1)),
         ("live count wrong", Box::new(|i| i.stores[0].live += 1)),
         ("predicate slot out of range", Box::new(|i| i.stores[0].predicates[0].slots[0] = 9_999)),
+        (
+            "predicate slots out of order",
+            Box::new(|i| {
+                let p = &mut i.stores[0].predicates[0];
+                let mut start = 0;
+                let (first, _) = p
+                    .ends
+                    .iter()
+                    .map(|&end| {
+                        let range = (start, end as usize);
+                        start = end as usize;
+                        range
+                    })
+                    .find(|(a, b)| b - a >= 2)
+                    .expect("a value held by two entries");
+                p.slots.swap(first, first + 1);
+            }),
+        ),
+        (
+            "metadata garbage above its bytes",
+            Box::new(|i| i.stores[0].meta_garbage = i.stores[0].meta_bytes.len() as u64 + 1),
+        ),
         ("k-d child before its parent", Box::new(|i| i.stores[0].kdtree.as_mut().expect("kd").lefts[1] = 0)),
         ("HNSW link to a missing node", Box::new(|i| i.stores[0].hnsw.as_mut().expect("hnsw").links[0] = 77_777)),
         ("HNSW unknown metric", Box::new(|i| i.stores[0].hnsw.as_mut().expect("hnsw").metric = 9)),
