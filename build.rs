@@ -25,6 +25,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     unsafe { std::env::set_var("PROTOC", protoc) };
     println!("cargo:rerun-if-changed=proto");
     prost_build::Config::new()
+        // A command's bytes inside an entry payload as `Bytes`: decoded as a slice of the
+        // payload, never copied out of it.
+        .bytes([".ahnlich_raft.log.EntryPayload"])
         .compile_protos(&["proto/ahnlich_raft/log.proto", "proto/ahnlich_raft/command.proto"], &["proto"])?;
     tonic_prost_build::configure().build_server(true).build_client(true).compile_protos(AHNLICH, &["proto"])?;
     tonic_prost_build::configure()
@@ -34,6 +37,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Snapshot bytes as `Bytes`: sent straight from the mapped file, received as slices of
         // the transport's buffer (no copy into a `Vec` at either end).
         .bytes(".ahnlich_raft.raft.SnapshotChunk")
+        // Entry payloads likewise: the leader sends the bytes its log holds, and a follower
+        // decodes the command straight from the transport's buffer.
+        .bytes(".ahnlich_raft.raft.Entry")
         .compile_protos(&["proto/ahnlich_raft/raft.proto", "proto/ahnlich_raft/admin.proto"], &["proto"])?;
     Ok(())
 }

@@ -22,7 +22,9 @@
 //!   `benches/reference.rs`), one durable node and a 3-node cluster, in interleaved rounds
 //!   (each round in an order rotated by one, so no system always runs right after another);
 //!   medians and the ratios durable/reference and 3 nodes/1 node. `AHNLICH_BENCH_ROUNDS`
-//!   (default 3) and `AHNLICH_BENCH_PROFILE_BULK` (entries per bulk run, default 200,000).
+//!   (default 3) and `AHNLICH_BENCH_PROFILE_BULK` (entries per bulk run, default 200,000);
+//!   `AHNLICH_BENCH_PROFILE_WORKLOAD` and `AHNLICH_BENCH_PROFILE_SYSTEM` (part of a name) run
+//!   only the workloads and systems they name.
 //!
 //! - then a fourth (`AHNLICH_BENCH_ONLY=backup`): `cluster backup` of a node holding
 //!   `AHNLICH_BENCH_BACKUP_ENTRIES` (default 1,000,000) × 128-d from its newest snapshot, MB/s,
@@ -359,14 +361,23 @@ async fn upstream_profile() {
         Workload { name: "bulk Sets of 1,000, 4 clients", unit: "entries/s", clients: 4, bulk: true },
     ];
     // rates[workload][system]: one figure per round.
-    let mut rates = vec![vec![Vec::new(); systems.len()]; workloads.len()];
+    // `AHNLICH_BENCH_PROFILE_WORKLOAD` and `AHNLICH_BENCH_PROFILE_SYSTEM` (part of a name) run
+    // only the workloads and systems they name (to profile one); the others print as zero.
+    let named = |var: &str, name: &str| std::env::var(var).map_or(true, |part| name.contains(part.as_str()));
+    let mut rates = vec![vec![vec![0.0]; systems.len()]; workloads.len()];
     for round in 0..rounds as u64 {
-        for (w, load) in workloads.iter().enumerate() {
+        for (w, load) in workloads.iter().enumerate().filter(|(_, l)| named("AHNLICH_BENCH_PROFILE_WORKLOAD", l.name)) {
             // Each round starts with another system: the one that runs right after another
             // was measured ~10-15% faster here (the previous one's background work fades
             // meanwhile), so every system takes every place in turn.
             for k in 0..systems.len() {
                 let sys = (k + round as usize) % systems.len();
+                if !named("AHNLICH_BENCH_PROFILE_SYSTEM", systems[sys].0) {
+                    continue;
+                }
+                if round == 0 {
+                    rates[w][sys].clear();
+                }
                 let target = &systems[sys].1;
                 let offset = ((round * 8 + w as u64) << 36) + ((sys as u64) << 34);
                 let rate = if load.bulk {

@@ -6,6 +6,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
 
 use openraft::vote::leader_id_std::{CommittedLeaderId, LeaderId};
 use openraft::{BasicNode, EntryPayload, LogId, Membership, SnapshotMeta, StoredMembership, Vote};
@@ -19,6 +22,17 @@ pub trait CommandCodec: openraft::AppData + Sized {
     fn encode_command(&self) -> Vec<u8>;
     /// The command from its bytes, or why they are not one.
     fn decode_command(bytes: &[u8]) -> Result<Self, String>;
+    /// The bytes of `EntryPayload::Normal(self)` ([`encode_payload`]). A command that keeps
+    /// them returns them without encoding again.
+    fn payload_bytes(&self) -> Arc<[u8]> {
+        normal_payload(self.encode_command()).into()
+    }
+    /// The command from `command`, the command part of the entry payload `payload`. A command
+    /// that keeps its payload bytes keeps these (shared, not copied).
+    fn decode_from_payload(command: &[u8], payload: &Arc<[u8]>) -> Result<Self, String> {
+        let _ = payload;
+        Self::decode_command(command)
+    }
 }
 
 /// The log id type of this project's Raft configuration.
@@ -32,23 +46,41 @@ fn invalid(what: &str, why: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("cannot decode {what}: {why}"))
 }
 
-/// Encodes an entry payload.
-pub fn encode_payload<D: CommandCodec>(payload: &PayloadStd<D>) -> Vec<u8> {
+/// Encodes an entry payload (a command's own bytes if it keeps them).
+pub fn encode_payload<D: CommandCodec>(payload: &PayloadStd<D>) -> Arc<[u8]> {
     let kind = match payload {
+        EntryPayload::Normal(cmd) => return cmd.payload_bytes(),
         EntryPayload::Blank => pb::entry_payload::Kind::Blank(pb::Blank {}),
-        EntryPayload::Normal(cmd) => pb::entry_payload::Kind::Normal(cmd.encode_command()),
         EntryPayload::Membership(m) => pb::entry_payload::Kind::Membership(encode_membership(m)),
     };
-    pb::EntryPayload { kind: Some(kind) }.encode_to_vec()
+    pb::EntryPayload { kind: Some(kind) }.encode_to_vec().into()
 }
 
-/// Decodes an entry payload.
-pub fn decode_payload<D: CommandCodec>(bytes: &[u8]) -> io::Result<PayloadStd<D>> {
-    let msg = pb::EntryPayload::decode(bytes).map_err(|e| invalid("entry payload", e))?;
+/// The entry payload holding the command whose bytes are `command`.
+pub fn normal_payload(command: Vec<u8>) -> Vec<u8> {
+    pb::EntryPayload { kind: Some(pb::entry_payload::Kind::Normal(Bytes::from(command))) }.encode_to_vec()
+}
+
+/// The entry payload holding the command `command` encodes to, written in one pass (the same
+/// bytes as [`normal_payload`] of its encoding).
+pub fn normal_payload_of(command: &impl Message) -> Vec<u8> {
+    /// `EntryPayload.normal`'s field number in `log.proto`.
+    const NORMAL_FIELD: u32 = 2;
+    let len = command.encoded_len();
+    let mut buf = Vec::with_capacity(1 + prost::encoding::encoded_len_varint(len as u64) + len);
+    prost::encoding::encode_key(NORMAL_FIELD, prost::encoding::WireType::LengthDelimited, &mut buf);
+    prost::encoding::encode_varint(len as u64, &mut buf);
+    command.encode_raw(&mut buf);
+    buf
+}
+
+/// Decodes an entry payload; a command that keeps its payload bytes shares `bytes`.
+pub fn decode_payload<D: CommandCodec>(bytes: &Arc<[u8]>) -> io::Result<PayloadStd<D>> {
+    let msg = pb::EntryPayload::decode(Bytes::from_owner(bytes.clone())).map_err(|e| invalid("entry payload", e))?;
     Ok(match msg.kind {
         Some(pb::entry_payload::Kind::Blank(_)) => EntryPayload::Blank,
         Some(pb::entry_payload::Kind::Normal(b)) => {
-            EntryPayload::Normal(D::decode_command(&b).map_err(|e| invalid("command", e))?)
+            EntryPayload::Normal(D::decode_from_payload(&b, bytes).map_err(|e| invalid("command", e))?)
         }
         Some(pb::entry_payload::Kind::Membership(m)) => EntryPayload::Membership(decode_membership(m)?),
         None => {
@@ -171,9 +203,23 @@ mod tests {
     }
 
     #[test]
+    fn a_payload_written_in_one_pass_equals_the_wrapped_encoding() {
+        let big = pb::Membership {
+            configs: vec![pb::VoterSet { node_ids: (0..2000).collect() }],
+            nodes: (0..2000).map(|i| pb::Node { node_id: i, addr: format!("node-{i}:5000") }).collect(),
+        };
+        assert!(big.encoded_len() >= 1 << 14, "the length needs a three-byte varint");
+        assert_eq!(normal_payload_of(&big), normal_payload(big.encode_to_vec()));
+        let empty = pb::Blank {};
+        assert_eq!(normal_payload_of(&empty), normal_payload(Vec::new()));
+        let back: PayloadStd<String> = decode_payload(&normal_payload(b"set k".to_vec()).into()).expect("decodes");
+        assert_eq!(back, EntryPayload::Normal("set k".to_string()));
+    }
+
+    #[test]
     fn garbage_is_invalid_data_not_a_panic() {
         for bytes in [&b""[..], b"\xff\xff\xff", b"\x12\x02\xff\xfe"] {
-            let err = decode_payload::<String>(bytes).expect_err("must fail");
+            let err = decode_payload::<String>(&Arc::from(bytes)).expect_err("must fail");
             assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{bytes:?}");
         }
         let v = Vote { leader_id: LeaderId { term: 3, voted_for: 9 }, committed: true };

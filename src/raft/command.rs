@@ -13,7 +13,7 @@ use crate::proto::command as pb;
 
 impl CommandCodec for Command {
     fn encode_command(&self) -> Vec<u8> {
-        pb::Command { kind: Some(encode(self)) }.encode_to_vec()
+        message(self).encode_to_vec()
     }
 
     fn decode_command(bytes: &[u8]) -> Result<Self, String> {
@@ -62,15 +62,9 @@ fn entry_len(e: &Entry) -> usize {
     message_field(key) + message_field(metadata)
 }
 
-/// The log's command type is the engine's command behind an `Arc`; its bytes are the command's.
-impl CommandCodec for std::sync::Arc<Command> {
-    fn encode_command(&self) -> Vec<u8> {
-        Command::encode_command(self)
-    }
-
-    fn decode_command(bytes: &[u8]) -> Result<Self, String> {
-        Command::decode_command(bytes).map(std::sync::Arc::new)
-    }
+/// `cmd` as the message [`CommandCodec::encode_command`] encodes.
+pub(super) fn message(cmd: &Command) -> pb::Command {
+    pb::Command { kind: Some(encode(cmd)) }
 }
 
 fn store(r: &StoreRef) -> Option<pb::StoreRef> {

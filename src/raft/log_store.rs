@@ -208,7 +208,7 @@ impl<C: DurableConfig> RaftLogStorage<C> for LogStore<C> {
         let mut records = Vec::new();
         let mut kept = Vec::new();
         for e in entries {
-            let payload: Arc<[u8]> = codec::encode_payload(&e.payload).into();
+            let payload = codec::encode_payload(&e.payload);
             let index = e.log_id.index;
             records.push(wal::Entry { index, term: e.log_id.leader_id.term, payload: payload.clone() });
             kept.push((index, e, payload.len()));

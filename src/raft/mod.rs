@@ -1,5 +1,5 @@
 //! openraft glue: the type configuration ([`types`]), the log store on [`crate::wal`]
-//! ([`log_store`], [`codec`]), the state machine on [`crate::engine`] and [`crate::snapshot`]
+//! ([`log_store`], [`codec`], [`logged`]), the state machine on [`crate::engine`] and [`crate::snapshot`]
 //! ([`state_machine`], [`command`]), log retention by bytes ([`retention`]), the Raft settings
 //! ([`config`]), the gRPC network ([`network`], [`wire`]) and how a removed node learns it was
 //! removed ([`eviction`]).
@@ -10,6 +10,7 @@ pub mod config;
 pub mod entry_cache;
 pub mod eviction;
 pub mod log_store;
+pub mod logged;
 #[cfg(any(test, feature = "testing"))]
 pub mod net_faults;
 pub mod network;

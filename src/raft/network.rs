@@ -565,6 +565,7 @@ mod tests {
     use super::*;
     use crate::engine::Command;
     use crate::raft::codec::log_id;
+    use crate::raft::logged::LoggedCommand;
 
     fn request(sizes: &[usize]) -> AppendEntriesRequest<TypeConfig> {
         let entries = sizes
@@ -572,7 +573,9 @@ mod tests {
             .enumerate()
             .map(|(i, n)| openraft::Entry {
                 log_id: log_id(3, 11 + i as u64),
-                payload: EntryPayload::Normal(std::sync::Arc::new(Command::DropSchema { schema: "x".repeat(*n) })),
+                payload: EntryPayload::Normal(std::sync::Arc::new(LoggedCommand::new(Command::DropSchema {
+                    schema: "x".repeat(*n),
+                }))),
             })
             .collect();
         AppendEntriesRequest {

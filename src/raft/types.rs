@@ -34,16 +34,16 @@ pub trait DurableConfig:
 pub type CommandResult = Result<crate::engine::Response, crate::engine::EngineError>;
 
 openraft::declare_raft_types!(
-    /// The Raft type configuration of ahnlich-raft: engine commands in (shared, so the entries
-    /// openraft copies between its log, replication and apply copy a pointer, not the data),
-    /// their results out.
+    /// The Raft type configuration of ahnlich-raft: engine commands in, with their log
+    /// encoding made once (shared, so the entries openraft copies between its log, replication
+    /// and apply copy a pointer, not the data), their results out.
     pub TypeConfig:
-        D = std::sync::Arc<crate::engine::Command>,
+        D = std::sync::Arc<super::logged::LoggedCommand>,
         R = CommandResult,
         Node = BasicNode,
         LeaderId = LeaderId<u64, u64>,
 );
 
 impl DurableConfig for TypeConfig {
-    type Command = std::sync::Arc<crate::engine::Command>;
+    type Command = std::sync::Arc<super::logged::LoggedCommand>;
 }

@@ -44,7 +44,8 @@ pub fn entry_wire_len(e: &pb::Entry) -> usize {
 
 /// An entry as sent to a follower.
 pub fn entry_out(e: &openraft::type_config::alias::EntryOf<TypeConfig>) -> pb::Entry {
-    pb::Entry { term: e.log_id.leader_id.term, index: e.log_id.index, payload: encode_payload(&e.payload) }
+    let payload = bytes::Bytes::from_owner(encode_payload(&e.payload));
+    pb::Entry { term: e.log_id.leader_id.term, index: e.log_id.index, payload }
 }
 
 /// An append request as sent: `entries` (already in wire form) following `prev`.
@@ -68,7 +69,10 @@ pub fn append_in(r: pb::AppendRequest) -> Result<AppendEntriesRequest<TypeConfig
         .entries
         .into_iter()
         .map(|e| {
-            let payload = decode_payload(&e.payload).map_err(|err| WireError(format!("entry {}: {err}", e.index)))?;
+            // Kept with the command it decodes to, for this node's log: one copy out of the
+            // transport's buffer, no encoding again.
+            let kept: std::sync::Arc<[u8]> = e.payload[..].into();
+            let payload = decode_payload(&kept).map_err(|err| WireError(format!("entry {}: {err}", e.index)))?;
             Ok(Entry { log_id: super::codec::log_id(e.term, e.index), payload })
         })
         .collect::<Result<Vec<_>, WireError>>()?;
@@ -214,6 +218,7 @@ mod tests {
     use super::*;
     use crate::engine::Command;
     use crate::raft::codec::log_id;
+    use crate::raft::logged::LoggedCommand;
 
     fn vote(term: u64, node: u64, committed: bool) -> VoteStd {
         Vote { leader_id: LeaderId { term, voted_for: node }, committed }
@@ -227,7 +232,9 @@ mod tests {
             Entry { log_id: log_id(2, 5), payload: EntryPayload::Blank },
             Entry {
                 log_id: log_id(2, 6),
-                payload: EntryPayload::Normal(std::sync::Arc::new(Command::DropSchema { schema: "s".into() })),
+                payload: EntryPayload::Normal(std::sync::Arc::new(LoggedCommand::new(Command::DropSchema {
+                    schema: "s".into(),
+                }))),
             },
             Entry { log_id: log_id(2, 7), payload: EntryPayload::Membership(m) },
         ];
@@ -275,7 +282,7 @@ mod tests {
         assert!(append_in(pb::AppendRequest::default()).is_err(), "no vote");
         let bad = pb::AppendRequest {
             vote: Some(vote_to_pb(&vote(1, 1, true))),
-            entries: vec![pb::Entry { term: 1, index: 1, payload: vec![0xff, 0xff] }],
+            entries: vec![pb::Entry { term: 1, index: 1, payload: vec![0xff, 0xff].into() }],
             ..Default::default()
         };
         let err = append_in(bad).expect_err("garbage payload");

@@ -20,6 +20,7 @@ use tonic::Status;
 use super::convert::status;
 use crate::engine::{Command, Response};
 use crate::metrics::Metrics;
+use crate::raft::logged::LoggedCommand;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::{CommandResult, TypeConfig};
 
@@ -70,7 +71,7 @@ impl Proposer {
         // A free turn nobody queues for: propose at once from here, with no hand-off.
         if let Ok(_turn) = self.turns.clone().try_acquire_owned() {
             self.metrics.proposal_commands.observe(1.0);
-            return self.raft.client_write(Arc::new(cmd)).await.map(|r| r.data).map_err(|e| not_committed(&e));
+            return write(&self.raft, cmd).await;
         }
         let (reply, outcome) = oneshot::channel();
         let pending = Pending { cmd, bytes: encoded_bytes + FRAMING_BYTES, reply };
@@ -133,37 +134,34 @@ async fn run(
 async fn propose(raft: &Raft<TypeConfig, StateMachine>, mut batch: Vec<Pending>) {
     if batch.len() == 1 {
         let Some(Pending { cmd, reply, .. }) = batch.pop() else { return };
-        let _ = reply.send(raft.client_write(Arc::new(cmd)).await.map(|r| r.data).map_err(|e| not_committed(&e)));
+        let _ = reply.send(write(raft, cmd).await);
         return;
     }
     let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
     let count = commands.len();
-    match raft.client_write(Arc::new(Command::Batch { commands })).await {
-        Ok(written) => match written.data {
-            Ok(Response::Batch(results)) if results.len() == count => {
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(Ok(result));
-                }
+    let why = match write(raft, Command::Batch { commands }).await {
+        Ok(Ok(Response::Batch(results))) if results.len() == count => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(Ok(result));
             }
-            // A batch is applied command by command and answers one result each; anything else
-            // is a bug, reported to every waiter rather than guessed at.
-            other => {
-                let why = match other {
-                    Err(e) => status(e),
-                    Ok(_) => Status::internal(format!("a batch of {count} writes was applied with a malformed answer")),
-                };
-                for reply in replies {
-                    let _ = reply.send(Err(why.clone()));
-                }
-            }
-        },
-        Err(e) => {
-            let why = not_committed(&e);
-            for reply in replies {
-                let _ = reply.send(Err(why.clone()));
-            }
+            return;
         }
+        // A batch is applied command by command and answers one result each; anything else
+        // is a bug, reported to every waiter rather than guessed at.
+        Ok(Err(e)) => status(e),
+        Ok(Ok(_)) => Status::internal(format!("a batch of {count} writes was applied with a malformed answer")),
+        Err(not_committed) => not_committed,
+    };
+    for reply in replies {
+        let _ = reply.send(Err(why.clone()));
     }
+}
+
+/// Proposes `cmd` as one entry, encoded here (off the Raft core, once for the log and every
+/// follower), and waits until it is applied.
+async fn write(raft: &Raft<TypeConfig, StateMachine>, cmd: Command) -> Outcome {
+    let cmd = Arc::new(LoggedCommand::new(cmd));
+    raft.client_write(cmd).await.map(|r| r.data).map_err(|e| not_committed(&e))
 }
 
 /// The answer for a write Raft did not commit.

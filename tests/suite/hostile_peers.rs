@@ -106,7 +106,7 @@ async fn attack(addr: &str, certs: &Path, who: Stranger, sent_cluster: Option<Cl
     let append = pb::AppendRequest {
         vote: forged_vote(1_000),
         prev_log_id: None,
-        entries: vec![pb::Entry { term: 1_000, index: 1, payload: vec![] }],
+        entries: vec![pb::Entry { term: 1_000, index: 1, payload: Default::default() }],
         leader_commit: log_id(1_000, 1),
     };
     let offer = pb::SnapshotChunk {

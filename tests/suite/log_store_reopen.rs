@@ -7,6 +7,7 @@ use crate::support::wal_util::segment_files;
 use ahnlich_raft::engine::{Command, StoreRef};
 use ahnlich_raft::raft::codec::log_id;
 use ahnlich_raft::raft::log_store::LogStore;
+use ahnlich_raft::raft::logged::LoggedCommand;
 use ahnlich_raft::raft::types::TypeConfig;
 use ahnlich_raft::wal::WalOptions;
 use openraft::storage::{IOFlushed, RaftLogStorage};
@@ -25,7 +26,7 @@ fn normal(term: u64, index: u64) -> EntryOf<TypeConfig> {
     let store = StoreRef::public(format!("store-{index}-of-term-{term}"));
     Entry {
         log_id: log_id(term, index),
-        payload: EntryPayload::Normal(std::sync::Arc::new(Command::ClearStore { store })),
+        payload: EntryPayload::Normal(LoggedCommand::shared(Command::ClearStore { store })),
     }
 }
 

@@ -17,6 +17,7 @@ use ahnlich_raft::engine::{
     Command, Condition, Engine, Entry, HnswConfig, Metadata, MetadataValue, NonLinearIndex, Predicate, Query, Response,
     StoreRef,
 };
+use ahnlich_raft::raft::logged::LoggedCommand;
 use ahnlich_raft::wal::sim_fs::SimRng;
 use openraft::{BasicNode, ServerState};
 
@@ -103,12 +104,12 @@ async fn crash_child_node() {
         raft.initialize(BTreeMap::from([(1u64, BasicNode::default())])).await.expect("initialize");
     }
     raft.wait(Some(Duration::from_secs(20))).state(ServerState::Leader, "leader").await.expect("leader");
-    raft.client_write(std::sync::Arc::new(setup())).await.expect("setup");
+    raft.client_write(LoggedCommand::shared(setup())).await.expect("setup");
     let mut next = progress(&sm.engine());
     let mut rng = SimRng::new(next ^ 0xabcdef);
     loop {
-        raft.client_write(std::sync::Arc::new(command(next))).await.expect("command");
-        raft.client_write(std::sync::Arc::new(marker(next + 1))).await.expect("marker");
+        raft.client_write(LoggedCommand::shared(command(next))).await.expect("command");
+        raft.client_write(LoggedCommand::shared(marker(next + 1))).await.expect("marker");
         next += 1;
         ack(next);
         if rng.below(20) == 0 {

@@ -11,6 +11,7 @@ use crate::support::node::start;
 use ahnlich_raft::engine::{
     Command, Condition, Engine, Entry, HnswConfig, Metadata, MetadataValue, NonLinearIndex, Predicate, StoreRef,
 };
+use ahnlich_raft::raft::logged::LoggedCommand;
 use ahnlich_raft::wal::sim_fs::SimRng;
 use openraft::{BasicNode, ServerState};
 
@@ -83,7 +84,7 @@ async fn restarts_with_snapshots_recover_the_state_of_a_node_that_never_restarte
 
         for _ in 0..200 + rng.below(300) {
             let cmd = random_command(&mut rng);
-            let response = raft.client_write(std::sync::Arc::new(cmd.clone())).await.expect("client write");
+            let response = raft.client_write(LoggedCommand::shared(cmd.clone())).await.expect("client write");
             let expected = reference.apply(&cmd);
             user_errors += usize::from(expected.is_err());
             assert_eq!(response.data, expected, "round {round}: {cmd}");
@@ -107,8 +108,8 @@ async fn restarts_with_snapshots_recover_the_state_of_a_node_that_never_restarte
             non_linear: vec![],
             error_if_exists: true,
         };
-        let first = raft.client_write(std::sync::Arc::new(dup.clone())).await.expect("write").data;
-        let second = raft.client_write(std::sync::Arc::new(dup.clone())).await.expect("write").data;
+        let first = raft.client_write(LoggedCommand::shared(dup.clone())).await.expect("write").data;
+        let second = raft.client_write(LoggedCommand::shared(dup.clone())).await.expect("write").data;
         assert_eq!(first.is_ok(), round == 0, "round {round}");
         assert_eq!(second.map_err(|e| e.code()), Err(ahnlich_raft::engine::ErrorCode::AlreadyExists));
         reference.apply(&dup).ok();
@@ -116,7 +117,7 @@ async fn restarts_with_snapshots_recover_the_state_of_a_node_that_never_restarte
             store: StoreRef::public("dup"),
             entries: vec![Entry { key: vec![round as f32, 0.0], value: Metadata::new() }],
         };
-        let applied = raft.client_write(std::sync::Arc::new(next.clone())).await.expect("write");
+        let applied = raft.client_write(LoggedCommand::shared(next.clone())).await.expect("write");
         assert_eq!(applied.data, reference.apply(&next));
         last_index = applied.log_id.index;
         raft.shutdown().await.expect("shutdown");

@@ -3,6 +3,7 @@
 
 use ahnlich_raft::engine::{Command, Engine, Entry, Limits, Metadata, StoreRef};
 use ahnlich_raft::raft::codec::log_id;
+use ahnlich_raft::raft::logged::LoggedCommand;
 use ahnlich_raft::raft::state_machine::{StartError, StateMachine};
 use futures_util::stream;
 use openraft::storage::RaftStateMachine;
@@ -22,7 +23,7 @@ async fn apply(sm: &mut StateMachine, first: u64, cmds: Vec<Command>) {
         Ok((
             openraft::Entry {
                 log_id: log_id(1, first + i as u64),
-                payload: EntryPayload::Normal(std::sync::Arc::new(c)),
+                payload: EntryPayload::Normal(LoggedCommand::shared(c)),
             },
             None,
         ))
