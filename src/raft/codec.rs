@@ -61,17 +61,22 @@ pub fn normal_payload(command: Vec<u8>) -> Vec<u8> {
     pb::EntryPayload { kind: Some(pb::entry_payload::Kind::Normal(Bytes::from(command))) }.encode_to_vec()
 }
 
-/// The entry payload holding the command `command` encodes to, written in one pass (the same
-/// bytes as [`normal_payload`] of its encoding).
-pub fn normal_payload_of(command: &impl Message) -> Vec<u8> {
+/// The entry payload holding the command `command` encodes to, written in one pass straight
+/// into its shared buffer (the same bytes as [`normal_payload`] of its encoding).
+pub fn normal_payload_of(command: &impl Message) -> Arc<[u8]> {
     /// `EntryPayload.normal`'s field number in `log.proto`.
     const NORMAL_FIELD: u32 = 2;
     let len = command.encoded_len();
-    let mut buf = Vec::with_capacity(1 + prost::encoding::encoded_len_varint(len as u64) + len);
+    let total = 1 + prost::encoding::encoded_len_varint(len as u64) + len;
+    // Allocated at its final size and written in place: a large command is one buffer, not
+    // a `Vec` copied into an `Arc` (fresh memory is costly to touch).
+    let mut payload: Arc<[u8]> = std::iter::repeat_n(0u8, total).collect();
+    let Some(mut buf) = Arc::get_mut(&mut payload) else { unreachable!("a new Arc is unique") };
     prost::encoding::encode_key(NORMAL_FIELD, prost::encoding::WireType::LengthDelimited, &mut buf);
     prost::encoding::encode_varint(len as u64, &mut buf);
     command.encode_raw(&mut buf);
-    buf
+    debug_assert!(buf.is_empty(), "the encoding filled the buffer its length sized");
+    payload
 }
 
 /// Decodes an entry payload; a command that keeps its payload bytes shares `bytes`.
@@ -209,9 +214,9 @@ mod tests {
             nodes: (0..2000).map(|i| pb::Node { node_id: i, addr: format!("node-{i}:5000") }).collect(),
         };
         assert!(big.encoded_len() >= 1 << 14, "the length needs a three-byte varint");
-        assert_eq!(normal_payload_of(&big), normal_payload(big.encode_to_vec()));
+        assert_eq!(&normal_payload_of(&big)[..], &normal_payload(big.encode_to_vec())[..]);
         let empty = pb::Blank {};
-        assert_eq!(normal_payload_of(&empty), normal_payload(Vec::new()));
+        assert_eq!(&normal_payload_of(&empty)[..], &normal_payload(Vec::new())[..]);
         let back: PayloadStd<String> = decode_payload(&normal_payload(b"set k".to_vec()).into()).expect("decodes");
         assert_eq!(back, EntryPayload::Normal("set k".to_string()));
     }

@@ -24,7 +24,7 @@ pub struct LoggedCommand {
 impl LoggedCommand {
     /// `command`, encoded now.
     pub fn new(command: Command) -> Self {
-        let payload = codec::normal_payload_of(&message(&command)).into();
+        let payload = codec::normal_payload_of(&message(&command));
         Self { command, payload }
     }
 
