@@ -113,7 +113,7 @@ mod tests {
 
     #[test]
     fn its_payload_is_the_one_the_command_encodes_to_and_decoding_keeps_it() {
-        let logged = Arc::new(LoggedCommand::new(set()));
+        let logged = LoggedCommand::shared(set());
         let fresh = codec::normal_payload(set().encode_command());
         assert_eq!(&logged.payload()[..], &fresh[..]);
         let payload = encode_payload(&EntryPayload::Normal(logged.clone()));

@@ -573,9 +573,7 @@ mod tests {
             .enumerate()
             .map(|(i, n)| openraft::Entry {
                 log_id: log_id(3, 11 + i as u64),
-                payload: EntryPayload::Normal(std::sync::Arc::new(LoggedCommand::new(Command::DropSchema {
-                    schema: "x".repeat(*n),
-                }))),
+                payload: EntryPayload::Normal(LoggedCommand::shared(Command::DropSchema { schema: "x".repeat(*n) })),
             })
             .collect();
         AppendEntriesRequest {

@@ -232,9 +232,7 @@ mod tests {
             Entry { log_id: log_id(2, 5), payload: EntryPayload::Blank },
             Entry {
                 log_id: log_id(2, 6),
-                payload: EntryPayload::Normal(std::sync::Arc::new(LoggedCommand::new(Command::DropSchema {
-                    schema: "s".into(),
-                }))),
+                payload: EntryPayload::Normal(LoggedCommand::shared(Command::DropSchema { schema: "s".into() })),
             },
             Entry { log_id: log_id(2, 7), payload: EntryPayload::Membership(m) },
         ];
