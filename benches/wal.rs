@@ -14,7 +14,6 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ahnlich_raft::wal::{self, Entry, LogPos, Wal, WalOptions};
@@ -61,7 +60,7 @@ impl RawBaseline {
 struct WalUnderTest {
     wal: Wal,
     next: u64,
-    payload: Arc<[u8]>,
+    payload: bytes::Bytes,
     batch: usize,
 }
 

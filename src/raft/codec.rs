@@ -4,11 +4,9 @@
 //! Decoding never trusts its input: a message that is not valid protobuf, lacks a required
 //! part, or names an arm this version does not know is an `InvalidData` error.
 
+use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::sync::Arc;
-
-use bytes::Bytes;
 
 use openraft::vote::leader_id_std::{CommittedLeaderId, LeaderId};
 use openraft::{BasicNode, EntryPayload, LogId, Membership, SnapshotMeta, StoredMembership, Vote};
@@ -24,12 +22,12 @@ pub trait CommandCodec: openraft::AppData + Sized {
     fn decode_command(bytes: &[u8]) -> Result<Self, String>;
     /// The bytes of `EntryPayload::Normal(self)` ([`encode_payload`]). A command that keeps
     /// them returns them without encoding again.
-    fn payload_bytes(&self) -> Arc<[u8]> {
+    fn payload_bytes(&self) -> Bytes {
         normal_payload(self.encode_command()).into()
     }
     /// The command from `command`, the command part of the entry payload `payload`. A command
     /// that keeps its payload bytes keeps these (shared, not copied).
-    fn decode_from_payload(command: &[u8], payload: &Arc<[u8]>) -> Result<Self, String> {
+    fn decode_from_payload(command: &[u8], payload: &Bytes) -> Result<Self, String> {
         let _ = payload;
         Self::decode_command(command)
     }
@@ -47,7 +45,7 @@ fn invalid(what: &str, why: impl std::fmt::Display) -> io::Error {
 }
 
 /// Encodes an entry payload (a command's own bytes if it keeps them).
-pub fn encode_payload<D: CommandCodec>(payload: &PayloadStd<D>) -> Arc<[u8]> {
+pub fn encode_payload<D: CommandCodec>(payload: &PayloadStd<D>) -> Bytes {
     let kind = match payload {
         EntryPayload::Normal(cmd) => return cmd.payload_bytes(),
         EntryPayload::Blank => pb::entry_payload::Kind::Blank(pb::Blank {}),
@@ -62,26 +60,21 @@ pub fn normal_payload(command: Vec<u8>) -> Vec<u8> {
 }
 
 /// The entry payload holding the command `command` encodes to, written in one pass straight
-/// into its shared buffer (the same bytes as [`normal_payload`] of its encoding).
-pub fn normal_payload_of(command: &impl Message) -> Arc<[u8]> {
+/// into a buffer of its final size (the same bytes as [`normal_payload`] of its encoding).
+pub fn normal_payload_of(command: &impl Message) -> Bytes {
     /// `EntryPayload.normal`'s field number in `log.proto`.
     const NORMAL_FIELD: u32 = 2;
     let len = command.encoded_len();
-    let total = 1 + prost::encoding::encoded_len_varint(len as u64) + len;
-    // Allocated at its final size and written in place: a large command is one buffer, not
-    // a `Vec` copied into an `Arc` (fresh memory is costly to touch).
-    let mut payload: Arc<[u8]> = std::iter::repeat_n(0u8, total).collect();
-    let Some(mut buf) = Arc::get_mut(&mut payload) else { unreachable!("a new Arc is unique") };
+    let mut buf = BytesMut::with_capacity(1 + prost::encoding::encoded_len_varint(len as u64) + len);
     prost::encoding::encode_key(NORMAL_FIELD, prost::encoding::WireType::LengthDelimited, &mut buf);
     prost::encoding::encode_varint(len as u64, &mut buf);
     command.encode_raw(&mut buf);
-    debug_assert!(buf.is_empty(), "the encoding filled the buffer its length sized");
-    payload
+    buf.freeze()
 }
 
 /// Decodes an entry payload; a command that keeps its payload bytes shares `bytes`.
-pub fn decode_payload<D: CommandCodec>(bytes: &Arc<[u8]>) -> io::Result<PayloadStd<D>> {
-    let msg = pb::EntryPayload::decode(Bytes::from_owner(bytes.clone())).map_err(|e| invalid("entry payload", e))?;
+pub fn decode_payload<D: CommandCodec>(bytes: &Bytes) -> io::Result<PayloadStd<D>> {
+    let msg = pb::EntryPayload::decode(bytes.clone()).map_err(|e| invalid("entry payload", e))?;
     Ok(match msg.kind {
         Some(pb::entry_payload::Kind::Blank(_)) => EntryPayload::Blank,
         Some(pb::entry_payload::Kind::Normal(b)) => {
@@ -214,9 +207,9 @@ mod tests {
             nodes: (0..2000).map(|i| pb::Node { node_id: i, addr: format!("node-{i}:5000") }).collect(),
         };
         assert!(big.encoded_len() >= 1 << 14, "the length needs a three-byte varint");
-        assert_eq!(&normal_payload_of(&big)[..], &normal_payload(big.encode_to_vec())[..]);
+        assert_eq!(normal_payload_of(&big), normal_payload(big.encode_to_vec()));
         let empty = pb::Blank {};
-        assert_eq!(&normal_payload_of(&empty)[..], &normal_payload(Vec::new())[..]);
+        assert_eq!(normal_payload_of(&empty), normal_payload(Vec::new()));
         let back: PayloadStd<String> = decode_payload(&normal_payload(b"set k".to_vec()).into()).expect("decodes");
         assert_eq!(back, EntryPayload::Normal("set k".to_string()));
     }
@@ -224,7 +217,7 @@ mod tests {
     #[test]
     fn garbage_is_invalid_data_not_a_panic() {
         for bytes in [&b""[..], b"\xff\xff\xff", b"\x12\x02\xff\xfe"] {
-            let err = decode_payload::<String>(&Arc::from(bytes)).expect_err("must fail");
+            let err = decode_payload::<String>(&Bytes::copy_from_slice(bytes)).expect_err("must fail");
             assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{bytes:?}");
         }
         let v = Vote { leader_id: LeaderId { term: 3, voted_for: 9 }, committed: true };

@@ -11,6 +11,8 @@ use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::codec::{self, CommandCodec};
 use super::command::message;
 use crate::engine::Command;
@@ -18,7 +20,7 @@ use crate::engine::Command;
 /// An engine command and its entry payload bytes ([`codec::encode_payload`] of it).
 pub struct LoggedCommand {
     command: Command,
-    payload: Arc<[u8]>,
+    payload: Bytes,
 }
 
 impl LoggedCommand {
@@ -39,7 +41,7 @@ impl LoggedCommand {
     }
 
     /// The bytes of its entry payload.
-    pub fn payload(&self) -> &Arc<[u8]> {
+    pub fn payload(&self) -> &Bytes {
         &self.payload
     }
 }
@@ -83,11 +85,11 @@ impl CommandCodec for Arc<LoggedCommand> {
         Ok(Arc::new(LoggedCommand { command, payload: codec::normal_payload(bytes.to_vec()).into() }))
     }
 
-    fn payload_bytes(&self) -> Arc<[u8]> {
+    fn payload_bytes(&self) -> Bytes {
         self.payload.clone()
     }
 
-    fn decode_from_payload(command: &[u8], payload: &Arc<[u8]>) -> Result<Self, String> {
+    fn decode_from_payload(command: &[u8], payload: &Bytes) -> Result<Self, String> {
         let command = Command::decode_command(command)?;
         Ok(Arc::new(LoggedCommand { command, payload: payload.clone() }))
     }
@@ -115,14 +117,14 @@ mod tests {
     fn its_payload_is_the_one_the_command_encodes_to_and_decoding_keeps_it() {
         let logged = LoggedCommand::shared(set());
         let fresh = codec::normal_payload(set().encode_command());
-        assert_eq!(&logged.payload()[..], &fresh[..]);
+        assert_eq!(logged.payload()[..], fresh[..]);
         let payload = encode_payload(&EntryPayload::Normal(logged.clone()));
-        assert!(Arc::ptr_eq(&payload, logged.payload()), "the kept bytes, not a new encoding");
+        assert_eq!(payload.as_ptr(), logged.payload().as_ptr(), "the kept bytes, not a new encoding");
         let back: PayloadStd<Arc<LoggedCommand>> = decode_payload(&payload).expect("decodes");
         let EntryPayload::Normal(back) = back else { panic!("not a command: {back:?}") };
         assert_eq!(back.command(), &set());
-        assert!(Arc::ptr_eq(back.payload(), &payload), "decoding shares the bytes it read");
+        assert_eq!(back.payload().as_ptr(), payload.as_ptr(), "decoding shares the bytes it read");
         let direct = <Arc<LoggedCommand>>::decode_command(&set().encode_command()).expect("decodes");
-        assert_eq!(&direct.payload()[..], &fresh[..]);
+        assert_eq!(direct.payload()[..], fresh[..]);
     }
 }

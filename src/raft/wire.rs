@@ -44,8 +44,7 @@ pub fn entry_wire_len(e: &pb::Entry) -> usize {
 
 /// An entry as sent to a follower.
 pub fn entry_out(e: &openraft::type_config::alias::EntryOf<TypeConfig>) -> pb::Entry {
-    let payload = bytes::Bytes::from_owner(encode_payload(&e.payload));
-    pb::Entry { term: e.log_id.leader_id.term, index: e.log_id.index, payload }
+    pb::Entry { term: e.log_id.leader_id.term, index: e.log_id.index, payload: encode_payload(&e.payload) }
 }
 
 /// An append request as sent: `entries` (already in wire form) following `prev`.
@@ -69,10 +68,9 @@ pub fn append_in(r: pb::AppendRequest) -> Result<AppendEntriesRequest<TypeConfig
         .entries
         .into_iter()
         .map(|e| {
-            // Kept with the command it decodes to, for this node's log: one copy out of the
-            // transport's buffer, no encoding again.
-            let kept: std::sync::Arc<[u8]> = e.payload[..].into();
-            let payload = decode_payload(&kept).map_err(|err| WireError(format!("entry {}: {err}", e.index)))?;
+            // The bytes stay with the command they decode to, for this node's log: a slice of
+            // the transport's buffer, neither copied nor encoded again.
+            let payload = decode_payload(&e.payload).map_err(|err| WireError(format!("entry {}: {err}", e.index)))?;
             Ok(Entry { log_id: super::codec::log_id(e.term, e.index), payload })
         })
         .collect::<Result<Vec<_>, WireError>>()?;

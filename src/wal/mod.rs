@@ -75,6 +75,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use bytes::Bytes;
+
 pub use self::inspect::{Inspection, inspect};
 
 use self::fs::{DirLock, Fs, OsFs};
@@ -120,8 +122,8 @@ pub struct Entry {
     pub index: u64,
     /// The entry's term.
     pub term: u64,
-    /// The entry's bytes, as given to [`Wal::append`].
-    pub payload: Arc<[u8]>,
+    /// The entry's bytes, as given to [`Wal::append`] (shared, not copied, while queued).
+    pub payload: Bytes,
 }
 
 /// What the log holds, as of the last write issued.
@@ -192,7 +194,9 @@ impl From<WalError> for io::Error {
 pub type Done = Box<dyn FnOnce(io::Result<()>) + Send + 'static>;
 
 pub(crate) enum OpKind {
-    Append(Vec<(u64, u64, Arc<[u8]>)>),
+    /// Each entry's payload in its own `Arc`, which is the entry's identity while it is
+    /// queued (see `writer::Placed`).
+    Append(Vec<(u64, u64, Arc<Bytes>)>),
     Truncate(u64),
     Purge(LogPos),
     Meta(u8, Arc<[u8]>),
@@ -345,7 +349,7 @@ impl Wal {
                 )));
             }
             next = Some(e.index + 1);
-            records.push((e.index, e.term, e.payload));
+            records.push((e.index, e.term, Arc::new(e.payload)));
         }
         for (index, term, payload) in &records {
             let slot = Slot { term: *term, loc: Loc::Pending(payload.clone()) };
@@ -464,7 +468,7 @@ impl Wal {
             for i in range.start.max(first)..range.end.min(last + 1) {
                 let Some(slot) = st.index.get(i) else { break };
                 let source = match &slot.loc {
-                    Loc::Pending(p) => ReadFrom::Memory(p.clone()),
+                    Loc::Pending(p) => ReadFrom::Memory(Bytes::clone(p)),
                     Loc::Disk { seq, offset, len } => {
                         let seg = st.segments.get(seq).ok_or_else(|| WalError::Io {
                             context: format!("reading entry {i}"),
@@ -551,7 +555,7 @@ impl Drop for Wal {
 }
 
 enum ReadFrom {
-    Memory(Arc<[u8]>),
+    Memory(Bytes),
     Disk { path_seq: u64, file: Arc<dyn fs::FsFile>, salt: u32, offset: u64, len: u32 },
 }
 
@@ -576,7 +580,7 @@ impl ReadFrom {
                         reason: format!("expected entry {index} of term {term}, found another record"),
                     });
                 }
-                Arc::from(rec.payload)
+                Bytes::copy_from_slice(rec.payload)
             }
         };
         Ok(Entry { index, term, payload })

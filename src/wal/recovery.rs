@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::format::{self, DecodeError, RecordKind, RecordRef, SEGMENT_HEADER_LEN, SegmentHeader};
 use super::fs::{Fs, FsFile};
 use super::index::LogIndex;
@@ -14,8 +16,9 @@ use super::{LogPos, WalError};
 /// Where a live entry's record is.
 #[derive(Clone, Debug)]
 pub(crate) enum Loc {
-    /// Queued for the writer; the payload is kept here until it is on disk.
-    Pending(Arc<[u8]>),
+    /// Queued for the writer; the payload is kept here until it is on disk (the same `Arc`
+    /// as in the queued append, which tells this entry from a later one at the same index).
+    Pending(Arc<Bytes>),
     /// Written: the whole record (header and payload) at `offset` in segment `seq`.
     Disk { seq: u64, offset: u64, len: u32 },
 }

@@ -10,6 +10,8 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::format::{self, RECORD_HEADER_LEN, RecordKind, SEGMENT_HEADER_LEN, SegmentHeader};
 use super::index::LogIndex;
 use super::recovery::{Loc, SegmentInfo, Tail, anchor_to_header};
@@ -33,8 +35,8 @@ struct Placed {
     loc: Loc,
 }
 
-fn address(payload: &Arc<[u8]>) -> usize {
-    Arc::as_ptr(payload) as *const u8 as usize
+fn address(payload: &Arc<Bytes>) -> usize {
+    Arc::as_ptr(payload) as usize
 }
 
 pub(crate) struct Writer {
@@ -144,7 +146,7 @@ impl Writer {
                         if !fits {
                             self.make_room(payload.len())?;
                         }
-                        let loc = self.encode(RecordKind::Entry, *index, *term, payload);
+                        let loc = self.encode(RecordKind::Entry, *index, *term, &payload[..]);
                         self.placed.push(Placed { index: *index, payload: address(payload), loc });
                         self.written.push(*index, ()).map_err(invalid)?;
                     }

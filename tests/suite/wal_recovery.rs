@@ -289,3 +289,27 @@ fn the_tail_within_a_byte_budget_counts_whole_records_back_from_a_point() {
     assert_eq!(wal.tail_start_within(15, 0), 16, "not even the last entry fits");
     assert_eq!(wal.tail_start_within(15, u64::MAX), 1, "everything fits");
 }
+
+#[test]
+fn an_entry_appended_again_with_the_same_bytes_reads_back_as_the_new_one() {
+    // The entry at an index is written, cut and written again with a new term but the very
+    // same bytes (one shared buffer), all queued before the writer syncs: reads must find the
+    // second record, never the cut one.
+    let dir = TempDir::new().expect("tempdir");
+    let wal = Wal::open(dir.path(), small_segments()).expect("open");
+    let shared = bytes::Bytes::from(vec![7u8; 100]);
+    for round in 0..50u64 {
+        let index = round + 1;
+        let first = Entry { index, term: 2 * round + 1, payload: shared.clone() };
+        wal.append(vec![first], Box::new(|_| {})).expect("append");
+        wal.truncate_from(index, Box::new(|_| {})).expect("truncate");
+        let again = Entry { index, term: 2 * round + 2, payload: shared.clone() };
+        append_durable(&wal, vec![again]).expect("append again");
+    }
+    let want: Vec<Entry> =
+        (0..50u64).map(|round| Entry { index: round + 1, term: 2 * round + 2, payload: shared.clone() }).collect();
+    assert_eq!(read_all(&wal).expect("read"), want);
+    drop(wal);
+    let wal = Wal::open(dir.path(), small_segments()).expect("reopen");
+    assert_eq!(read_all(&wal).expect("read after reopen"), want);
+}

@@ -1,12 +1,11 @@
 //! Helpers shared by the WAL tests.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use ahnlich_raft::wal::{self, Entry, Wal, WalError};
 
 /// A payload that can be recomputed from its index and term, with a length that varies.
-pub fn payload_for(index: u64, term: u64) -> Arc<[u8]> {
+pub fn payload_for(index: u64, term: u64) -> bytes::Bytes {
     let len = (index.wrapping_mul(37) % 120 + 1) as usize;
     (0..len).map(|i| (index as u8).wrapping_mul(31) ^ (term as u8) ^ (i as u8)).collect::<Vec<u8>>().into()
 }
