@@ -14,7 +14,8 @@ use std::ops::Range;
 /// Entries kept at most.
 pub const MAX_ENTRIES: usize = 1 << 16;
 /// Encoded bytes kept at most. A cached entry holds its command both decoded and encoded
-/// ([`super::logged`]), so the cache takes about 2.5 times this in memory.
+/// ([`super::logged`]; on a follower, the encoding is a slice of the buffer its message
+/// arrived in), so the cache takes about 2.5 times this in memory.
 pub const MAX_BYTES: usize = 32 << 20;
 
 /// A run of consecutive log entries, newest last.
