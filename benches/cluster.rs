@@ -307,9 +307,10 @@ async fn ingest(target: &Target, store: &'static str, clients: usize, entries: u
     .await
 }
 
+/// The median of `xs`; 0 when there are none (a workload or system left out of the run).
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
+    xs.get(xs.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Upstream Ahnlich's load profile (128-d entries with three metadata fields into a store with
@@ -364,7 +365,7 @@ async fn upstream_profile() {
     // `AHNLICH_BENCH_PROFILE_WORKLOAD` and `AHNLICH_BENCH_PROFILE_SYSTEM` (part of a name) run
     // only the workloads and systems they name (to profile one); the others print as zero.
     let named = |var: &str, name: &str| std::env::var(var).map_or(true, |part| name.contains(part.as_str()));
-    let mut rates = vec![vec![vec![0.0]; systems.len()]; workloads.len()];
+    let mut rates = vec![vec![Vec::new(); systems.len()]; workloads.len()];
     for round in 0..rounds as u64 {
         for (w, load) in workloads.iter().enumerate().filter(|(_, l)| named("AHNLICH_BENCH_PROFILE_WORKLOAD", l.name)) {
             // Each round starts with another system: the one that runs right after another
@@ -374,9 +375,6 @@ async fn upstream_profile() {
                 let sys = (k + round as usize) % systems.len();
                 if !named("AHNLICH_BENCH_PROFILE_SYSTEM", systems[sys].0) {
                     continue;
-                }
-                if round == 0 {
-                    rates[w][sys].clear();
                 }
                 let target = &systems[sys].1;
                 let offset = ((round * 8 + w as u64) << 36) + ((sys as u64) << 34);

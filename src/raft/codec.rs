@@ -27,8 +27,7 @@ pub trait CommandCodec: openraft::AppData + Sized {
     }
     /// The command from `command`, the command part of the entry payload `payload`. A command
     /// that keeps its payload bytes keeps these (shared, not copied).
-    fn decode_from_payload(command: &[u8], payload: &Bytes) -> Result<Self, String> {
-        let _ = payload;
+    fn decode_from_payload(command: &[u8], _payload: &Bytes) -> Result<Self, String> {
         Self::decode_command(command)
     }
 }

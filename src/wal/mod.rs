@@ -580,7 +580,10 @@ impl ReadFrom {
                         reason: format!("expected entry {index} of term {term}, found another record"),
                     });
                 }
-                Bytes::copy_from_slice(rec.payload)
+                // The payload as a slice of the buffer just read, not a copy of it.
+                let start = rec.payload.as_ptr() as usize - buf.as_ptr() as usize;
+                let end = start + rec.payload.len();
+                Bytes::from(buf).slice(start..end)
             }
         };
         Ok(Entry { index, term, payload })
