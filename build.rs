@@ -28,8 +28,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // A command's bytes inside an entry payload as `Bytes`: decoded as a slice of the
         // payload, never copied out of it.
         .bytes([".ahnlich_raft.log.EntryPayload"])
+        // Vectors through the hand-written codec of `src/proto/packed.rs` (same bytes, one pass).
+        .extern_path(".ahnlich_raft.command.Key", "crate::proto::packed::Key")
         .compile_protos(&["proto/ahnlich_raft/log.proto", "proto/ahnlich_raft/command.proto"], &["proto"])?;
-    tonic_prost_build::configure().build_server(true).build_client(true).compile_protos(AHNLICH, &["proto"])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .extern_path(".keyval.StoreKey", "crate::proto::packed::StoreKey")
+        .compile_protos(AHNLICH, &["proto"])?;
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

@@ -9,7 +9,7 @@
 //!
 //! Run: `cargo bench --bench wal` (set `WAL_BENCH_DIR` to pick the file system; default: a
 //! temporary directory under `target/`; `WAL_BENCH_TABLE_ONLY=1` prints just the interleaved
-//! table).
+//! table; `WAL_BENCH_POINT=64x256` runs only the point of that entry size and batch).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -108,6 +108,11 @@ fn criterion_points(c: &mut Criterion, root: &Path) {
     }
 }
 
+/// Whether `WAL_BENCH_POINT` (as `<size>x<batch>`) is unset or names this point.
+fn point_selected(size: usize, batch: usize) -> bool {
+    std::env::var("WAL_BENCH_POINT").map_or(true, |p| p == format!("{size}x{batch}"))
+}
+
 fn median(v: &mut [Duration]) -> Duration {
     v.sort_unstable();
     v[v.len() / 2]
@@ -120,6 +125,9 @@ fn interleaved_table(root: &Path) {
     println!("|---:|---:|---:|---:|---:|");
     for &size in &SIZES {
         for &batch in &BATCHES {
+            if !point_selected(size, batch) {
+                continue;
+            }
             let bytes = batch * (size + RECORD_HEADER);
             let rounds = ((64usize << 20) / bytes).clamp(40, 400);
             let dir = tempfile::TempDir::new_in(root).expect("tempdir");

@@ -28,6 +28,8 @@ pub mod wal;
 
 /// Types generated from `proto/` at build time.
 pub mod proto {
+    pub mod packed;
+
     /// The stable encoding of what the Raft log stores (`proto/ahnlich_raft/log.proto`).
     #[allow(missing_docs, clippy::all)]
     pub mod log {
@@ -37,6 +39,7 @@ pub mod proto {
     /// The stable encoding of engine commands (`proto/ahnlich_raft/command.proto`).
     #[allow(missing_docs, clippy::all)]
     pub mod command {
+        pub use super::packed::Key;
         include!(concat!(env!("OUT_DIR"), "/ahnlich_raft.command.rs"));
     }
 
@@ -56,14 +59,15 @@ pub mod proto {
     #[allow(missing_docs, clippy::all)]
     pub mod ahnlich {
         macro_rules! package {
-            ($name:ident, $file:literal) => {
+            ($name:ident, $file:literal $(, $extra:item)*) => {
                 pub mod $name {
+                    $($extra)*
                     include!(concat!(env!("OUT_DIR"), "/", $file));
                 }
             };
         }
         package!(metadata, "metadata.rs");
-        package!(keyval, "keyval.rs");
+        package!(keyval, "keyval.rs", pub use crate::proto::packed::StoreKey;);
         package!(predicates, "predicates.rs");
         package!(similarity, "similarity.rs");
         package!(client, "client.rs");
