@@ -157,6 +157,7 @@ impl Preallocator {
         let thread_state = state.clone();
         let thread_dir = dir.clone();
         let thread = std::thread::Builder::new().name("wal-prealloc".into()).spawn(move || {
+            lower_this_threads_priority();
             let (lock, cvar) = &*thread_state;
             loop {
                 let name = {
@@ -216,6 +217,19 @@ impl Preallocator {
         st.ready.push(spare);
         st.counted();
         Ok(true)
+    }
+}
+
+/// Makes the calling thread yield the CPU to every normal thread (nice 19), so that zero-filling
+/// spares runs in the time the writes leave over. Under a load that keeps the CPUs busy, a spare
+/// may then not be ready at rotation, and the segment is made by growing a new file instead:
+/// slower syncs for that segment, but no CPU taken from the writes that fill it. Best effort.
+fn lower_this_threads_priority() {
+    // On Linux the nice value is per thread, and `who = 0` names the calling thread.
+    // SAFETY: a plain system call on the calling thread; it touches no memory of ours.
+    let failed = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) } != 0;
+    if failed {
+        tracing::debug!("could not lower the WAL preallocation thread's priority: {}", io::Error::last_os_error());
     }
 }
 
