@@ -81,7 +81,7 @@ packed_floats_message!(
 );
 
 /// The encoded length of `values` as field 1 (0 when empty).
-fn floats_len(values: &[f32]) -> usize {
+pub(crate) fn floats_len(values: &[f32]) -> usize {
     if values.is_empty() {
         return 0;
     }
@@ -90,7 +90,7 @@ fn floats_len(values: &[f32]) -> usize {
 }
 
 /// Writes `values` as a packed field 1 (nothing when empty).
-fn encode_floats(values: &[f32], buf: &mut impl BufMut) {
+pub(crate) fn encode_floats(values: &[f32], buf: &mut impl BufMut) {
     if values.is_empty() {
         return;
     }

@@ -61,13 +61,20 @@ pub fn normal_payload(command: Vec<u8>) -> Vec<u8> {
 /// The entry payload holding the command `command` encodes to, written in one pass straight
 /// into a buffer of its final size (the same bytes as [`normal_payload`] of its encoding).
 pub fn normal_payload_of(command: &impl Message) -> Bytes {
+    normal_payload_from(command.encoded_len(), |buf| command.encode_raw(buf))
+}
+
+/// The entry payload holding the `len` bytes of a command that `write` writes, written in one
+/// pass straight into a buffer of its final size.
+pub fn normal_payload_from(len: usize, write: impl FnOnce(&mut BytesMut)) -> Bytes {
     /// `EntryPayload.normal`'s field number in `log.proto`.
     const NORMAL_FIELD: u32 = 2;
-    let len = command.encoded_len();
     let mut buf = BytesMut::with_capacity(1 + prost::encoding::encoded_len_varint(len as u64) + len);
     prost::encoding::encode_key(NORMAL_FIELD, prost::encoding::WireType::LengthDelimited, &mut buf);
     prost::encoding::encode_varint(len as u64, &mut buf);
-    command.encode_raw(&mut buf);
+    let start = buf.len();
+    write(&mut buf);
+    debug_assert_eq!(buf.len() - start, len, "a command writes as many bytes as it said");
     buf.freeze()
 }
 

@@ -2,9 +2,11 @@
 //! Decoding is total: anything that is not a well-formed command of this version is an error
 //! naming what is wrong, never a panic and never a guess.
 
+use bytes::Bytes;
 use prost::Message;
 
-use super::codec::CommandCodec;
+use super::codec::{self, CommandCodec};
+use super::set_encoding;
 use crate::engine::{
     Command, Condition, Entry, HnswConfig, Metadata, MetadataValue, Metric, NonLinearIndex, NonLinearKind, Predicate,
     StoreRef,
@@ -13,7 +15,14 @@ use crate::proto::command as pb;
 
 impl CommandCodec for Command {
     fn encode_command(&self) -> Vec<u8> {
-        message(self).encode_to_vec()
+        match self {
+            Command::Set { store, entries } => {
+                let mut buf = Vec::with_capacity(set_encoding::command_len(store, entries));
+                set_encoding::encode_command(store, entries, &mut buf);
+                buf
+            }
+            other => message(other).encode_to_vec(),
+        }
     }
 
     fn decode_command(bytes: &[u8]) -> Result<Self, String> {
@@ -25,41 +34,23 @@ impl CommandCodec for Command {
 /// The length of `cmd`'s encoding ([`CommandCodec::encode_command`]), computed for a Set (the
 /// write that matters for speed) without encoding it; other commands are encoded to be measured.
 pub fn encoded_len(cmd: &Command) -> usize {
-    let Command::Set { store: s, entries } = cmd else {
-        return cmd.encode_command().len();
-    };
-    let set = message_field(store_len(s)) + entries.iter().map(|e| message_field(entry_len(e))).sum::<usize>();
-    message_field(set)
+    match cmd {
+        Command::Set { store, entries } => set_encoding::command_len(store, entries),
+        other => other.encode_command().len(),
+    }
 }
 
-/// A length-delimited field (field number below 16) holding `len` bytes.
-fn message_field(len: usize) -> usize {
-    1 + prost::encoding::encoded_len_varint(len as u64) + len
-}
-
-/// A proto3 string or packed field: absent when empty.
-fn scalar_field(len: usize) -> usize {
-    if len == 0 { 0 } else { message_field(len) }
-}
-
-fn store_len(r: &StoreRef) -> usize {
-    r.schema.as_ref().map_or(0, |s| message_field(s.len())) + scalar_field(r.name.len())
-}
-
-fn entry_len(e: &Entry) -> usize {
-    let key = scalar_field(e.key.len() * 4);
-    let metadata: usize = e
-        .value
-        .iter()
-        .map(|(k, v)| {
-            let bytes = match v {
-                MetadataValue::RawString(s) => s.len(),
-                MetadataValue::Image(b) | MetadataValue::Audio(b) => b.len(),
-            };
-            message_field(scalar_field(k.len()) + message_field(message_field(bytes)))
-        })
-        .sum();
-    message_field(key) + message_field(metadata)
+/// The entry payload of `cmd` ([`codec::normal_payload`] of its encoding), written in one pass
+/// into a buffer of its final size; a Set straight from the engine's types.
+pub fn payload_of(cmd: &Command) -> Bytes {
+    match cmd {
+        Command::Set { store, entries } => {
+            codec::normal_payload_from(set_encoding::command_len(store, entries), |buf| {
+                set_encoding::encode_command(store, entries, buf)
+            })
+        }
+        other => codec::normal_payload_of(&message(other)),
+    }
 }
 
 /// `cmd` as the message [`CommandCodec::encode_command`] encodes.

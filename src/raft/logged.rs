@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::codec::{self, CommandCodec};
-use super::command::message;
+use super::command::payload_of;
 use crate::engine::Command;
 
 /// An engine command and its entry payload bytes ([`codec::encode_payload`] of it).
@@ -26,7 +26,7 @@ pub struct LoggedCommand {
 impl LoggedCommand {
     /// `command`, encoded now.
     pub fn new(command: Command) -> Self {
-        let payload = codec::normal_payload_of(&message(&command));
+        let payload = payload_of(&command);
         Self { command, payload }
     }
 
