@@ -35,6 +35,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .extern_path(".keyval.StoreKey", "crate::proto::packed::StoreKey")
+        // Metadata decoded into the ordered map the engine keeps, not a SipHash-keyed `HashMap`
+        // (the map's bytes are the same either way).
+        .btree_map(".keyval.StoreValue.value")
         .compile_protos(AHNLICH, &["proto"])?;
     tonic_prost_build::configure()
         .build_server(true)

@@ -38,7 +38,7 @@
 //! (default 100,000) and `AHNLICH_BENCH_SCAN_SECONDS` (per starvation run, default 10);
 //! `AHNLICH_BENCH_ONLY=tls` or `=starvation` runs only that table.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -147,7 +147,7 @@ fn vector(i: u64) -> Vec<f32> {
 
 fn entry(i: u64) -> DbStoreEntry {
     let text = |s: String| MetadataValue { value: Some(metadata_value::Value::RawString(s)) };
-    let value = HashMap::from([
+    let value = BTreeMap::from([
         ("author".to_string(), text(format!("a{}", i % 97))),
         ("lang".to_string(), text(["en", "fr", "de"][i as usize % 3].to_string())),
         ("id".to_string(), text(i.to_string())),

@@ -10,11 +10,15 @@
 //!     target/release/deps/command_codec_cost-<hash>
 //! ```
 //!
-//! (`encode_all` for the encoding).
+//! (`encode_all` for the encoding; `decode_requests_all` for the leader's decoding of the same
+//! entries as a client's `Set` request of the DB API, with their conversion to engine entries).
 
 use ahnlich_raft::engine::{Command, Entry, Metadata, MetadataValue, StoreRef};
+use ahnlich_raft::proto::ahnlich::db::query;
+use ahnlich_raft::proto::ahnlich::{keyval, metadata};
 use ahnlich_raft::raft::codec::CommandCodec;
 use ahnlich_raft::wal::sim_fs::SimRng;
+use prost::Message;
 
 /// The server's allocator (`src/main.rs`).
 #[global_allocator]
@@ -43,6 +47,40 @@ fn decode_all(encoded: &[Vec<u8>]) -> Vec<Command> {
     encoded.iter().map(|b| Command::decode_command(b).expect("decode")).collect()
 }
 
+#[inline(never)]
+fn decode_requests_all(requests: &[Vec<u8>]) -> Vec<Vec<Entry>> {
+    requests
+        .iter()
+        .map(|b| {
+            let set = query::Set::decode(&b[..]).expect("decode request");
+            ahnlich_raft::server::convert::entries(set.inputs).expect("valid entries")
+        })
+        .collect()
+}
+
+/// `command` (a Set) as a client's DB API request.
+fn request_of(command: &Command) -> Vec<u8> {
+    let Command::Set { entries, .. } = command else { unreachable!("only Sets are made") };
+    let inputs = entries
+        .iter()
+        .map(|e| keyval::DbStoreEntry {
+            key: Some(keyval::StoreKey { key: e.key.clone() }),
+            value: Some(keyval::StoreValue {
+                value: e
+                    .value
+                    .iter()
+                    .map(|(k, v)| {
+                        let MetadataValue::RawString(s) = v else { unreachable!("only strings are made") };
+                        let value = Some(metadata::metadata_value::Value::RawString(s.clone()));
+                        (k.clone(), metadata::MetadataValue { value })
+                    })
+                    .collect(),
+            }),
+        })
+        .collect();
+    query::Set { store: "s".into(), inputs, ..Default::default() }.encode_to_vec()
+}
+
 fn main() {
     let sets: u64 = std::env::var("AHNLICH_BENCH_SETS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let mut rng = SimRng::new(7);
@@ -60,10 +98,19 @@ fn main() {
     let started = std::time::Instant::now();
     let decoded = decode_all(&encoded);
     let decoding = started.elapsed();
+    let requests: Vec<Vec<u8>> = commands.iter().map(request_of).collect();
+    let started = std::time::Instant::now();
+    let from_requests = decode_requests_all(&requests);
+    let request_decoding = started.elapsed();
+    for (command, entries) in commands.iter().zip(&from_requests) {
+        assert!(matches!(command, Command::Set { entries: e, .. } if e == entries), "a request decodes to its entries");
+    }
     assert!(decoded == commands, "a command decodes to itself");
     println!(
-        "encode: {:.3} µs per entry; decode: {:.3} µs per entry ({sets} Sets of 1,000)",
+        "encode: {:.3} µs per entry; decode: {:.3} µs per entry; request decode: {:.3} µs per entry \
+         ({sets} Sets of 1,000)",
         encoding.as_secs_f64() * 1e6 / entries,
-        decoding.as_secs_f64() * 1e6 / entries
+        decoding.as_secs_f64() * 1e6 / entries,
+        request_decoding.as_secs_f64() * 1e6 / entries
     );
 }

@@ -4,7 +4,7 @@
 //! writer's writes are serial, so that state is a prefix of them). A truncated or corrupted
 //! backup is refused, naming the file and where it fails.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
@@ -26,7 +26,7 @@ fn entry(i: usize) -> DbStoreEntry {
     let tag = MetadataValue { value: Some(metadata_value::Value::RawString(format!("w{i}"))) };
     DbStoreEntry {
         key: Some(StoreKey { key: vec![i as f32, 1.0, 2.0] }),
-        value: Some(StoreValue { value: HashMap::from([("tag".to_string(), tag)]) }),
+        value: Some(StoreValue { value: BTreeMap::from([("tag".to_string(), tag)]) }),
     }
 }
 

@@ -3,7 +3,7 @@
 //! leader, restart and catch-up from disk, catch-up by snapshot install after the log was
 //! purged, removal, rejected writes, and a clean SIGTERM restart.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::support::procs::{Proc, ProcRoot, eventually, start_three, voters};
@@ -28,7 +28,7 @@ fn entry(i: u64) -> DbStoreEntry {
     let tag = MetadataValue { value: Some(metadata_value::Value::RawString(format!("t{}", i % 3))) };
     DbStoreEntry {
         key: Some(StoreKey { key: key(i) }),
-        value: Some(StoreValue { value: HashMap::from([("tag".to_string(), tag)]) }),
+        value: Some(StoreValue { value: BTreeMap::from([("tag".to_string(), tag)]) }),
     }
 }
 

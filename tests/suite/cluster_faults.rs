@@ -2,7 +2,7 @@
 //! isolated leader acknowledges nothing, the majority goes on, and after healing every replica
 //! holds exactly the acknowledged writes.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::support::cluster::Cluster;
@@ -15,7 +15,7 @@ use tonic::transport::Channel;
 fn set_one(i: u32) -> tonic::Request<q::Set> {
     let entry = DbStoreEntry {
         key: Some(StoreKey { key: vec![i as f32, 0.0] }),
-        value: Some(StoreValue { value: HashMap::new() }),
+        value: Some(StoreValue { value: BTreeMap::new() }),
     };
     let mut r = tonic::Request::new(q::Set { store: "s".into(), inputs: vec![entry], ..Default::default() });
     r.set_timeout(Duration::from_secs(2));

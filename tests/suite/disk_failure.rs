@@ -5,7 +5,7 @@
 //! Node 3's log lives on the simulated file system, which fails on demand; everything else is
 //! real (gRPC on loopback, snapshots on disk).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,7 @@ enum DiskFault {
 fn set_one(i: u32) -> tonic::Request<q::Set> {
     let entry = DbStoreEntry {
         key: Some(StoreKey { key: vec![i as f32, 0.0] }),
-        value: Some(StoreValue { value: HashMap::new() }),
+        value: Some(StoreValue { value: BTreeMap::new() }),
     };
     let mut r = tonic::Request::new(q::Set { store: "s".into(), inputs: vec![entry], ..Default::default() });
     r.set_timeout(Duration::from_secs(3));

@@ -13,7 +13,7 @@
 //! histories run; `AHNLICH_RAFT_HISTORY_SEED=N` replays one (the fault schedule is the
 //! seed's; the exact interleaving of clients and nodes is not reproducible).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,7 +65,7 @@ fn text(v: u64) -> MetadataValue {
 }
 
 fn holding(v: u64) -> StoreValue {
-    StoreValue { value: HashMap::from([("v".to_string(), text(v))]) }
+    StoreValue { value: BTreeMap::from([("v".to_string(), text(v))]) }
 }
 
 fn timed<T>(message: T, local: bool) -> tonic::Request<T> {

@@ -1,7 +1,7 @@
 //! Concurrent writes share Raft entries (the leader's proposer batches them), yet each client
 //! gets exactly the answer its own write would have had alone.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ fn entry(client: usize, i: usize) -> DbStoreEntry {
     let tag = MetadataValue { value: Some(metadata_value::Value::RawString(format!("c{client}"))) };
     DbStoreEntry {
         key: Some(StoreKey { key: vec![client as f32, i as f32] }),
-        value: Some(StoreValue { value: HashMap::from([("tag".to_string(), tag)]) }),
+        value: Some(StoreValue { value: BTreeMap::from([("tag".to_string(), tag)]) }),
     }
 }
 

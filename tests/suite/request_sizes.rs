@@ -2,7 +2,7 @@
 //! on every algorithm, `ef_search` and `limit` at their maximum, each answered with the right
 //! status or a correct, bounded answer, after which the node still takes a write.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ const ENTRIES: usize = 5;
 
 fn entry(i: usize) -> DbStoreEntry {
     let key = vec![i as f32 + 1.0, 1.0, -(i as f32), 0.5];
-    DbStoreEntry { key: Some(StoreKey { key }), value: Some(StoreValue { value: HashMap::new() }) }
+    DbStoreEntry { key: Some(StoreKey { key }), value: Some(StoreValue { value: BTreeMap::new() }) }
 }
 
 async fn store(db: &mut DbServiceClient<Channel>, name: &str, index: Option<non_linear_index::Index>) {
@@ -146,7 +146,7 @@ async fn an_answer_larger_than_a_message_is_refused_up_front_with_how_to_ask_for
     let mut db = DbServiceClient::connect(format!("http://{}", node.addr())).await.expect("connect");
     let wide = |i: usize| DbStoreEntry {
         key: Some(StoreKey { key: (0..128).map(|d| (i * 131 + d) as f32).collect() }),
-        value: Some(StoreValue { value: HashMap::new() }),
+        value: Some(StoreValue { value: BTreeMap::new() }),
     };
     db.create_store(q::CreateStore { store: "w".into(), dimension: 128, ..Default::default() }).await.expect("create");
     for batch in 0..10 {

@@ -1,7 +1,7 @@
 //! The Ahnlich DB API over gRPC on a real single-node server: every family of RPC, the status
 //! codes and messages of errors, Pipeline, and data surviving a restart.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ fn text(s: &str) -> MetadataValue {
 fn entry(key: &[f32], tag: &str) -> DbStoreEntry {
     DbStoreEntry {
         key: Some(StoreKey { key: key.to_vec() }),
-        value: Some(StoreValue { value: HashMap::from([("tag".to_string(), text(tag))]) }),
+        value: Some(StoreValue { value: BTreeMap::from([("tag".to_string(), text(tag))]) }),
     }
 }
 
