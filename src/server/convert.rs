@@ -56,7 +56,13 @@ fn value(v: metadata::MetadataValue) -> Result<MetadataValue, Status> {
 
 /// Metadata of an entry (absent means none).
 pub fn metadata(v: Option<keyval::StoreValue>) -> Result<Metadata, Status> {
-    v.map_or(Ok(Metadata::new()), |v| v.value.into_iter().map(|(k, v)| Ok((k, value(v)?))).collect())
+    let mut metadata = Metadata::new();
+    // Inserted one by one: the pairs come in key order, and a few inserts into a small map cost
+    // less than collecting, sorting and bulk-building one.
+    for (key, v) in v.map(|v| v.value).unwrap_or_default() {
+        metadata.insert(key, value(v)?);
+    }
+    Ok(metadata)
 }
 
 /// Entries of a Set.
