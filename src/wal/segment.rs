@@ -55,8 +55,15 @@ pub(crate) fn random_salt() -> u32 {
 }
 
 /// Creates `path` durably filled with `len` zero bytes: written under a temporary name, synced,
-/// renamed into place, directory synced.
-pub(crate) fn create_zeroed(fs: &dyn Fs, dir: &Path, name: &str, len: u64) -> io::Result<()> {
+/// renamed into place, directory synced. Gives up with `Interrupted`, leaving only the temporary
+/// file (removed on the next open), as soon as `keep_going` says no between two chunks.
+pub(crate) fn create_zeroed(
+    fs: &dyn Fs,
+    dir: &Path,
+    name: &str,
+    len: u64,
+    keep_going: &dyn Fn() -> bool,
+) -> io::Result<()> {
     let tmp = dir.join(format!("{name}{TEMP_SUFFIX}"));
     if fs.list(dir)?.iter().any(|n| dir.join(n) == tmp) {
         fs.remove(&tmp)?;
@@ -65,6 +72,9 @@ pub(crate) fn create_zeroed(fs: &dyn Fs, dir: &Path, name: &str, len: u64) -> io
     let zeros = vec![0u8; ZERO_CHUNK];
     let mut off = 0;
     while off < len {
+        if !keep_going() {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "zero-filling a spare was stopped"));
+        }
         let n = (len - off).min(ZERO_CHUNK as u64) as usize;
         file.write_all_at(&zeros[..n], off)?;
         off += n as u64;
@@ -148,7 +158,7 @@ impl Preallocator {
         if ready.is_empty() {
             let name = spare_name(next_name);
             next_name += 1;
-            create_zeroed(&*fs, &dir, &name, len)?;
+            create_zeroed(&*fs, &dir, &name, len, &|| true)?;
             ready.push(dir.join(name));
         }
         count.set(ready.len() as i64);
@@ -171,8 +181,12 @@ impl Preallocator {
                     st.next_name += 1;
                     spare_name(st.next_name - 1)
                 };
-                let result = create_zeroed(&*fs, &thread_dir, &name, len);
+                // A stopping log does not wait for a spare it will not use.
+                let result = create_zeroed(&*fs, &thread_dir, &name, len, &|| !lock_pool(lock).stop);
                 let mut st = lock_pool(lock);
+                if st.stop {
+                    return;
+                }
                 st.wanted = false;
                 match result {
                     Ok(()) => {
@@ -259,5 +273,27 @@ mod tests {
         assert_eq!(parse_spare_name(&spare_name(7)), Some(7));
         assert_eq!(parse_spare_name(&segment_name(7)), None);
         assert_eq!(parse_segment_name(&spare_name(7)), None);
+    }
+
+    #[test]
+    fn a_zero_fill_told_to_stop_gives_up_between_chunks_and_leaves_no_spare() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fs = super::super::fs::OsFs;
+        let checks = std::cell::Cell::new(0);
+        let keep_going = || {
+            checks.set(checks.get() + 1);
+            checks.get() <= 2
+        };
+        let len = 8 * ZERO_CHUNK as u64;
+        let err = create_zeroed(&fs, dir.path(), &spare_name(1), len, &keep_going).expect_err("stopped");
+        assert_eq!(err.kind(), io::ErrorKind::Interrupted);
+        assert_eq!(checks.get(), 3, "asked once per chunk, and no further once told to stop");
+        assert!(!dir.path().join(spare_name(1)).exists(), "no spare under its name");
+        let tmp = dir.path().join(format!("{}{TEMP_SUFFIX}", spare_name(1)));
+        assert_eq!(std::fs::metadata(&tmp).expect("the temporary file").len(), 2 * ZERO_CHUNK as u64);
+
+        create_zeroed(&fs, dir.path(), &spare_name(1), len, &|| true).expect("a fill left to finish");
+        assert_eq!(std::fs::metadata(dir.path().join(spare_name(1))).expect("spare").len(), len);
+        assert!(!tmp.exists(), "the leftover temporary file was replaced");
     }
 }
