@@ -13,7 +13,7 @@
 //! (`encode_all` for the encoding; `decode_requests_all` for the leader's decoding of the same
 //! entries as a client's `Set` request of the DB API, with their conversion to engine entries).
 
-use ahnlich_raft::engine::{Command, Entry, Metadata, MetadataValue, StoreRef};
+use ahnlich_raft::engine::{Command, Entry, MetadataValue, StoreRef};
 use ahnlich_raft::proto::ahnlich::db::query;
 use ahnlich_raft::proto::ahnlich::{keyval, metadata};
 use ahnlich_raft::raft::codec::CommandCodec;
@@ -24,18 +24,10 @@ use prost::Message;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const DIM: usize = 128;
+#[path = "support/set_entries.rs"]
+mod set_entries;
 
-fn entry(rng: &mut SimRng, i: u64) -> Entry {
-    Entry {
-        key: (0..DIM).map(|_| (rng.below(1 << 20) as f32 / (1 << 19) as f32) - 1.0).collect(),
-        value: Metadata::from([
-            ("author".to_string(), MetadataValue::RawString(format!("author-{}", i % 100))),
-            ("lang".to_string(), MetadataValue::RawString(["en", "fr", "yo"][(i % 3) as usize].to_string())),
-            ("id".to_string(), MetadataValue::RawString(i.to_string())),
-        ]),
-    }
-}
+use set_entries::entry;
 
 #[inline(never)]
 fn encode_all(commands: &[Command]) -> Vec<Vec<u8>> {

@@ -11,25 +11,17 @@
 //!
 //! (instructions collected / 100,000 = instructions per entry).
 
-use ahnlich_raft::engine::{Command, Engine, Entry, Metadata, MetadataValue, StoreRef};
+use ahnlich_raft::engine::{Command, Engine, StoreRef};
 use ahnlich_raft::wal::sim_fs::SimRng;
 
 /// The server's allocator (`src/main.rs`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const DIM: usize = 128;
+#[path = "support/set_entries.rs"]
+mod set_entries;
 
-fn entry(rng: &mut SimRng, i: u64) -> Entry {
-    Entry {
-        key: (0..DIM).map(|_| (rng.below(1 << 20) as f32 / (1 << 19) as f32) - 1.0).collect(),
-        value: Metadata::from([
-            ("author".to_string(), MetadataValue::RawString(format!("author-{}", i % 100))),
-            ("lang".to_string(), MetadataValue::RawString(["en", "fr", "yo"][(i % 3) as usize].to_string())),
-            ("id".to_string(), MetadataValue::RawString(i.to_string())),
-        ]),
-    }
-}
+use set_entries::{DIM, entry};
 
 fn main() {
     let sets: u64 = std::env::var("AHNLICH_BENCH_SETS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
