@@ -6,7 +6,7 @@ use bytes::Bytes;
 use prost::Message;
 
 use super::codec::{self, CommandCodec};
-use super::set_encoding;
+use super::set_encoding::SetEncoding;
 use crate::engine::{
     Command, Condition, Entry, HnswConfig, Metadata, MetadataValue, Metric, NonLinearIndex, NonLinearKind, Predicate,
     StoreRef,
@@ -17,8 +17,9 @@ impl CommandCodec for Command {
     fn encode_command(&self) -> Vec<u8> {
         match self {
             Command::Set { store, entries } => {
-                let mut buf = Vec::with_capacity(set_encoding::command_len(store, entries));
-                set_encoding::encode_command(store, entries, &mut buf);
+                let encoding = SetEncoding::new(store, entries);
+                let mut buf = Vec::with_capacity(encoding.len());
+                encoding.write(&mut buf);
                 buf
             }
             other => message(other).encode_to_vec(),
@@ -35,7 +36,7 @@ impl CommandCodec for Command {
 /// write that matters for speed) without encoding it; other commands are encoded to be measured.
 pub fn encoded_len(cmd: &Command) -> usize {
     match cmd {
-        Command::Set { store, entries } => set_encoding::command_len(store, entries),
+        Command::Set { store, entries } => SetEncoding::new(store, entries).len(),
         other => other.encode_command().len(),
     }
 }
@@ -45,9 +46,8 @@ pub fn encoded_len(cmd: &Command) -> usize {
 pub fn payload_of(cmd: &Command) -> Bytes {
     match cmd {
         Command::Set { store, entries } => {
-            codec::normal_payload_from(set_encoding::command_len(store, entries), |buf| {
-                set_encoding::encode_command(store, entries, buf)
-            })
+            let encoding = SetEncoding::new(store, entries);
+            codec::normal_payload_from(encoding.len(), |buf| encoding.write(buf))
         }
         other => codec::normal_payload_of(&message(other)),
     }

@@ -28,30 +28,45 @@ const VALUE_RAW_STRING: u32 = 1;
 const VALUE_IMAGE: u32 = 2;
 const VALUE_AUDIO: u32 = 3;
 
-/// The length of the whole `Command` holding the Set.
-pub(super) fn command_len(store: &StoreRef, entries: &[Entry]) -> usize {
-    field_len(set_len(store, entries))
+/// The encoding of one Set, its length worked out once when made.
+pub(super) struct SetEncoding<'a> {
+    store: &'a StoreRef,
+    entries: &'a [Entry],
+    set_len: usize,
 }
 
-/// Writes the whole `Command` holding the Set (`command_len` bytes).
-pub(super) fn encode_command(store: &StoreRef, entries: &[Entry], buf: &mut impl BufMut) {
-    put_header(COMMAND_SET, set_len(store, entries), buf);
-    put_header(SET_STORE, store_ref_len(store), buf);
-    if let Some(schema) = &store.schema {
-        put_bytes(STORE_REF_SCHEMA, schema.as_bytes(), buf);
+impl<'a> SetEncoding<'a> {
+    /// The encoding of the Set of `entries` into `store`.
+    pub(super) fn new(store: &'a StoreRef, entries: &'a [Entry]) -> Self {
+        Self { store, entries, set_len: set_len(store, entries) }
     }
-    put_nonempty(STORE_REF_NAME, store.name.as_bytes(), buf);
-    for e in entries {
-        put_header(SET_ENTRIES, entry_len(e), buf);
-        put_header(ENTRY_KEY, packed::floats_len(&e.key), buf);
-        packed::encode_floats(&e.key, buf);
-        put_header(ENTRY_VALUE, metadata_len(&e.value), buf);
-        for (key, value) in &e.value {
-            let (arm, bytes) = value_arm(value);
-            put_header(METADATA_ENTRIES, metadata_entry_len(key, bytes), buf);
-            put_nonempty(METADATA_ENTRY_KEY, key.as_bytes(), buf);
-            put_header(METADATA_ENTRY_VALUE, field_len(bytes.len()), buf);
-            put_bytes(arm, bytes, buf);
+
+    /// The length of the whole `Command` holding the Set.
+    pub(super) fn len(&self) -> usize {
+        field_len(self.set_len)
+    }
+
+    /// Writes the whole `Command` holding the Set (`len` bytes).
+    pub(super) fn write(&self, buf: &mut impl BufMut) {
+        let store = self.store;
+        put_header(COMMAND_SET, self.set_len, buf);
+        put_header(SET_STORE, store_ref_len(store), buf);
+        if let Some(schema) = &store.schema {
+            put_bytes(STORE_REF_SCHEMA, schema.as_bytes(), buf);
+        }
+        put_nonempty(STORE_REF_NAME, store.name.as_bytes(), buf);
+        for e in self.entries {
+            put_header(SET_ENTRIES, entry_len(e), buf);
+            put_header(ENTRY_KEY, packed::floats_len(&e.key), buf);
+            packed::encode_floats(&e.key, buf);
+            put_header(ENTRY_VALUE, metadata_len(&e.value), buf);
+            for (key, value) in &e.value {
+                let (arm, bytes) = value_arm(value);
+                put_header(METADATA_ENTRIES, metadata_entry_len(key, bytes), buf);
+                put_nonempty(METADATA_ENTRY_KEY, key.as_bytes(), buf);
+                put_header(METADATA_ENTRY_VALUE, field_len(bytes.len()), buf);
+                put_bytes(arm, bytes, buf);
+            }
         }
     }
 }
@@ -160,10 +175,11 @@ mod tests {
         for cmd in &sets {
             let Command::Set { store, entries } = cmd else { unreachable!() };
             let derived = message(cmd).encode_to_vec();
+            let encoding = SetEncoding::new(store, entries);
             let mut ours = Vec::new();
-            encode_command(store, entries, &mut ours);
+            encoding.write(&mut ours);
             assert_eq!(ours, derived, "{}", cmd);
-            assert_eq!(command_len(store, entries), derived.len(), "{}", cmd);
+            assert_eq!(encoding.len(), derived.len(), "{}", cmd);
         }
     }
 }
