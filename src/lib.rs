@@ -8,7 +8,8 @@
 //!   [`snapshot`], the command and message encodings, the Raft settings and the gRPC network;
 //! - [`server`]: the Ahnlich DB API, the Raft transport and cluster admin over gRPC, and the
 //!   node that serves them;
-//! - [`cli`]: what the `ahnlich-raft` commands do; [`certs`]: the certificates `cert` makes.
+//! - [`cli`]: what the `ahnlich-raft` commands do; [`certs`]: the certificates `cert` makes;
+//!   [`process`]: settings `serve` applies to its own process.
 
 #![deny(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod engine;
 pub mod local_cluster;
 pub mod logging;
 pub mod metrics;
+pub mod process;
 pub mod progress;
 pub mod raft;
 pub mod server;

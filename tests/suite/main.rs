@@ -27,6 +27,7 @@ mod local_cluster;
 mod log_store_reopen;
 mod log_store_suite;
 mod observability;
+mod process_settings;
 mod proposals;
 mod raft_crash;
 mod raft_single_node;

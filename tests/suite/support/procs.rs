@@ -128,9 +128,14 @@ impl Proc {
         }
     }
 
+    /// The running node's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// Sends `signal` (a name `kill` takes, e.g. `HUP`) to the running node.
     pub fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("running").id();
+        let pid = self.pid();
         let ok = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().expect("kill");
         assert!(ok.success(), "kill -{signal} {pid}");
     }

@@ -1,0 +1,30 @@
+//! What `serve` sets on its own process: transparent huge pages off unless allowed
+//! (`ahnlich_raft::process`).
+
+use std::time::Duration;
+
+use crate::support::procs::{Proc, ProcRoot, eventually};
+
+/// `THP_enabled` of `/proc/<pid>/status`: 0 once the process has turned huge pages off.
+fn thp_enabled(pid: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
+    let line = status.lines().find_map(|l| l.strip_prefix("THP_enabled:"));
+    line.unwrap_or_else(|| panic!("no THP_enabled in /proc/{pid}/status")).trim().to_string()
+}
+
+/// Starts a node with `extra` flags and returns what its process reports once it answers.
+async fn thp_enabled_of_a_node_started_with(extra: &[&str]) -> String {
+    let root = ProcRoot::new();
+    let node = Proc::start(root.path(), 1, None, extra);
+    eventually(Duration::from_secs(20), "the node to answer", || node.status()).await;
+    thp_enabled(&node.pid().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_turns_transparent_huge_pages_off_unless_allowed() {
+    // The node inherits this process's setting: it must start out on for the test to mean anything.
+    assert_eq!(thp_enabled("self"), "1", "the test process itself runs without huge pages");
+    assert_eq!(thp_enabled_of_a_node_started_with(&[]).await, "0", "off by default");
+    let allowed = thp_enabled_of_a_node_started_with(&["--allow-transparent-huge-pages"]).await;
+    assert_eq!(allowed, "1", "--allow-transparent-huge-pages leaves them as the system sets them");
+}
