@@ -62,6 +62,9 @@ const DIM: usize = 128;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "support/server_memory.rs"]
+mod server_memory;
+
 #[allow(dead_code)]
 #[path = "../tests/suite/support/procs.rs"]
 mod procs;
@@ -274,6 +277,8 @@ fn main() {
     if std::env::args().skip(1).any(|a| !a.starts_with('-') && !"cluster".contains(a.as_str())) {
         return;
     }
+    // The in-process reference runs with the servers' memory settings.
+    server_memory::as_in_the_server();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let only = std::env::var("AHNLICH_BENCH_ONLY").ok();
     let wanted = |table: &str| only.as_deref().is_none_or(|o| o == table);

@@ -24,6 +24,9 @@ use prost::Message;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "support/server_memory.rs"]
+mod server_memory;
+
 #[path = "support/set_entries.rs"]
 mod set_entries;
 
@@ -74,6 +77,7 @@ fn request_of(command: &Command) -> Vec<u8> {
 }
 
 fn main() {
+    server_memory::as_in_the_server();
     let sets: u64 = std::env::var("AHNLICH_BENCH_SETS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let mut rng = SimRng::new(7);
     let store = StoreRef::public("s");

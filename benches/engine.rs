@@ -13,13 +13,16 @@ use ahnlich_raft::engine::{
     Predicate, Query, StoreRef,
 };
 use ahnlich_raft::wal::sim_fs::SimRng;
-use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group};
 
 const DIM: usize = 128;
 
 /// The server's allocator (`src/main.rs`), so the engine is measured as it runs there.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[path = "support/server_memory.rs"]
+mod server_memory;
 
 fn vector(rng: &mut SimRng) -> Vec<f32> {
     (0..DIM).map(|_| (rng.below(1 << 20) as f32 / (1 << 19) as f32) - 1.0).collect()
@@ -160,4 +163,8 @@ fn first_write_after_capture(c: &mut Criterion) {
 }
 
 criterion_group!(benches, set_throughput, get_sim_n, predicate_query, first_write_after_capture);
-criterion_main!(benches);
+fn main() {
+    server_memory::as_in_the_server();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

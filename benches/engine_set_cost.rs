@@ -18,12 +18,16 @@ use ahnlich_raft::wal::sim_fs::SimRng;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "support/server_memory.rs"]
+mod server_memory;
+
 #[path = "support/set_entries.rs"]
 mod set_entries;
 
 use set_entries::{DIM, entry};
 
 fn main() {
+    server_memory::as_in_the_server();
     let sets: u64 = std::env::var("AHNLICH_BENCH_SETS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
     let e = Engine::default();
     let store = StoreRef::public("s");
