@@ -28,3 +28,22 @@ async fn a_node_turns_transparent_huge_pages_off_unless_allowed() {
     let allowed = thp_enabled_of_a_node_started_with(&["--allow-transparent-huge-pages"]).await;
     assert_eq!(allowed, "1", "--allow-transparent-huge-pages leaves them as the system sets them");
 }
+
+#[test]
+fn the_flag_takes_only_true_or_false() {
+    let print_config = |value: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ahnlich-raft"))
+            .args(["serve", "--print-config"])
+            .env("AHNLICH_RAFT_ALLOW_TRANSPARENT_HUGE_PAGES", value)
+            .output()
+            .expect("run ahnlich-raft")
+    };
+    let refused = print_config("1");
+    assert!(!refused.status.success(), "`1` is refused");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("invalid value '1' for '--allow-transparent-huge-pages'"), "{stderr}");
+    let accepted = print_config("true");
+    assert!(accepted.status.success(), "{}", String::from_utf8_lossy(&accepted.stderr));
+    let config = String::from_utf8_lossy(&accepted.stdout);
+    assert!(config.contains("allow-transparent-huge-pages = true  # env"), "{config}");
+}
