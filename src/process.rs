@@ -5,12 +5,12 @@ use std::io;
 /// Stops the kernel from backing this process's memory with transparent huge pages, as Redis
 /// (`disable-thp`) does and as TiKV and MongoDB ask of their hosts. The server's heap turns over
 /// large short-lived buffers (a bulk Set or a Raft append of hundreds of kilobytes, decoded and
-/// dropped each time); with huge pages, the allocator's reuse of that memory keeps faulting in
-/// fresh 2 MiB pages that the kernel zeroes whole. In 3-node bulk ingest that zeroing took over
-/// a third of the machine's CPU (README, "Where performance stands"). The kernel then also
-/// writes files in small pages, which makes streaming large files (a snapshot's transfer, a
-/// backup) slower. Huge pages already in place stay; the setting holds for every thread, now
-/// and later, and is inherited by child processes.
+/// dropped each time); with huge pages, the allocator's reuse of that memory can keep faulting
+/// in fresh 2 MiB pages that the kernel zeroes whole. On one day here that zeroing took over a
+/// third of the machine's CPU in 3-node bulk ingest; on another it was a twentieth (README,
+/// "Where performance stands"): the cost depends on the host. Huge pages already in place
+/// stay; the setting holds for every thread, now and later, and is inherited by child
+/// processes.
 ///
 /// Linux only (`PR_SET_THP_DISABLE`, kernel 3.15 or newer); elsewhere it returns
 /// [`io::ErrorKind::Unsupported`] and changes nothing.
