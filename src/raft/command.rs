@@ -6,6 +6,7 @@ use bytes::Bytes;
 use prost::Message;
 
 use super::codec::{self, CommandCodec};
+use super::set_decoding;
 use super::set_encoding::SetEncoding;
 use crate::engine::{
     Command, Condition, Entry, HnswConfig, Metadata, MetadataValue, Metric, NonLinearIndex, NonLinearKind, Predicate,
@@ -27,9 +28,15 @@ impl CommandCodec for Command {
     }
 
     fn decode_command(bytes: &[u8]) -> Result<Self, String> {
-        let msg = pb::Command::decode(bytes).map_err(|e| format!("not a command message: {e}"))?;
-        decode(msg.kind.ok_or("command has no kind (written by a newer version?)")?)
+        set_decoding::read_set(bytes).map_or_else(|| decode_with_prost(bytes), Ok)
     }
+}
+
+/// The command `bytes` encode, read through prost's generated types: any form protobuf allows,
+/// and every error named.
+pub(super) fn decode_with_prost(bytes: &[u8]) -> Result<Command, String> {
+    let msg = pb::Command::decode(bytes).map_err(|e| format!("not a command message: {e}"))?;
+    decode(msg.kind.ok_or("command has no kind (written by a newer version?)")?)
 }
 
 /// The length of `cmd`'s encoding ([`CommandCodec::encode_command`]), computed for a Set (the

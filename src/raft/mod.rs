@@ -15,6 +15,7 @@ pub mod logged;
 pub mod net_faults;
 pub mod network;
 pub mod retention;
+mod set_decoding;
 mod set_encoding;
 pub mod state_machine;
 pub mod types;

@@ -13,20 +13,20 @@ use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 use crate::engine::{Entry, Metadata, MetadataValue, StoreRef};
 use crate::proto::packed;
 
-// Field numbers, from `command.proto`.
-const COMMAND_SET: u32 = 4;
-const SET_STORE: u32 = 1;
-const SET_ENTRIES: u32 = 2;
-const STORE_REF_SCHEMA: u32 = 1;
-const STORE_REF_NAME: u32 = 2;
-const ENTRY_KEY: u32 = 1;
-const ENTRY_VALUE: u32 = 2;
-const METADATA_ENTRIES: u32 = 1;
-const METADATA_ENTRY_KEY: u32 = 1;
-const METADATA_ENTRY_VALUE: u32 = 2;
-const VALUE_RAW_STRING: u32 = 1;
-const VALUE_IMAGE: u32 = 2;
-const VALUE_AUDIO: u32 = 3;
+// Field numbers, from `command.proto` (read back by `set_decoding`).
+pub(super) const COMMAND_SET: u32 = 4;
+pub(super) const SET_STORE: u32 = 1;
+pub(super) const SET_ENTRIES: u32 = 2;
+pub(super) const STORE_REF_SCHEMA: u32 = 1;
+pub(super) const STORE_REF_NAME: u32 = 2;
+pub(super) const ENTRY_KEY: u32 = 1;
+pub(super) const ENTRY_VALUE: u32 = 2;
+pub(super) const METADATA_ENTRIES: u32 = 1;
+pub(super) const METADATA_ENTRY_KEY: u32 = 1;
+pub(super) const METADATA_ENTRY_VALUE: u32 = 2;
+pub(super) const VALUE_RAW_STRING: u32 = 1;
+pub(super) const VALUE_IMAGE: u32 = 2;
+pub(super) const VALUE_AUDIO: u32 = 3;
 
 /// The encoding of one Set, its length worked out once when made.
 pub(super) struct SetEncoding<'a> {
