@@ -35,9 +35,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .extern_path(".keyval.StoreKey", "crate::proto::packed::StoreKey")
-        // Metadata decoded into the ordered map the engine keeps, not a SipHash-keyed `HashMap`
-        // (the map's bytes are the same either way).
-        .btree_map(".keyval.StoreValue.value")
+        // An entry's metadata through the hand-written decoder of `src/proto/store_value.rs`,
+        // into the ordered map the engine keeps (same bytes).
+        .extern_path(".keyval.StoreValue", "crate::proto::store_value::StoreValue")
         .compile_protos(AHNLICH, &["proto"])?;
     tonic_prost_build::configure()
         .build_server(true)

@@ -31,6 +31,7 @@ pub mod wal;
 /// Types generated from `proto/` at build time.
 pub mod proto {
     pub mod packed;
+    pub mod store_value;
 
     /// The stable encoding of what the Raft log stores (`proto/ahnlich_raft/log.proto`).
     #[allow(missing_docs, clippy::all)]
@@ -69,7 +70,12 @@ pub mod proto {
             };
         }
         package!(metadata, "metadata.rs");
-        package!(keyval, "keyval.rs", pub use crate::proto::packed::StoreKey;);
+        package!(
+            keyval,
+            "keyval.rs",
+            pub use crate::proto::packed::StoreKey;,
+            pub use crate::proto::store_value::StoreValue;
+        );
         package!(predicates, "predicates.rs");
         package!(similarity, "similarity.rs");
         package!(client, "client.rs");
