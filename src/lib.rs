@@ -30,6 +30,7 @@ pub mod wal;
 
 /// Types generated from `proto/` at build time.
 pub mod proto {
+    pub(crate) mod fields;
     pub mod packed;
     pub mod store_value;
 

@@ -16,22 +16,21 @@ use std::collections::BTreeMap;
 
 use bytes::{Buf, BufMut};
 use prost::DecodeError;
-use prost::encoding::{
-    DecodeContext, WireType, btree_map, check_wire_type, decode_varint, message, skip_field, string,
-};
+use prost::encoding::{DecodeContext, WireType, btree_map, check_wire_type, message, skip_field, string};
 
 use super::ahnlich::metadata::MetadataValue;
 use super::ahnlich::metadata::metadata_value::Value;
+use super::fields::{Fields, length_prefixed, utf8};
 
 /// Field number of the map.
 const FIELD: u32 = 1;
-/// Key bytes of a map entry's fields (length-delimited): the key, and the value.
-const ENTRY_KEY: u8 = 1 << 3 | 2;
-const ENTRY_VALUE: u8 = 2 << 3 | 2;
-/// Key bytes of the value's arms in `metadata.proto` (length-delimited).
-const RAW_STRING: u8 = 2 << 3 | 2;
-const IMAGE: u8 = 3 << 3 | 2;
-const AUDIO: u8 = 4 << 3 | 2;
+/// Field numbers of a map entry: the key, and the value.
+const ENTRY_KEY: u32 = 1;
+const ENTRY_VALUE: u32 = 2;
+/// Field numbers of the value's arms in `metadata.proto`.
+const RAW_STRING: u32 = 2;
+const IMAGE: u32 = 3;
+const AUDIO: u32 = 4;
 
 /// An entry's metadata: each key with its value.
 #[derive(Clone, PartialEq, Default, Debug)]
@@ -90,45 +89,21 @@ impl prost::Message for StoreValue {
 /// The bytes read, key and value of a map entry (its length, then its body) at the start of
 /// `chunk`, if it is whole there and in the plain form described above.
 fn plain_entry(chunk: &[u8]) -> Option<(usize, String, MetadataValue)> {
-    let (read, mut body) = delimited(chunk)?;
-    let key = match body.first() {
-        Some(&ENTRY_KEY) => {
-            let (used, bytes) = delimited(&body[1..])?;
-            body = &body[1 + used..];
-            text(bytes)?
-        }
-        _ => String::new(),
-    };
-    let (&ENTRY_VALUE, rest) = body.split_first()? else { return None };
-    let (used, mut value) = delimited(rest)?;
-    if used != rest.len() {
-        return None;
-    }
-    let (&arm, rest) = value.split_first()?;
-    let (used, bytes) = delimited(rest)?;
-    value = &rest[used..];
-    if !value.is_empty() {
+    let (read, body) = length_prefixed(chunk)?;
+    let mut entry = Fields(body);
+    let key = entry.optional_body(ENTRY_KEY)?.map_or(Some(String::new()), utf8)?;
+    let mut value = Fields(entry.next_body(ENTRY_VALUE)?);
+    let (arm, bytes) = value.next()?;
+    if !entry.is_done() || !value.is_done() {
         return None;
     }
     let value = match arm {
-        RAW_STRING => Value::RawString(text(bytes)?),
+        RAW_STRING => Value::RawString(utf8(bytes)?),
         IMAGE => Value::Image(bytes.to_vec()),
         AUDIO => Value::Audio(bytes.to_vec()),
         _ => return None,
     };
     Some((read, key, MetadataValue { value: Some(value) }))
-}
-
-/// The bytes used by, and the body of, the length-prefixed field body at the start of `bytes`.
-fn delimited(bytes: &[u8]) -> Option<(usize, &[u8])> {
-    let mut rest = bytes;
-    let len = usize::try_from(decode_varint(&mut rest).ok()?).ok()?;
-    let header = bytes.len() - rest.len();
-    Some((header + len, rest.get(..len)?))
-}
-
-fn text(bytes: &[u8]) -> Option<String> {
-    std::str::from_utf8(bytes).ok().map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -137,6 +112,7 @@ mod tests {
     use prost::Message;
 
     use super::*;
+    use crate::proto::fields::damage;
 
     /// What prost derives for the same field (under the same name, which its errors quote).
     mod derived {
@@ -186,20 +162,9 @@ mod tests {
         #[test]
         fn any_bytes_decode_as_prost_decodes_them(
             map in arb_map(),
-            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..4),
+            edits in damage::edits(3),
         ) {
-            let mut bytes = Derived { value: map }.encode_to_vec();
-            for (at, byte, how) in edits {
-                if bytes.is_empty() {
-                    break;
-                }
-                let i = at.index(bytes.len());
-                match how {
-                    0 => bytes[i] = byte,
-                    1 => bytes.truncate(i),
-                    _ => bytes.insert(i, byte),
-                }
-            }
+            let bytes = damage::apply(Derived { value: map }.encode_to_vec(), edits);
             let (ours, derived) = both(&bytes);
             prop_assert_eq!(ours, derived);
         }
@@ -215,9 +180,9 @@ mod tests {
 
     #[test]
     fn entries_in_other_forms_read_as_prost_reads_them() {
-        let text_value = |s: &str| [&[RAW_STRING, s.len() as u8][..], s.as_bytes()].concat();
-        let field = |key: u8, body: &[u8]| [&[key, body.len() as u8][..], body].concat();
-        let entry = |body: &[u8]| field(FIELD as u8 * 8 + 2, body);
+        let field = |number: u32, body: &[u8]| [&[(number << 3 | 2) as u8, body.len() as u8][..], body].concat();
+        let text_value = |s: &str| field(RAW_STRING, s.as_bytes());
+        let entry = |body: &[u8]| field(FIELD, body);
         let cases = [
             // Value before key.
             entry(&[field(ENTRY_VALUE, &text_value("v")), field(ENTRY_KEY, b"k")].concat()),
@@ -231,7 +196,7 @@ mod tests {
                 &[field(ENTRY_KEY, b"k"), field(ENTRY_VALUE, &[text_value("x"), field(IMAGE, b"y")].concat())].concat(),
             ),
             // An unknown field in the entry.
-            entry(&[field(ENTRY_KEY, b"k"), field(ENTRY_VALUE, &text_value("v")), field(3 << 3 | 2, b"?")].concat()),
+            entry(&[field(ENTRY_KEY, b"k"), field(ENTRY_VALUE, &text_value("v")), field(3, b"?")].concat()),
             // A key that is not UTF-8.
             entry(&[field(ENTRY_KEY, &[0xff]), field(ENTRY_VALUE, &text_value("v"))].concat()),
             // The same key in two entries: the last one counts.

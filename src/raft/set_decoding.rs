@@ -9,26 +9,25 @@
 //! so those bytes get exactly the value or the error they always got. For the bytes it does
 //! read, prost's decoding gives the same command (tested below, also on mutated encodings).
 
-use prost::encoding::decode_varint;
-
 use super::set_encoding::{
     COMMAND_SET, ENTRY_KEY, ENTRY_VALUE, METADATA_ENTRIES, METADATA_ENTRY_KEY, METADATA_ENTRY_VALUE, SET_ENTRIES,
     SET_STORE, STORE_REF_NAME, STORE_REF_SCHEMA, VALUE_AUDIO, VALUE_IMAGE, VALUE_RAW_STRING,
 };
 use crate::engine::{Command, Entry, Metadata, MetadataValue, StoreRef};
+use crate::proto::fields::{Fields, utf8};
 use crate::proto::packed;
 
 /// The Set that `bytes` (a whole encoded `Command`) holds, if they are in the canonical form.
 pub(super) fn read_set(bytes: &[u8]) -> Option<Command> {
     let mut command = Fields(bytes);
     let set = command.next_body(COMMAND_SET)?;
-    if !command.0.is_empty() {
+    if !command.is_done() {
         return None;
     }
     let mut set = Fields(set);
     let store = store_ref(set.next_body(SET_STORE)?)?;
     let mut entries = Vec::new();
-    while !set.0.is_empty() {
+    while !set.is_done() {
         entries.push(entry(set.next_body(SET_ENTRIES)?)?);
     }
     Some(Command::Set { store, entries })
@@ -37,31 +36,31 @@ pub(super) fn read_set(bytes: &[u8]) -> Option<Command> {
 fn store_ref(body: &[u8]) -> Option<StoreRef> {
     let mut fields = Fields(body);
     let schema = match fields.optional_body(STORE_REF_SCHEMA)? {
-        Some(body) => Some(text(body)?),
+        Some(body) => Some(utf8(body)?),
         None => None,
     };
-    let name = fields.optional_body(STORE_REF_NAME)?.map_or(Some(String::new()), text)?;
-    fields.0.is_empty().then_some(StoreRef { schema, name })
+    let name = fields.optional_body(STORE_REF_NAME)?.map_or(Some(String::new()), utf8)?;
+    fields.is_done().then_some(StoreRef { schema, name })
 }
 
 fn entry(body: &[u8]) -> Option<Entry> {
     let mut fields = Fields(body);
     let key = packed::exact_floats(fields.next_body(ENTRY_KEY)?)?;
     let value = metadata(fields.next_body(ENTRY_VALUE)?)?;
-    fields.0.is_empty().then_some(Entry { key, value })
+    fields.is_done().then_some(Entry { key, value })
 }
 
 fn metadata(body: &[u8]) -> Option<Metadata> {
     let mut pairs = Fields(body);
     let mut metadata = Metadata::new();
-    while !pairs.0.is_empty() {
+    while !pairs.is_done() {
         let mut pair = Fields(pairs.next_body(METADATA_ENTRIES)?);
-        let key = pair.optional_body(METADATA_ENTRY_KEY)?.map_or(Some(String::new()), text)?;
+        let key = pair.optional_body(METADATA_ENTRY_KEY)?.map_or(Some(String::new()), utf8)?;
         let value = value(pair.next_body(METADATA_ENTRY_VALUE)?)?;
         // Ascending keys make each insert an append, and leave no duplicate whose winner the
         // two decoders might pick differently.
         let ascending = metadata.last_key_value().is_none_or(|(last, _)| *last < key);
-        if !pair.0.is_empty() || !ascending {
+        if !pair.is_done() || !ascending {
             return None;
         }
         metadata.insert(key, value);
@@ -72,56 +71,14 @@ fn metadata(body: &[u8]) -> Option<Metadata> {
 fn value(body: &[u8]) -> Option<MetadataValue> {
     let mut fields = Fields(body);
     let (arm, bytes) = fields.next()?;
-    if !fields.0.is_empty() {
+    if !fields.is_done() {
         return None;
     }
     match arm {
-        VALUE_RAW_STRING => text(bytes).map(MetadataValue::RawString),
+        VALUE_RAW_STRING => utf8(bytes).map(MetadataValue::RawString),
         VALUE_IMAGE => Some(MetadataValue::Image(bytes.to_vec())),
         VALUE_AUDIO => Some(MetadataValue::Audio(bytes.to_vec())),
         _ => None,
-    }
-}
-
-fn text(bytes: &[u8]) -> Option<String> {
-    std::str::from_utf8(bytes).ok().map(str::to_owned)
-}
-
-/// The length-delimited fields of a message body, front to back.
-struct Fields<'a>(&'a [u8]);
-
-impl<'a> Fields<'a> {
-    /// The next field's number and body, if it is a length-delimited field with a one-byte key
-    /// (field numbers below 16, as every field read here) whose body lies whole in the input.
-    fn next(&mut self) -> Option<(u32, &'a [u8])> {
-        let (&key, mut rest) = self.0.split_first()?;
-        if key & 0x07 != 2 || key & 0x80 != 0 {
-            return None;
-        }
-        let len = usize::try_from(decode_varint(&mut rest).ok()?).ok()?;
-        let body = rest.get(..len)?;
-        self.0 = &rest[len..];
-        Some((u32::from(key >> 3), body))
-    }
-
-    /// The body of the next field, which must be number `field`.
-    fn next_body(&mut self, field: u32) -> Option<&'a [u8]> {
-        self.next().and_then(|(number, body)| (number == field).then_some(body))
-    }
-
-    /// The body of the next field if it is number `field` (`Some(None)` when another field, or
-    /// nothing, comes next; `None` when the bytes are not fields).
-    fn optional_body(&mut self, field: u32) -> Option<Option<&'a [u8]>> {
-        let before = self.0;
-        match self.next() {
-            Some((number, body)) if number == field => Some(Some(body)),
-            Some(_) => {
-                self.0 = before;
-                Some(None)
-            }
-            None if before.is_empty() => Some(None),
-            None => None,
-        }
     }
 }
 
@@ -130,6 +87,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::proto::fields::damage;
     use crate::raft::codec::CommandCodec;
     use crate::raft::command::decode_with_prost;
 
@@ -172,20 +130,9 @@ mod tests {
         #[test]
         fn whatever_it_reads_of_damaged_bytes_prost_reads_the_same(
             cmd in arb_set(),
-            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..4),
+            edits in damage::edits(3),
         ) {
-            let mut bytes = bytes_of(&cmd);
-            for (at, byte, how) in edits {
-                if bytes.is_empty() {
-                    break;
-                }
-                let i = at.index(bytes.len());
-                match how {
-                    0 => bytes[i] = byte,
-                    1 => bytes.truncate(i),
-                    _ => bytes.insert(i, byte),
-                }
-            }
+            let bytes = damage::apply(bytes_of(&cmd), edits);
             if let Some(read) = read_set(&bytes) {
                 prop_assert_eq!(prost_reading(&bytes), Ok(bytes_of(&read)));
             }

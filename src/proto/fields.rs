@@ -1,0 +1,94 @@
+//! Reading protobuf message bodies field by field in their plain form, for the hand-written
+//! decoders of the write path (`store_value`, and the log's Set in `raft::set_decoding`). Each
+//! answers `None` for anything outside that form, and its caller then hands the bytes to prost.
+
+use prost::encoding::decode_varint;
+
+/// The length-delimited fields of a message body, front to back.
+pub(crate) struct Fields<'a>(pub(crate) &'a [u8]);
+
+impl<'a> Fields<'a> {
+    /// Whether every byte has been read.
+    #[inline]
+    pub(crate) fn is_done(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The next field's number and body, if it is a length-delimited field with a one-byte key
+    /// (field numbers below 16) whose body lies whole in the input.
+    #[inline]
+    pub(crate) fn next(&mut self) -> Option<(u32, &'a [u8])> {
+        let (&key, rest) = self.0.split_first()?;
+        if key & 0x07 != 2 || key & 0x80 != 0 {
+            return None;
+        }
+        let (used, body) = length_prefixed(rest)?;
+        self.0 = &rest[used..];
+        Some((u32::from(key >> 3), body))
+    }
+
+    /// The body of the next field, which must be number `field`.
+    #[inline]
+    pub(crate) fn next_body(&mut self, field: u32) -> Option<&'a [u8]> {
+        self.next().and_then(|(number, body)| (number == field).then_some(body))
+    }
+
+    /// The body of the next field if it is number `field` (`Some(None)` when another field, or
+    /// nothing, comes next; `None` when the bytes are not fields).
+    #[inline]
+    pub(crate) fn optional_body(&mut self, field: u32) -> Option<Option<&'a [u8]>> {
+        let before = self.0;
+        match self.next() {
+            Some((number, body)) if number == field => Some(Some(body)),
+            Some(_) => {
+                self.0 = before;
+                Some(None)
+            }
+            None if before.is_empty() => Some(None),
+            None => None,
+        }
+    }
+}
+
+/// The bytes used by a varint length and the body it announces at the start of `bytes`, and
+/// that body, if it lies whole there.
+#[inline]
+pub(crate) fn length_prefixed(bytes: &[u8]) -> Option<(usize, &[u8])> {
+    let mut rest = bytes;
+    let len = usize::try_from(decode_varint(&mut rest).ok()?).ok()?;
+    let header = bytes.len() - rest.len();
+    Some((header + len, rest.get(..len)?))
+}
+
+/// `bytes` as an owned string, if they are UTF-8.
+#[inline]
+pub(crate) fn utf8(bytes: &[u8]) -> Option<String> {
+    std::str::from_utf8(bytes).ok().map(str::to_owned)
+}
+
+/// Damaging encoded bytes in tests, to check a fast decoder against prost on what it rejects.
+#[cfg(test)]
+pub(crate) mod damage {
+    use proptest::prelude::*;
+
+    /// Up to `max` edits: where, which byte, and how (overwrite, truncate, insert).
+    pub(crate) fn edits(max: usize) -> impl Strategy<Value = Vec<(prop::sample::Index, u8, u8)>> {
+        proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..=max)
+    }
+
+    /// `bytes` with `edits` applied in order.
+    pub(crate) fn apply(mut bytes: Vec<u8>, edits: Vec<(prop::sample::Index, u8, u8)>) -> Vec<u8> {
+        for (at, byte, how) in edits {
+            if bytes.is_empty() {
+                break;
+            }
+            let i = at.index(bytes.len());
+            match how {
+                0 => bytes[i] = byte,
+                1 => bytes.truncate(i),
+                _ => bytes.insert(i, byte),
+            }
+        }
+        bytes
+    }
+}
