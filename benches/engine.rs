@@ -75,7 +75,8 @@ fn set_throughput(c: &mut Criterion) {
                     next += batch;
                     Command::Set { store: store.clone(), entries }
                 },
-                |set| e.apply(&set).expect("set"),
+                // The Set is handed back, so its entries are freed after the clock stops.
+                |set| (e.apply(&set).expect("set"), set),
                 BatchSize::SmallInput,
             )
         });
@@ -148,13 +149,13 @@ fn first_write_after_capture(c: &mut Criterion) {
             Command::Set { store: store.clone(), entries: vec![Entry { key: vector(&mut rng), value: metadata(next) }] }
         };
         group.bench_function(BenchmarkId::new(format!("{label}/no_capture"), n), |b| {
-            b.iter_batched(&mut one_set, |set| e.apply(&set).expect("set"), BatchSize::PerIteration)
+            b.iter_batched(&mut one_set, |set| (e.apply(&set).expect("set"), set), BatchSize::PerIteration)
         });
         group.bench_function(BenchmarkId::new(format!("{label}/after_capture"), n), |b| {
             b.iter_batched(
                 || (e.capture(), one_set()),
-                // The capture is handed back, so it is dropped after the clock stops.
-                |(capture, set)| (e.apply(&set).expect("set"), capture),
+                // The capture and the Set are handed back, so they are dropped after the clock stops.
+                |(capture, set)| (e.apply(&set).expect("set"), capture, set),
                 BatchSize::PerIteration,
             )
         });

@@ -57,13 +57,48 @@ pub(crate) fn length_prefixed(bytes: &[u8]) -> Option<(usize, &[u8])> {
     let mut rest = bytes;
     let len = usize::try_from(decode_varint(&mut rest).ok()?).ok()?;
     let header = bytes.len() - rest.len();
-    Some((header + len, rest.get(..len)?))
+    // The body is taken first: a length near `usize::MAX` ends here instead of in the sum.
+    let body = rest.get(..len)?;
+    Some((header + body.len(), body))
 }
 
 /// `bytes` as an owned string, if they are UTF-8.
 #[inline]
 pub(crate) fn utf8(bytes: &[u8]) -> Option<String> {
     std::str::from_utf8(bytes).ok().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_length_prefix_reads_only_a_body_that_lies_whole_in_the_input() {
+        assert_eq!(length_prefixed(&[3, b'a', b'b', b'c', 9]), Some((4, &b"abc"[..])));
+        assert_eq!(length_prefixed(&[4, b'a', b'b', b'c']), None);
+        assert_eq!(length_prefixed(&[0x80]), None, "a varint cut short");
+        // The largest length a varint holds: refused without arithmetic on it (the fuzz smoke
+        // found the sum overflowing in a build with overflow checks).
+        let mut huge = vec![0xff; 9];
+        huge.extend([0x01, b'a']);
+        assert_eq!(length_prefixed(&huge), None);
+    }
+
+    #[test]
+    fn fields_are_read_in_order_and_anything_else_ends_the_reading() {
+        let bytes = [0x0a, 1, b'x', 0x12, 2, b'y', b'z'];
+        let mut fields = Fields(&bytes);
+        assert_eq!(fields.optional_body(2), Some(None), "field 1 comes first: 2 is absent here");
+        assert_eq!(fields.next_body(1), Some(&b"x"[..]));
+        assert_eq!(fields.optional_body(2), Some(Some(&b"yz"[..])));
+        assert!(fields.is_done());
+        assert_eq!(fields.optional_body(2), Some(None), "nothing left: absent");
+
+        assert_eq!(Fields(&[0x08, 1]).next(), None, "a varint field is not length-delimited");
+        assert_eq!(Fields(&[0x82, 0x01, 0]).next(), None, "a two-byte key (field 16)");
+        assert_eq!(Fields(&[0x0a, 5, b'x']).optional_body(1), None, "a body cut short");
+        assert_eq!(Fields(&bytes).next_body(2), None, "the wrong field first");
+    }
 }
 
 /// Damaging encoded bytes in tests, to check a fast decoder against prost on what it rejects.
