@@ -19,6 +19,13 @@ use std::time::{Duration, Instant};
 use ahnlich_raft::wal::{self, Entry, LogPos, Wal, WalOptions};
 use criterion::{BenchmarkId, Criterion, Throughput};
 
+/// The server's allocator (`src/main.rs`), so the WAL's allocations cost what they cost there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[path = "support/server_memory.rs"]
+mod server_memory;
+
 const SIZES: [usize; 3] = [64, 1024, 16 << 10];
 const BATCHES: [usize; 3] = [1, 16, 256];
 const RECORD_HEADER: usize = 32;
@@ -164,6 +171,7 @@ fn interleaved_table(root: &Path) {
 }
 
 fn main() {
+    server_memory::as_in_the_server();
     let root = bench_dir();
     let mut c = Criterion::default().configure_from_args();
     let filtered = std::env::args().skip(1).any(|a| !a.starts_with('-'));

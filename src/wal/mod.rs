@@ -81,7 +81,7 @@ pub use self::inspect::{Inspection, inspect};
 
 use self::fs::{DirLock, Fs, OsFs};
 use self::index::LogIndex;
-use self::recovery::{Loc, SegmentInfo, Slot, anchor_to_header};
+use self::recovery::{Loc, QueuedAppend, SegmentInfo, Slot, anchor_to_header};
 
 /// Default segment size: 32 MiB (a data directory holds the active segment and up to two
 /// spares beyond what is live).
@@ -194,9 +194,9 @@ impl From<WalError> for io::Error {
 pub type Done = Box<dyn FnOnce(io::Result<()>) + Send + 'static>;
 
 pub(crate) enum OpKind {
-    /// Each entry's payload in its own `Arc`, which is the entry's identity while it is
+    /// The entries, in an `Arc` the index shares, which is their identity while they are
     /// queued (see `writer::Placed`).
-    Append(Vec<(u64, u64, Arc<Bytes>)>),
+    Append(Arc<QueuedAppend>),
     Truncate(u64),
     Purge(LogPos),
     Meta(u8, Arc<[u8]>),
@@ -349,13 +349,14 @@ impl Wal {
                 )));
             }
             next = Some(e.index + 1);
-            records.push((e.index, e.term, Arc::new(e.payload)));
+            records.push((e.index, e.term, e.payload));
         }
-        for (index, term, payload) in &records {
-            let slot = Slot { term: *term, loc: Loc::Pending(payload.clone()) };
-            st.index.push(*index, slot).map_err(|g| WalError::InvalidInput(g.to_string()))?;
+        let append = Arc::new(QueuedAppend { entries: records });
+        for (at, &(index, term, _)) in append.entries.iter().enumerate() {
+            let slot = Slot { term, loc: Loc::Pending { append: append.clone(), at } };
+            st.index.push(index, slot).map_err(|g| WalError::InvalidInput(g.to_string()))?;
         }
-        self.enqueue(st, OpKind::Append(records), done);
+        self.enqueue(st, OpKind::Append(append), done);
         Ok(())
     }
 
@@ -438,7 +439,7 @@ impl Wal {
         loop {
             let Some(slot) = st.index.get(i) else { return i + 1 };
             total += match &slot.loc {
-                Loc::Pending(p) => p.len() as u64,
+                Loc::Pending { append, at } => append.payload(*at).len() as u64,
                 Loc::Disk { len, .. } => u64::from(*len),
             };
             if total > max_bytes {
@@ -468,7 +469,7 @@ impl Wal {
             for i in range.start.max(first)..range.end.min(last + 1) {
                 let Some(slot) = st.index.get(i) else { break };
                 let source = match &slot.loc {
-                    Loc::Pending(p) => ReadFrom::Memory(Bytes::clone(p)),
+                    Loc::Pending { append, at } => ReadFrom::Memory(append.payload(*at).clone()),
                     Loc::Disk { seq, offset, len } => {
                         let seg = st.segments.get(seq).ok_or_else(|| WalError::Io {
                             context: format!("reading entry {i}"),

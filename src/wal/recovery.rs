@@ -16,11 +16,27 @@ use super::{LogPos, WalError};
 /// Where a live entry's record is.
 #[derive(Clone, Debug)]
 pub(crate) enum Loc {
-    /// Queued for the writer; the payload is kept here until it is on disk (the same `Arc`
-    /// as in the queued append, which tells this entry from a later one at the same index).
-    Pending(Arc<Bytes>),
+    /// Queued for the writer: entry `at` of a queued append, kept here until it is on disk
+    /// (the same `Arc` as in the queue, which tells this entry from a later one at the same
+    /// index).
+    Pending { append: Arc<QueuedAppend>, at: usize },
     /// Written: the whole record (header and payload) at `offset` in segment `seq`.
     Disk { seq: u64, offset: u64, len: u32 },
+}
+
+/// The entries of one append, from when it is queued until the writer has written them: one
+/// allocation for the whole append, shared by the queue and the index.
+#[derive(Debug)]
+pub(crate) struct QueuedAppend {
+    /// Each entry's index, term and payload, in order.
+    pub entries: Vec<(u64, u64, Bytes)>,
+}
+
+impl QueuedAppend {
+    /// The payload of entry `at` of this append (`at` comes from the `Loc` made with it).
+    pub(crate) fn payload(&self, at: usize) -> &Bytes {
+        &self.entries[at].2
+    }
 }
 
 /// One live entry in the index.

@@ -10,11 +10,9 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
 use super::format::{self, RECORD_HEADER_LEN, RecordKind, SEGMENT_HEADER_LEN, SegmentHeader};
 use super::index::LogIndex;
-use super::recovery::{Loc, SegmentInfo, Tail, anchor_to_header};
+use super::recovery::{Loc, QueuedAppend, SegmentInfo, Tail, anchor_to_header};
 use super::segment::{self, Preallocator};
 use super::{Done, LogPos, OpKind, Shared, lock};
 
@@ -29,14 +27,15 @@ struct Active {
 /// Where an entry written in this batch landed, to move it from `Pending` to `Disk`.
 struct Placed {
     index: u64,
-    /// Address of the queued payload, to recognise it in the index without cloning the `Arc`
-    /// (the op keeps it alive, so the address cannot be reused, until `publish` is done).
-    payload: usize,
+    /// Address of the queued append that held it, to recognise the entry in the index without
+    /// cloning the `Arc` (the op keeps it alive, so the address cannot be reused, until
+    /// `publish` is done).
+    append: usize,
     loc: Loc,
 }
 
-fn address(payload: &Arc<Bytes>) -> usize {
-    Arc::as_ptr(payload) as usize
+fn address(append: &Arc<QueuedAppend>) -> usize {
+    Arc::as_ptr(append) as usize
 }
 
 pub(crate) struct Writer {
@@ -138,8 +137,9 @@ impl Writer {
         let mut purge = None;
         for op in ops {
             match op {
-                OpKind::Append(entries) => {
+                OpKind::Append(append) => {
                     // Check for room once for the whole append when it fits, else per entry.
+                    let entries = &append.entries;
                     let bytes: usize = entries.iter().map(|(_, _, p)| RECORD_HEADER_LEN + p.len()).sum();
                     let fits = self.room_for(bytes);
                     for (index, term, payload) in entries {
@@ -147,7 +147,7 @@ impl Writer {
                             self.make_room(payload.len())?;
                         }
                         let loc = self.encode(RecordKind::Entry, *index, *term, &payload[..]);
-                        self.placed.push(Placed { index: *index, payload: address(payload), loc });
+                        self.placed.push(Placed { index: *index, append: address(append), loc });
                         self.written.push(*index, ()).map_err(invalid)?;
                     }
                     self.shared.stats.entries.inc_by(entries.len() as u64);
@@ -299,7 +299,7 @@ impl Writer {
             if let Some(slot) = st.index.get_mut(placed.index) {
                 // The slot may hold a newer entry by now (truncated and re-appended): only the
                 // very payload this batch wrote is replaced.
-                if matches!(&slot.loc, Loc::Pending(p) if address(p) == placed.payload) {
+                if matches!(&slot.loc, Loc::Pending { append, .. } if address(append) == placed.append) {
                     slot.loc = placed.loc;
                 }
             }
