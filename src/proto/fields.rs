@@ -50,6 +50,21 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// A map entry with a string key and a message value that holds exactly one length-delimited
+/// field, in the plain form (the key if not empty, then the value, nothing else): the key, and
+/// the value's field number and body.
+#[inline]
+pub(crate) fn one_arm_map_entry(body: &[u8]) -> Option<(String, u32, &[u8])> {
+    /// Field numbers protobuf gives a map entry's key and value.
+    const KEY: u32 = 1;
+    const VALUE: u32 = 2;
+    let mut entry = Fields(body);
+    let key = entry.optional_body(KEY)?.map_or(Some(String::new()), utf8)?;
+    let mut value = Fields(entry.next_body(VALUE)?);
+    let (arm, bytes) = value.next()?;
+    (entry.is_done() && value.is_done()).then_some((key, arm, bytes))
+}
+
 /// The bytes used by a varint length and the body it announces at the start of `bytes`, and
 /// that body, if it lies whole there.
 #[inline]

@@ -20,13 +20,10 @@ use prost::encoding::{DecodeContext, WireType, btree_map, check_wire_type, messa
 
 use super::ahnlich::metadata::MetadataValue;
 use super::ahnlich::metadata::metadata_value::Value;
-use super::fields::{Fields, length_prefixed, utf8};
+use super::fields::{length_prefixed, one_arm_map_entry, utf8};
 
 /// Field number of the map.
 const FIELD: u32 = 1;
-/// Field numbers of a map entry: the key, and the value.
-const ENTRY_KEY: u32 = 1;
-const ENTRY_VALUE: u32 = 2;
 /// Field numbers of the value's arms in `metadata.proto`.
 const RAW_STRING: u32 = 2;
 const IMAGE: u32 = 3;
@@ -90,13 +87,7 @@ impl prost::Message for StoreValue {
 /// `chunk`, if it is whole there and in the plain form described above.
 fn plain_entry(chunk: &[u8]) -> Option<(usize, String, MetadataValue)> {
     let (read, body) = length_prefixed(chunk)?;
-    let mut entry = Fields(body);
-    let key = entry.optional_body(ENTRY_KEY)?.map_or(Some(String::new()), utf8)?;
-    let mut value = Fields(entry.next_body(ENTRY_VALUE)?);
-    let (arm, bytes) = value.next()?;
-    if !entry.is_done() || !value.is_done() {
-        return None;
-    }
+    let (key, arm, bytes) = one_arm_map_entry(body)?;
     let value = match arm {
         RAW_STRING => Value::RawString(utf8(bytes)?),
         IMAGE => Value::Image(bytes.to_vec()),
@@ -113,6 +104,10 @@ mod tests {
 
     use super::*;
     use crate::proto::fields::damage;
+
+    /// Field numbers of a map entry: the key, and the value.
+    const ENTRY_KEY: u32 = 1;
+    const ENTRY_VALUE: u32 = 2;
 
     /// What prost derives for the same field (under the same name, which its errors quote).
     mod derived {

@@ -10,11 +10,11 @@
 //! read, prost's decoding gives the same command (tested below, also on mutated encodings).
 
 use super::set_encoding::{
-    COMMAND_SET, ENTRY_KEY, ENTRY_VALUE, METADATA_ENTRIES, METADATA_ENTRY_KEY, METADATA_ENTRY_VALUE, SET_ENTRIES,
-    SET_STORE, STORE_REF_NAME, STORE_REF_SCHEMA, VALUE_AUDIO, VALUE_IMAGE, VALUE_RAW_STRING,
+    COMMAND_SET, ENTRY_KEY, ENTRY_VALUE, METADATA_ENTRIES, SET_ENTRIES, SET_STORE, STORE_REF_NAME, STORE_REF_SCHEMA,
+    VALUE_AUDIO, VALUE_IMAGE, VALUE_RAW_STRING,
 };
 use crate::engine::{Command, Entry, Metadata, MetadataValue, StoreRef};
-use crate::proto::fields::{Fields, utf8};
+use crate::proto::fields::{Fields, one_arm_map_entry, utf8};
 use crate::proto::packed;
 
 /// The Set that `bytes` (a whole encoded `Command`) holds, if they are in the canonical form.
@@ -54,26 +54,18 @@ fn metadata(body: &[u8]) -> Option<Metadata> {
     let mut pairs = Fields(body);
     let mut metadata = Metadata::new();
     while !pairs.is_done() {
-        let mut pair = Fields(pairs.next_body(METADATA_ENTRIES)?);
-        let key = pair.optional_body(METADATA_ENTRY_KEY)?.map_or(Some(String::new()), utf8)?;
-        let value = value(pair.next_body(METADATA_ENTRY_VALUE)?)?;
+        let (key, arm, bytes) = one_arm_map_entry(pairs.next_body(METADATA_ENTRIES)?)?;
         // Ascending keys make each insert an append, and leave no duplicate whose winner the
         // two decoders might pick differently.
-        let ascending = metadata.last_key_value().is_none_or(|(last, _)| *last < key);
-        if !pair.is_done() || !ascending {
+        if metadata.last_key_value().is_some_and(|(last, _)| *last >= key) {
             return None;
         }
-        metadata.insert(key, value);
+        metadata.insert(key, value(arm, bytes)?);
     }
     Some(metadata)
 }
 
-fn value(body: &[u8]) -> Option<MetadataValue> {
-    let mut fields = Fields(body);
-    let (arm, bytes) = fields.next()?;
-    if !fields.is_done() {
-        return None;
-    }
+fn value(arm: u32, bytes: &[u8]) -> Option<MetadataValue> {
     match arm {
         VALUE_RAW_STRING => utf8(bytes).map(MetadataValue::RawString),
         VALUE_IMAGE => Some(MetadataValue::Image(bytes.to_vec())),
