@@ -185,22 +185,53 @@ impl RecordEncoder {
 
     /// Appends one encoded record to `out`.
     pub fn encode(&self, out: &mut Vec<u8>, kind: RecordKind, index: u64, term: u64, batch_start: u32, payload: &[u8]) {
-        debug_assert!(payload.len() <= MAX_PAYLOAD_LEN);
-        let mut header = [0u8; RECORD_HEADER_LEN];
-        header[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-        header[8..16].copy_from_slice(&index.to_le_bytes());
-        header[16..24].copy_from_slice(&term.to_le_bytes());
-        header[24..28].copy_from_slice(&batch_start.to_le_bytes());
-        header[28] = kind as u8;
-        header[29..32].copy_from_slice(&self.tag);
         let start = out.len();
         out.reserve(RECORD_HEADER_LEN + payload.len());
-        out.extend_from_slice(&header);
+        out.extend_from_slice(&self.unchecked_header(kind, index, term, batch_start, payload.len()));
         out.extend_from_slice(payload);
         // One pass over the contiguous bytes: the fast path needs runs of 64 bytes or more.
         let mut crc = self.seeded.clone();
         crc.update(&out[start + 4..]);
         out[start..start + 4].copy_from_slice(&crc.finalize().to_le_bytes());
+    }
+
+    /// Appends to `out` only the header of the record that `payload` completes: the caller
+    /// writes `payload` right after it. The bytes equal [`Self::encode`]'s.
+    pub fn encode_header(
+        &self,
+        out: &mut Vec<u8>,
+        kind: RecordKind,
+        index: u64,
+        term: u64,
+        batch_start: u32,
+        payload: &[u8],
+    ) {
+        let mut header = self.unchecked_header(kind, index, term, batch_start, payload.len());
+        let mut crc = self.seeded.clone();
+        crc.update(&header[4..]);
+        crc.update(payload);
+        header[0..4].copy_from_slice(&crc.finalize().to_le_bytes());
+        out.extend_from_slice(&header);
+    }
+
+    /// A record header with every field but its checksum, which stays zero.
+    fn unchecked_header(
+        &self,
+        kind: RecordKind,
+        index: u64,
+        term: u64,
+        batch_start: u32,
+        payload_len: usize,
+    ) -> [u8; RECORD_HEADER_LEN] {
+        debug_assert!(payload_len <= MAX_PAYLOAD_LEN);
+        let mut header = [0u8; RECORD_HEADER_LEN];
+        header[4..8].copy_from_slice(&(payload_len as u32).to_le_bytes());
+        header[8..16].copy_from_slice(&index.to_le_bytes());
+        header[16..24].copy_from_slice(&term.to_le_bytes());
+        header[24..28].copy_from_slice(&batch_start.to_le_bytes());
+        header[28] = kind as u8;
+        header[29..32].copy_from_slice(&self.tag);
+        header
     }
 }
 
@@ -296,6 +327,21 @@ mod tests {
             assert!(decode_record(&bad, 7, 64).is_err(), "flip of bit {bit} went unnoticed");
         }
         assert!(decode_record(&buf, 8, 64).is_err(), "another salt must not validate");
+    }
+
+    #[test]
+    fn a_header_written_apart_from_its_payload_is_the_same_record() {
+        let encoder = RecordEncoder::new(0x1234_5678);
+        for len in [0, 1, 31, 64, 1000, 4097] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let mut whole = vec![0xee];
+            encoder.encode(&mut whole, RecordKind::Entry, 9, 2, 64, &payload);
+            let mut apart = vec![0xee];
+            encoder.encode_header(&mut apart, RecordKind::Entry, 9, 2, 64, &payload);
+            assert_eq!(apart.len(), 1 + RECORD_HEADER_LEN, "only the header is appended");
+            apart.extend_from_slice(&payload);
+            assert_eq!(apart, whole, "payload of {len} bytes");
+        }
     }
 
     #[test]

@@ -57,6 +57,7 @@
 
 pub mod format;
 pub mod fs;
+mod gather;
 mod index;
 mod inspect;
 #[cfg(any(test, feature = "testing"))]

@@ -10,7 +10,10 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::format::{self, RECORD_HEADER_LEN, RecordKind, SEGMENT_HEADER_LEN, SegmentHeader};
+use super::gather::{Gathered, IN_PLACE_MIN};
 use super::index::LogIndex;
 use super::recovery::{Loc, QueuedAppend, SegmentInfo, Tail, anchor_to_header};
 use super::segment::{self, Preallocator};
@@ -47,7 +50,8 @@ pub(crate) struct Writer {
     written: LogIndex<()>,
     written_purge: Option<LogPos>,
     written_meta: BTreeMap<u8, Arc<[u8]>>,
-    buf: Vec<u8>,
+    /// The batch's bytes until they are written at the end of the active segment.
+    gathered: Gathered,
     /// Segment offset where the open write batch starts: the end of the synced bytes. Bytes
     /// written since (up to `active.tail.pos`) are not synced yet.
     batch_start: u64,
@@ -75,7 +79,7 @@ impl Writer {
             written,
             written_purge,
             written_meta,
-            buf: Vec::with_capacity(1 << 20),
+            gathered: Gathered::with_capacity(1 << 20),
             batch_start,
             unsynced_since: None,
             placed: Vec::new(),
@@ -132,7 +136,7 @@ impl Writer {
     /// Writes one batch of ops, and syncs it (with anything written unsynced before it) if
     /// `sync`; returns the purge point it made durable, if any.
     fn write_batch(&mut self, ops: &[OpKind], sync: bool) -> io::Result<Option<LogPos>> {
-        self.buf.clear();
+        self.gathered.clear();
         self.placed.clear();
         let mut purge = None;
         for op in ops {
@@ -146,7 +150,7 @@ impl Writer {
                         if !fits {
                             self.make_room(payload.len())?;
                         }
-                        let loc = self.encode(RecordKind::Entry, *index, *term, &payload[..]);
+                        let loc = self.encode_entry(*index, *term, payload);
                         self.placed.push(Placed { index: *index, append: address(append), loc });
                         self.written.push(*index, ()).map_err(invalid)?;
                     }
@@ -182,23 +186,43 @@ impl Writer {
         Ok(purge)
     }
 
-    /// Encodes one record at the end of the buffer; returns where it will be on disk.
+    /// Encodes one record after the batch's gathered bytes; returns where it will be on disk.
     fn encode(&mut self, kind: RecordKind, index: u64, term: u64, payload: &[u8]) -> Loc {
-        let offset = self.active.tail.pos + self.buf.len() as u64;
-        self.active.encoder.encode(&mut self.buf, kind, index, term, self.batch_start as u32, payload);
-        Loc::Disk { seq: self.active.tail.seq, offset, len: (RECORD_HEADER_LEN + payload.len()) as u32 }
+        let loc = self.next_loc(payload.len());
+        let batch_start = self.batch_start as u32;
+        self.active.encoder.encode(self.gathered.buffer(), kind, index, term, batch_start, payload);
+        loc
     }
 
-    /// Writes the buffer at the end of the active segment, without syncing it.
+    /// Encodes one entry as [`Self::encode`] does, but a large payload is written from where
+    /// it is instead of being copied.
+    fn encode_entry(&mut self, index: u64, term: u64, payload: &Bytes) -> Loc {
+        if payload.len() < IN_PLACE_MIN {
+            return self.encode(RecordKind::Entry, index, term, payload);
+        }
+        let loc = self.next_loc(payload.len());
+        let batch_start = self.batch_start as u32;
+        self.active.encoder.encode_header(self.gathered.buffer(), RecordKind::Entry, index, term, batch_start, payload);
+        self.gathered.push_in_place(payload.clone());
+        loc
+    }
+
+    /// Where a record with `payload_len` bytes gathered next will be on disk.
+    fn next_loc(&self, payload_len: usize) -> Loc {
+        let offset = self.active.tail.pos + self.gathered.len() as u64;
+        Loc::Disk { seq: self.active.tail.seq, offset, len: (RECORD_HEADER_LEN + payload_len) as u32 }
+    }
+
+    /// Writes the gathered bytes at the end of the active segment, without syncing them.
     fn write_buffered(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
+        if self.gathered.is_empty() {
             return Ok(());
         }
-        self.active.tail.file.write_all_at(&self.buf, self.active.tail.pos)?;
+        let len = self.gathered.len() as u64;
+        self.gathered.write_at(&*self.active.tail.file, self.active.tail.pos)?;
         self.unsynced_since.get_or_insert_with(Instant::now);
-        self.shared.stats.bytes.inc_by(self.buf.len() as u64);
-        self.active.tail.pos += self.buf.len() as u64;
-        self.buf.clear();
+        self.shared.stats.bytes.inc_by(len);
+        self.active.tail.pos += len;
         Ok(())
     }
 
@@ -250,7 +274,7 @@ impl Writer {
 
     /// Whether `bytes` of records (and a seal after them) fit the active segment as it is.
     fn room_for(&self, bytes: usize) -> bool {
-        let end = self.active.tail.pos + self.buf.len() as u64;
+        let end = self.active.tail.pos + self.gathered.len() as u64;
         !self.active.tail.sealed && end + (bytes + RECORD_HEADER_LEN) as u64 <= self.segment_size
     }
 

@@ -4,9 +4,15 @@ use std::path::Path;
 
 use ahnlich_raft::wal::{self, Entry, Wal, WalError};
 
-/// A payload that can be recomputed from its index and term, with a length that varies.
+/// A payload that can be recomputed from its index and term, with a length that varies: mostly
+/// small, and every eighth entry a few KiB, so that the writer's in-place path for large
+/// payloads is crossed too.
 pub fn payload_for(index: u64, term: u64) -> bytes::Bytes {
-    let len = (index.wrapping_mul(37) % 120 + 1) as usize;
+    let len = if index % 8 == 5 {
+        2000 + (index.wrapping_mul(37) % 3000) as usize
+    } else {
+        (index.wrapping_mul(37) % 120 + 1) as usize
+    };
     (0..len).map(|i| (index as u8).wrapping_mul(31) ^ (term as u8) ^ (i as u8)).collect::<Vec<u8>>().into()
 }
 
