@@ -53,6 +53,30 @@ fn int_vectors(dim: usize, n: usize) -> impl Strategy<Value = Vec<Vec<f32>>> {
     prop::collection::vec(prop::collection::vec((-8i8..=8).prop_map(f32::from), dim), 1..n)
 }
 
+/// The dot product in f64, summed from +0.0 as the engine's kernels sum: `Iterator::sum` of
+/// floats starts from -0.0, so a key of zeros would score -0.0 and rank below a key whose
+/// products cancel to +0.0, a tie the engine breaks by key bits.
+fn reference_dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).fold(0.0, |sum, (x, y)| sum + f64::from(*x) * f64::from(*y))
+}
+
+/// The case that found the signed zero above: both keys score zero against the query, and the
+/// tie goes to the smaller key bits, the zero key.
+#[test]
+fn a_zero_key_and_a_key_whose_products_cancel_tie_and_rank_by_key_bits() {
+    let e = Engine::default();
+    create(&e, "a", 2, &[], vec![]);
+    let keys = [vec![0.0, 0.0], vec![-4.0, 4.0]];
+    let entries = keys.iter().map(|k| Entry { key: k.clone(), value: Metadata::new() }).collect();
+    e.apply(&Command::Set { store: s("a"), entries }).expect("set");
+    let q = [-5.0, -5.0];
+    assert_eq!(reference_dot(&keys[0], &q).to_bits(), 0.0f64.to_bits(), "the reference sums from +0.0");
+    let got = sim(&e, "a", &q, 1, Algorithm::Linear(Metric::DotProduct), None);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, keys[0], "a tie at zero goes to the smaller key bits");
+    assert_eq!(got[0].1, 0.0);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
@@ -65,7 +89,7 @@ proptest! {
         let e = Engine::default();
         create(&e, "a", dim, &[], vec![]);
         e.apply(&Command::Set { store: s("a"), entries: keys.iter().map(|k| Entry { key: k.clone(), value: Metadata::new() }).collect() }).expect("set");
-        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum::<f64>();
+        let dot = reference_dot;
         for metric in [Metric::Euclidean, Metric::DotProduct, Metric::Cosine] {
             if metric == Metric::Cosine && q.iter().all(|x| *x == 0.0) {
                 continue;
