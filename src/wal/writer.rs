@@ -1,5 +1,6 @@
 //! The one thread that writes the log: it takes everything queued, writes it with one write
-//! call per segment touched, syncs once, and only then completes every waiter of the batch.
+//! call per segment touched (large payloads gathered from where they are, see `gather`), syncs
+//! once, and only then completes every waiter of the batch.
 //! What nobody waits for (see [`super::Wal::set_meta_unsynced`]) is written without a sync; its
 //! bytes stay part of the open write batch, which the next sync closes.
 //! The first write or sync error fails every waiter and every later operation: a failed
