@@ -9,7 +9,8 @@ use bytes::Bytes;
 use super::fs::FsFile;
 
 /// Payloads at least this long are written from where they are rather than copied. Below it,
-/// one more part per entry costs the kernel more than the copy saves.
+/// one more part per entry costs the kernel more than the copy saves. The WAL tests' and
+/// `wal_ops`' payloads of a few KiB are sized to cross it: raise it, and raise them.
 pub(crate) const IN_PLACE_MIN: usize = 2048;
 
 /// The unwritten bytes of the open batch, in order.
