@@ -37,7 +37,7 @@ use super::codec::{self, log_id};
 use super::entry_cache::EntryCache;
 use super::types::DurableConfig;
 use crate::wal::fs::Fs;
-use crate::wal::{self, Done, LogPos, Wal, WalError, WalOptions};
+use crate::wal::{self, Done, FailureLatch, LogPos, Wal, WalError, WalOptions};
 
 /// WAL metadata slot holding the vote.
 pub const SLOT_VOTE: u8 = 1;
@@ -91,26 +91,30 @@ impl<C: DurableConfig> LogStore<C> {
 
     /// A view of this log for tasks that watch it, which does not keep it open.
     pub fn watch(&self) -> LogWatch {
-        LogWatch(Arc::downgrade(&self.wal))
+        LogWatch { wal: Arc::downgrade(&self.wal), failure: self.wal.failure_latch() }
     }
 }
 
 /// A view of a node's log that does not keep it open: whether it can still be written, and
-/// how much of it lies behind a point. Once the log is closed it reports nothing.
+/// how much of it lies behind a point. Once the log is closed it reports only why it failed, if
+/// it did.
 #[derive(Clone, Debug)]
-pub struct LogWatch(Weak<Wal>);
+pub struct LogWatch {
+    wal: Weak<Wal>,
+    failure: FailureLatch,
+}
 
 impl LogWatch {
     /// What failed, if the log refuses writes (after a failed write or sync: a disk error, a
-    /// full disk; it does until the node is restarted).
+    /// full disk; it does until the node is restarted). Still answers after the log is closed.
     pub fn failure(&self) -> Option<String> {
-        self.0.upgrade()?.failure()
+        self.failure.get().cloned()
     }
 
     /// The lowest index `i` such that the entries `i..=upto` take at most `max_bytes` on disk
     /// (see [`Wal::tail_start_within`]); `None` once the log is closed.
     pub fn tail_start_within(&self, upto: u64, max_bytes: u64) -> Option<u64> {
-        Some(self.0.upgrade()?.tail_start_within(upto, max_bytes))
+        Some(self.wal.upgrade()?.tail_start_within(upto, max_bytes))
     }
 }
 

@@ -463,6 +463,12 @@ impl Node {
         &self.ctx.raft
     }
 
+    /// Whether this node's Raft log is closed: its Raft has stopped (after a fatal error) and
+    /// let go of it, or the node was shut down.
+    pub fn log_closed(&self) -> bool {
+        self.log_closed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// How many peer addresses have a cached channel (at most one per member).
     pub fn cached_peer_channels(&self) -> usize {
         self.ctx.channels.cached()

@@ -220,15 +220,21 @@ pub(crate) struct FrontState {
     meta: BTreeMap<u8, Arc<[u8]>>,
     segments: BTreeMap<u64, SegmentInfo>,
     queue: Vec<Op>,
-    failed: Option<(io::ErrorKind, String)>,
     closing: bool,
 }
+
+/// Why a log refuses writes, once a write or sync of it has failed. Set once, by the writer,
+/// and kept by whoever holds a clone, after the log itself is closed.
+pub type FailureLatch = Arc<std::sync::OnceLock<String>>;
 
 pub(crate) struct Shared {
     stats: Arc<stats::WalStats>,
     fs: Arc<dyn Fs>,
     dir: PathBuf,
     state: Mutex<FrontState>,
+    /// Set (while `state` is locked) when a write or sync fails; read under `state` by every
+    /// write, so none is queued after the writer has failed.
+    failure: FailureLatch,
     wake: Condvar,
 }
 
@@ -311,9 +317,9 @@ impl Wal {
                 meta: rec.meta.clone(),
                 segments,
                 queue: Vec::new(),
-                failed: None,
                 closing: false,
             }),
+            failure: FailureLatch::default(),
             wake: Condvar::new(),
         });
         let w = writer::Writer::new(shared.clone(), tail, opts.segment_size, prealloc, written, rec.purged, rec.meta);
@@ -514,12 +520,17 @@ impl Wal {
 
     /// Why the log refuses writes, once a write or sync has failed (it does until reopened).
     pub fn failure(&self) -> Option<String> {
-        lock(&self.shared.state).failed.as_ref().map(|(_, reason)| reason.clone())
+        self.shared.failure.get().cloned()
+    }
+
+    /// A handle on why the log refuses writes that answers even after the log is closed.
+    pub fn failure_latch(&self) -> FailureLatch {
+        self.shared.failure.clone()
     }
 
     fn front(&self) -> Result<MutexGuard<'_, FrontState>, WalError> {
         let st = lock(&self.shared.state);
-        if let Some((_, reason)) = &st.failed {
+        if let Some(reason) = self.shared.failure.get() {
             return Err(WalError::Failed(reason.clone()));
         }
         Ok(st)

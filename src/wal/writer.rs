@@ -371,7 +371,8 @@ impl Writer {
         let reason = format!("an earlier write or sync failed: {e}");
         let queued = {
             let mut st = lock(&self.shared.state);
-            st.failed = Some((e.kind(), reason.clone()));
+            // Only the writer sets it, and it stops after the first failure: the first reason stays.
+            let _ = self.shared.failure.set(reason.clone());
             std::mem::take(&mut st.queue)
         };
         let all = dones.into_iter().flatten().chain(queued.into_iter().filter_map(|op| op.done));

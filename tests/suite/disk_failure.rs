@@ -6,13 +6,18 @@
 //! real (gRPC on loopback, snapshots on disk).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::support::cluster::{Cluster, config};
 use ahnlich_raft::proto::ahnlich::db::query as q;
 use ahnlich_raft::proto::ahnlich::keyval::{DbStoreEntry, StoreKey, StoreValue};
+use ahnlich_raft::raft::log_store::LogStore;
+use ahnlich_raft::raft::types::TypeConfig;
 use ahnlich_raft::server::node::{Node, NodeConfig};
+use ahnlich_raft::wal::WalOptions;
 use ahnlich_raft::wal::sim_fs::SimFs;
 use tonic::Code;
 
@@ -132,6 +137,14 @@ async fn a_leader_whose_disk_fails_stops_and_the_others_go_on(fault: DiskFault) 
     }
     assert!(started.elapsed() < Duration::from_secs(2), "refused without waiting: {:?}", started.elapsed());
 
+    // It still says why once its stopped Raft has let go of the log.
+    cluster
+        .wait_for(Duration::from_secs(10), "node 3's stopped Raft to close its log", |c| c.node(FAILING).log_closed())
+        .await;
+    let status = cluster.node(FAILING).status();
+    assert_eq!(status.role, "stopped", "after the log closed: {status:?}");
+    assert!(status.stopped.contains(cause), "after the log closed: {status:?}");
+
     // Restarted on a disk that works again (space freed), it catches up with every write.
     let addr = cluster.node(FAILING).addr();
     let mut cluster = cluster;
@@ -191,6 +204,14 @@ async fn a_leader_whose_log_fails_on_a_purge_gives_way_with_no_write_to_notice()
             c.node(FAILING).status().role == "stopped"
         })
         .await;
+    // The node stopped its Raft itself (openraft waited for no write that failed), so only the
+    // log knows why; the node still says so once its Raft has let go of the log.
+    cluster
+        .wait_for(Duration::from_secs(10), "node 3's stopped Raft to close its log", |c| c.node(FAILING).log_closed())
+        .await;
+    let status = cluster.node(FAILING).status();
+    assert_eq!(status.role, "stopped", "after the log closed: {status:?}");
+    assert!(status.stopped.contains("os error 28"), "after the log closed: {status:?}");
     cluster
         .wait_for(Duration::from_secs(10), "nodes 1 and 2 to elect a leader without node 3", |c| {
             let (one, two) = (c.node(1).status(), c.node(2).status());
@@ -199,4 +220,31 @@ async fn a_leader_whose_log_fails_on_a_purge_gives_way_with_no_write_to_notice()
         .await;
     write_until_acknowledged(&cluster, 2, 10, Duration::from_secs(10)).await;
     cluster.shutdown().await;
+}
+
+/// Why a log failed is still known after the log is closed: openraft lets go of a node's log
+/// when its Raft stops (on the error itself, or when the node stops it for a failed write
+/// openraft did not wait for), and the node's status and its refusals are asked for after that.
+#[test]
+fn a_failed_logs_reason_is_still_reported_after_the_log_is_closed() {
+    let sim = SimFs::new(31);
+    let opts = WalOptions { segment_size: 4096, preallocate: false };
+    let log = LogStore::<TypeConfig>::open_on(Arc::new(sim.clone()), Path::new("/n3/log"), opts).expect("open the log");
+    let (watch, closed) = (log.watch(), log.closed_flag());
+    assert_eq!(watch.failure(), None, "a log that has not failed");
+
+    sim.limit_space(0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    log.wal()
+        .set_meta(7, vec![1; 100], Box::new(move |result| tx.send(result.map_err(|e| e.to_string())).expect("send")))
+        .expect("queue a write");
+    let refused = rx.recv().expect("the write completes").expect_err("a write to a full disk");
+    assert!(refused.contains("os error 28"), "{refused}");
+    let reason = watch.failure().expect("the failure, while the log is open");
+    assert!(reason.contains("os error 28"), "{reason}");
+
+    drop(log);
+    assert!(closed.load(Ordering::Acquire), "the log is closed once its last holder lets go");
+    assert_eq!(watch.tail_start_within(1, 1), None, "the watch no longer reaches the log");
+    assert_eq!(watch.failure(), Some(reason), "the failure, after the log closed");
 }
