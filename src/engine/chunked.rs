@@ -109,7 +109,10 @@ fn default_shift<T>() -> u32 {
 
 /// The chunk's elements to write: copied first (with room for `capacity`) if shared.
 pub(super) fn own<T: Clone>(chunk: &mut Arc<Vec<T>>, capacity: usize) -> &mut Vec<T> {
-    if Arc::get_mut(chunk).is_none() {
+    // Plain loads of the counts (`Arc::get_mut` would take a lock on them, and `make_mut` takes
+    // one again): this is called for every entry written. Should they ever miss a sharer,
+    // `make_mut` still copies.
+    if Arc::strong_count(chunk) != 1 || Arc::weak_count(chunk) != 0 {
         let mut copy = Vec::with_capacity(capacity.max(chunk.len()));
         copy.extend_from_slice(chunk);
         *chunk = Arc::new(copy);
@@ -304,6 +307,20 @@ impl<K: ShardKey, V: Clone> ShardedMap<K, V> {
         }
     }
 
+    /// Sets `key` to `value` if it has no value; returns whether it had none.
+    pub fn insert_if_absent(&mut self, key: K, value: V) -> bool {
+        let seed = &self.seed;
+        let h = key.keyed_hash(seed);
+        let shard = Arc::make_mut(&mut self.shards[shard_of(h)]);
+        match shard.entry(h, |(k, _)| *k == key, |(k, _)| k.keyed_hash(seed)) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(v) => {
+                v.insert((key, value));
+                true
+            }
+        }
+    }
+
     /// Removes `key`; returns its value.
     pub fn remove(&mut self, key: &K) -> Option<V> {
         let h = key.keyed_hash(&self.seed);
@@ -388,6 +405,12 @@ impl SlotSet {
             },
             SlotSet::Blocks { blocks, len } => {
                 let block = block_of(blocks, slot);
+                // New slots mostly come in ascending order: the common case appends.
+                if block.last().is_none_or(|&last| last < slot) {
+                    block.push(slot);
+                    *len += 1;
+                    return true;
+                }
                 match block.binary_search(&slot) {
                     Ok(_) => false,
                     Err(at) => {
@@ -483,6 +506,9 @@ mod tests {
         assert_eq!((m.iter().count(), before.iter().count()), (9_999, 10_000));
         assert_eq!((m.get(&key(5)), before.get(&key(5))), (Some(&50), Some(&5)));
         assert_eq!(m.get(&key(7)), None);
+        assert!(!m.insert_if_absent(key(5), 500), "a present key is kept");
+        assert!(m.insert_if_absent(key(7), 70), "an absent key is set");
+        assert_eq!((m.get(&key(5)), m.get(&key(7)), before.get(&key(7))), (Some(&50), Some(&70), Some(&7)));
         let shared = m.shards.iter().zip(&before.shards).filter(|(a, b)| Arc::ptr_eq(a, b)).count();
         assert!(shared >= SHARDS - 3, "{shared} shards still shared");
     }
@@ -521,5 +547,17 @@ mod tests {
             assert!(set.remove(s), "slot {s}");
         }
         assert_eq!(set.iter().collect::<Vec<_>>(), [200_000]);
+
+        // Ascending, as new slots mostly come: each one lands at the end of its block.
+        let mut ascending = SlotSet::default();
+        for s in (0..20_000u32).step_by(3) {
+            assert!(ascending.insert(s), "slot {s}");
+            assert!(!ascending.insert(s), "slot {s} again");
+        }
+        assert!(ascending.insert(4) && !ascending.insert(4), "a slot below the last of its block");
+        let mut expected: Vec<u32> = (0..20_000u32).step_by(3).chain([4]).collect();
+        expected.sort_unstable();
+        assert_eq!(ascending.iter().collect::<Vec<_>>(), expected);
+        assert_eq!(ascending.len(), expected.len());
     }
 }

@@ -47,7 +47,7 @@ pub use self::command::{Command, Query, Response};
 pub use self::error::{EngineError, ErrorCode};
 pub use self::image::{ArchivedEngineImage, Capture, EngineImage};
 pub use self::rows::Backing;
-pub use self::store::{ENTRY_OVERHEAD, KeyHashes, Store, StoreInfo};
+pub use self::store::{ENTRY_OVERHEAD, SetPlan, Store, StoreInfo};
 pub use self::types::{
     Algorithm, Condition, DEFAULT_SCHEMA, Entry, HnswConfig, Metadata, MetadataValue, Metric, NonLinearIndex,
     NonLinearKind, Predicate, StoreRef,
@@ -142,28 +142,29 @@ impl Engine {
 
     /// Checks and applies one command (callers hold the write lock).
     fn check_and_mutate(&self, cmd: &Command) -> Result<Response, EngineError> {
-        // A Set hashes its keys once, for its check and its write.
-        let hashes = match cmd {
+        // A Set looks its keys up once, for its check and its write: nothing writes between
+        // them, since callers hold the write lock.
+        let plan = match cmd {
             Command::Set { store, entries } => Some(self.check_set(store, entries)?),
             _ => {
                 self.check(cmd)?;
                 None
             }
         };
-        Ok(self.mutate(cmd, hashes))
+        Ok(self.mutate(cmd, plan))
     }
 
-    /// Checks a Set; returns its keys' hashes.
-    fn check_set(&self, store: &StoreRef, entries: &[Entry]) -> Result<KeyHashes, EngineError> {
+    /// Checks a Set; returns its plan.
+    fn check_set(&self, store: &StoreRef, entries: &[Entry]) -> Result<SetPlan, EngineError> {
         let s = self.store(store)?;
         let s = read(&s);
         for e in entries {
             check_key(store, s.dimension(), &e.key)?;
             self.check_metadata(&e.value)?;
         }
-        let hashes = KeyHashes::of(entries);
-        self.check_memory(s.bytes_added_by_set(entries, &hashes))?;
-        Ok(hashes)
+        let plan = s.plan_set(entries);
+        self.check_memory(plan.bytes_added())?;
+        Ok(plan)
     }
 
     fn check(&self, cmd: &Command) -> Result<(), EngineError> {
@@ -270,8 +271,8 @@ impl Engine {
         }
     }
 
-    /// Applies a checked command (a Set's key `hashes` too, if its check computed them).
-    fn mutate(&self, cmd: &Command, hashes: Option<KeyHashes>) -> Response {
+    /// Applies a checked command (a Set by the `plan` its check made, if it made one).
+    fn mutate(&self, cmd: &Command, plan: Option<SetPlan>) -> Response {
         match cmd {
             Command::CreateStore { store, dimension, predicates, non_linear, .. } => {
                 let mut stores = write(&self.stores);
@@ -287,8 +288,10 @@ impl Engine {
                 self.with_store(store, |s| Response::Count(s.create_non_linear_indexes(indexes)))
             }
             Command::Set { store, entries } => self.with_store(store, |s| {
-                let hashes = hashes.unwrap_or_else(|| KeyHashes::of(entries));
-                let (inserted, updated) = s.set_hashed(entries, &hashes);
+                let (inserted, updated) = match &plan {
+                    Some(plan) => s.set_planned(entries, plan),
+                    None => s.set(entries),
+                };
                 Response::Set { inserted, updated }
             }),
             Command::Upsert { store, condition, new_key, new_value, merge_metadata } => self.with_store(store, |s| {
@@ -568,9 +571,13 @@ fn check_key(store: &StoreRef, dimension: usize, key: &[f32]) -> Result<(), Engi
         return Err(EngineError::DimensionMismatch { store: store.clone(), expected: dimension, given: key.len() });
     }
     // The common case, every component finite, in one pass the compiler can vectorise; the
-    // position of the first bad one only when there is one.
-    const EXPONENT: u32 = 0x7f80_0000; // all ones: infinite or NaN
-    if key.iter().fold(0u32, |bad, x| bad | u32::from(x.to_bits() & EXPONENT == EXPONENT)) == 0 {
+    // position of the first bad one only when there is one. A component is infinite or NaN
+    // when its exponent is all ones, the only exponent to which adding one carries into the
+    // sign bit.
+    const EXPONENT: u32 = 0x7f80_0000;
+    const EXPONENT_ONE: u32 = 0x0080_0000;
+    const CARRY: u32 = 0x8000_0000;
+    if key.iter().fold(0u32, |carries, x| carries | ((x.to_bits() & EXPONENT) + EXPONENT_ONE)) & CARRY == 0 {
         return Ok(());
     }
     match key.iter().position(|x| !x.is_finite()) {

@@ -66,25 +66,31 @@ pub struct Store {
     pub(super) bytes: usize,
 }
 
-/// A key's hash: its bit patterns two floats at a time, in four interleaved lanes (so the
-/// multiplies overlap instead of waiting on each other), each step a folded multiply; the lanes
-/// start from a random per-process seed, so a client cannot pick keys that collide. Only finds
-/// candidates: equality is always decided on the bits themselves. Never stored: a restore
-/// hashes again.
+/// A key's hash: its bit patterns four floats at a time, in four interleaved lanes (so the
+/// multiplies overlap instead of waiting on each other), each step one folded multiply of two
+/// floats against a secret by two floats against the lane; the secrets and lanes start from a
+/// random per-process seed, so a client cannot pick keys that collide. Only finds candidates:
+/// equality is always decided on the bits themselves. Never stored: a restore hashes again.
 fn key_hash(key: &[f32]) -> u64 {
     static SEED: OnceLock<u64> = OnceLock::new();
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    const SPREAD: [u64; 4] = [0, 0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7344, 0xa409_3822_299f_31d0];
     let seed = *SEED.get_or_init(chunked::random_u64);
-    let mut lanes = [seed, seed ^ 0x243f_6a88_85a3_08d3, seed ^ 0x1319_8a2e_0370_7344, seed ^ 0xa409_3822_299f_31d0];
+    let mut lanes = SPREAD.map(|c| seed ^ c);
+    let secrets = SPREAD.map(|c| (seed ^ c).rotate_left(32) ^ K);
     let pair = |p: &[f32]| u64::from(p[0].to_bits()) | (u64::from(p[1].to_bits()) << 32);
-    let mut octets = key.chunks_exact(8);
-    for octet in octets.by_ref() {
-        for (lane, p) in lanes.iter_mut().zip(octet.chunks_exact(2)) {
-            *lane = chunked::fold_mul(*lane ^ pair(p), K);
+    let mut blocks = key.chunks_exact(16);
+    for block in blocks.by_ref() {
+        for ((lane, secret), quad) in lanes.iter_mut().zip(secrets).zip(block.chunks_exact(4)) {
+            *lane = chunked::fold_mul(pair(&quad[..2]) ^ secret, pair(&quad[2..]) ^ *lane);
         }
     }
-    for (i, x) in octets.remainder().iter().enumerate() {
-        lanes[i % 4] = chunked::fold_mul(lanes[i % 4] ^ u64::from(x.to_bits()), K ^ 1);
+    let mut pairs = blocks.remainder().chunks_exact(2);
+    for (i, p) in pairs.by_ref().enumerate() {
+        lanes[i % 4] = chunked::fold_mul(lanes[i % 4] ^ pair(p), K);
+    }
+    if let [x] = pairs.remainder() {
+        lanes[0] = chunked::fold_mul(lanes[0] ^ u64::from(x.to_bits()), K ^ 1);
     }
     let mut h = key.len() as u64 ^ seed;
     for lane in lanes {
@@ -93,15 +99,40 @@ fn key_hash(key: &[f32]) -> u64 {
     h
 }
 
-/// The key hashes of a Set's entries, in order: computed once for its check and its write.
+/// What checking a Set learned about each of its entries (its key's hash, its bytes, and
+/// whether its key is live, absent or repeated from earlier in the Set), so that writing it
+/// looks nothing up again. Made by [`Store::plan_set`]; it holds only for the store as it was
+/// then, so it must be written before any other change to the store.
 #[derive(Debug)]
-pub struct KeyHashes(Vec<u64>);
+pub struct SetPlan {
+    places: Vec<Place>,
+    bytes_added: usize,
+}
 
-impl KeyHashes {
-    /// The hashes of `entries`' keys.
-    pub fn of(entries: &[Entry]) -> Self {
-        Self(entries.iter().map(|e| key_hash(&e.key)).collect())
+impl SetPlan {
+    /// Bytes the Set adds to the store (when it frees more than it adds, zero).
+    pub fn bytes_added(&self) -> usize {
+        self.bytes_added
     }
+}
+
+/// One entry of a [`SetPlan`].
+#[derive(Clone, Copy, Debug)]
+struct Place {
+    hash: u64,
+    bytes: usize,
+    found: Found,
+}
+
+/// Where an entry's key was when its Set was planned.
+#[derive(Clone, Copy, Debug)]
+enum Found {
+    /// Live in this slot.
+    Live(u32),
+    /// In neither the store nor an earlier entry of the Set.
+    Absent,
+    /// In an earlier entry of the Set (which may insert it): looked up when writing.
+    Repeated,
 }
 
 fn same_bits(a: &[f32], b: &[f32]) -> bool {
@@ -244,18 +275,19 @@ impl Store {
         Ok(())
     }
 
-    /// Bytes a `set` of `entries` would add (negative changes count as zero); `hashes` are
-    /// theirs ([`KeyHashes::of`]).
-    pub fn bytes_added_by_set(&self, entries: &[Entry], hashes: &KeyHashes) -> usize {
-        let mut added = 0usize;
-        let mut freed = 0usize;
-        // The first entry of the batch with each hash; a repeat of a key frees nothing twice.
+    /// Plans a Set of `entries` (see [`SetPlan`]): hashes their keys and looks each up once.
+    pub fn plan_set(&self, entries: &[Entry]) -> SetPlan {
+        let mut places: Vec<Place> = Vec::with_capacity(entries.len());
+        let (mut added, mut freed) = (0usize, 0usize);
+        // The first entry of the Set with each hash; a repeat of a key frees nothing twice.
         // The key hashes are seeded already (see `key_hash`), so they place themselves.
         let mut first_with_hash: HashTable<usize> = HashTable::new();
-        for (i, (e, &h)) in entries.iter().zip(&hashes.0).enumerate() {
-            added += entry_bytes(self.dimension, &e.value);
+        for (i, e) in entries.iter().enumerate() {
+            let hash = key_hash(&e.key);
+            let bytes = entry_bytes(self.dimension, &e.value);
+            added += bytes;
             let repeated = entries.len() > 1 && {
-                match first_with_hash.entry(h, |&j| hashes.0[j] == h, |&j| hashes.0[j]) {
+                match first_with_hash.entry(hash, |&j| places[j].hash == hash, |&j| places[j].hash) {
                     hashbrown::hash_table::Entry::Vacant(v) => {
                         v.insert(i);
                         false
@@ -266,29 +298,44 @@ impl Store {
                     }
                 }
             };
-            if !repeated && let Some(slot) = self.find_hashed(h, &e.key) {
-                freed += self.live_entry_bytes(slot);
-            }
+            let found = match repeated {
+                true => Found::Repeated,
+                false => match self.find_hashed(hash, &e.key) {
+                    Some(slot) => {
+                        freed += self.live_entry_bytes(slot);
+                        Found::Live(slot)
+                    }
+                    None => Found::Absent,
+                },
+            };
+            places.push(Place { hash, bytes, found });
         }
-        added.saturating_sub(freed)
+        SetPlan { places, bytes_added: added.saturating_sub(freed) }
     }
 
     /// Inserts or overwrites every entry, in order; returns (inserted, updated).
     pub fn set(&mut self, entries: &[Entry]) -> (usize, usize) {
-        self.set_hashed(entries, &KeyHashes::of(entries))
+        let plan = self.plan_set(entries);
+        self.set_planned(entries, &plan)
     }
 
-    /// [`Store::set`] with the entries' `hashes` already computed ([`KeyHashes::of`]).
-    pub fn set_hashed(&mut self, entries: &[Entry], hashes: &KeyHashes) -> (usize, usize) {
+    /// [`Store::set`] by a plan made for these `entries` on this store as it is.
+    pub fn set_planned(&mut self, entries: &[Entry], plan: &SetPlan) -> (usize, usize) {
+        debug_assert_eq!(entries.len(), plan.places.len());
         let (mut inserted, mut updated) = (0, 0);
-        for (Entry { key, value }, &h) in entries.iter().zip(&hashes.0) {
-            match self.find_hashed(h, key) {
+        for (Entry { key, value }, place) in entries.iter().zip(&plan.places) {
+            let live = match place.found {
+                Found::Live(slot) => Some(slot),
+                Found::Absent => None,
+                Found::Repeated => self.find_hashed(place.hash, key),
+            };
+            match live {
                 Some(slot) => {
-                    self.replace_value(slot, value);
+                    self.replace_value_sized(slot, value, place.bytes);
                     updated += 1;
                 }
                 None => {
-                    self.insert_new(h, key, value);
+                    self.insert_new(place.hash, key, value, place.bytes);
                     inserted += 1;
                 }
             }
@@ -297,7 +344,7 @@ impl Store {
         (inserted, updated)
     }
 
-    fn insert_new(&mut self, h: u64, key: &[f32], value: &Metadata) -> u32 {
+    fn insert_new(&mut self, h: u64, key: &[f32], value: &Metadata, bytes: usize) -> u32 {
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.arena.set_row(slot as usize, key);
@@ -310,12 +357,10 @@ impl Store {
                 self.norms.push_row(&[similarity::norm(key)]) as u32
             }
         };
-        if self.by_hash.get(&h).is_some() {
+        if !self.by_hash.insert_if_absent(h, slot) {
             self.collisions.entry(h).or_default().push(slot);
-        } else {
-            self.by_hash.insert(h, slot);
         }
-        self.bytes += entry_bytes(self.dimension, value);
+        self.bytes += bytes;
         self.index_value(slot, value);
         self.meta.set(slot, value);
         self.live += 1;
@@ -332,11 +377,16 @@ impl Store {
 
     /// Replaces the metadata of a live slot.
     pub fn replace_value(&mut self, slot: u32, value: &Metadata) {
+        self.replace_value_sized(slot, value, entry_bytes(self.dimension, value));
+    }
+
+    /// [`Store::replace_value`] with the new value's [`entry_bytes`] known.
+    fn replace_value_sized(&mut self, slot: u32, value: &Metadata, bytes: usize) {
         if self.meta.is_live(slot) {
             self.unindex_value(slot);
             self.bytes -= self.live_entry_bytes(slot);
         }
-        self.bytes += entry_bytes(self.dimension, value);
+        self.bytes += bytes;
         self.index_value(slot, value);
         self.meta.set(slot, value);
     }
@@ -670,9 +720,11 @@ impl Predicate {
 mod tests {
     use super::*;
 
+    /// Dimensions up to 40 cover keys of no whole block of sixteen components and of one, with
+    /// every remainder, and of two.
     #[test]
     fn every_component_of_a_key_reaches_its_hash() {
-        for dimension in 1..=20 {
+        for dimension in 1..=40 {
             let base: Vec<f32> = (0..dimension).map(|i| i as f32 * 0.5).collect();
             let mut seen = std::collections::HashSet::from([key_hash(&base)]);
             for i in 0..dimension {
