@@ -298,15 +298,13 @@ impl Store {
                     }
                 }
             };
-            let found = match repeated {
-                true => Found::Repeated,
-                false => match self.find_hashed(hash, &e.key) {
-                    Some(slot) => {
-                        freed += self.live_entry_bytes(slot);
-                        Found::Live(slot)
-                    }
-                    None => Found::Absent,
-                },
+            let found = if repeated {
+                Found::Repeated
+            } else if let Some(slot) = self.find_hashed(hash, &e.key) {
+                freed += self.live_entry_bytes(slot);
+                Found::Live(slot)
+            } else {
+                Found::Absent
             };
             places.push(Place { hash, bytes, found });
         }
