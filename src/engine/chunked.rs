@@ -286,19 +286,12 @@ impl<K: ShardKey, V: Clone> ShardedMap<K, V> {
     /// The value of `key`, to write, made by `make` (and the key cloned) if absent; the key's
     /// shard is copied first if a clone shares it.
     pub fn get_or_insert_with(&mut self, key: &K, make: impl FnOnce() -> V) -> &mut V {
-        let seed = &self.seed;
-        let h = key.keyed_hash(seed);
-        let shard = Arc::make_mut(&mut self.shards[shard_of(h)]);
-        let entry = shard.entry(h, |(k, _)| k == key, |(k, _)| k.keyed_hash(seed));
-        &mut entry.or_insert_with(|| (key.clone(), make())).into_mut().1
+        &mut self.entry(key).or_insert_with(|| (key.clone(), make())).into_mut().1
     }
 
     /// Sets `key` to `value`; returns the value it replaces.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        let seed = &self.seed;
-        let h = key.keyed_hash(seed);
-        let shard = Arc::make_mut(&mut self.shards[shard_of(h)]);
-        match shard.entry(h, |(k, _)| *k == key, |(k, _)| k.keyed_hash(seed)) {
+        match self.entry(&key) {
             Entry::Occupied(mut o) => Some(std::mem::replace(&mut o.get_mut().1, value)),
             Entry::Vacant(v) => {
                 v.insert((key, value));
@@ -309,16 +302,22 @@ impl<K: ShardKey, V: Clone> ShardedMap<K, V> {
 
     /// Sets `key` to `value` if it has no value; returns whether it had none.
     pub fn insert_if_absent(&mut self, key: K, value: V) -> bool {
-        let seed = &self.seed;
-        let h = key.keyed_hash(seed);
-        let shard = Arc::make_mut(&mut self.shards[shard_of(h)]);
-        match shard.entry(h, |(k, _)| *k == key, |(k, _)| k.keyed_hash(seed)) {
+        match self.entry(&key) {
             Entry::Occupied(_) => false,
             Entry::Vacant(v) => {
                 v.insert((key, value));
                 true
             }
         }
+    }
+
+    /// The place of `key` in its shard, found with one probe; the shard is copied first if a
+    /// clone shares it.
+    fn entry(&mut self, key: &K) -> Entry<'_, (K, V)> {
+        let seed = &self.seed;
+        let h = key.keyed_hash(seed);
+        let shard = Arc::make_mut(&mut self.shards[shard_of(h)]);
+        shard.entry(h, |(k, _)| k == key, |(k, _)| k.keyed_hash(seed))
     }
 
     /// Removes `key`; returns its value.

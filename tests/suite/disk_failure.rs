@@ -97,6 +97,17 @@ async fn failing_node_leads(sim: &SimFs, failing: impl Fn(&mut NodeConfig), writ
     cluster
 }
 
+/// Waits until the failed node's stopped Raft has closed its log, then checks that its status
+/// still says it stopped, naming `cause`.
+async fn still_stopped_once_its_log_closes(cluster: &Cluster, cause: &str) {
+    cluster
+        .wait_for(Duration::from_secs(10), "node 3's stopped Raft to close its log", |c| c.node(FAILING).log_closed())
+        .await;
+    let status = cluster.node(FAILING).status();
+    assert_eq!(status.role, "stopped", "after the log closed: {status:?}");
+    assert!(status.stopped.contains(cause), "after the log closed: {status:?}");
+}
+
 async fn a_leader_whose_disk_fails_stops_and_the_others_go_on(fault: DiskFault) {
     let sim = SimFs::new(17);
     let cluster = failing_node_leads(&sim, |_| {}, 20).await;
@@ -138,12 +149,7 @@ async fn a_leader_whose_disk_fails_stops_and_the_others_go_on(fault: DiskFault) 
     assert!(started.elapsed() < Duration::from_secs(2), "refused without waiting: {:?}", started.elapsed());
 
     // It still says why once its stopped Raft has let go of the log.
-    cluster
-        .wait_for(Duration::from_secs(10), "node 3's stopped Raft to close its log", |c| c.node(FAILING).log_closed())
-        .await;
-    let status = cluster.node(FAILING).status();
-    assert_eq!(status.role, "stopped", "after the log closed: {status:?}");
-    assert!(status.stopped.contains(cause), "after the log closed: {status:?}");
+    still_stopped_once_its_log_closes(&cluster, cause).await;
 
     // Restarted on a disk that works again (space freed), it catches up with every write.
     let addr = cluster.node(FAILING).addr();
@@ -206,12 +212,7 @@ async fn a_leader_whose_log_fails_on_a_purge_gives_way_with_no_write_to_notice()
         .await;
     // The node stopped its Raft itself (openraft waited for no write that failed), so only the
     // log knows why; the node still says so once its Raft has let go of the log.
-    cluster
-        .wait_for(Duration::from_secs(10), "node 3's stopped Raft to close its log", |c| c.node(FAILING).log_closed())
-        .await;
-    let status = cluster.node(FAILING).status();
-    assert_eq!(status.role, "stopped", "after the log closed: {status:?}");
-    assert!(status.stopped.contains("os error 28"), "after the log closed: {status:?}");
+    still_stopped_once_its_log_closes(&cluster, "os error 28").await;
     cluster
         .wait_for(Duration::from_secs(10), "nodes 1 and 2 to elect a leader without node 3", |c| {
             let (one, two) = (c.node(1).status(), c.node(2).status());
