@@ -7,7 +7,7 @@ use prost::Message;
 
 use super::codec::{self, CommandCodec};
 use super::set_decoding;
-use super::set_encoding::SetEncoding;
+use super::set_encoding::{BatchEncoding, Member, SetEncoding};
 use crate::engine::{
     Command, Condition, Entry, HnswConfig, Metadata, MetadataValue, Metric, NonLinearIndex, NonLinearKind, Predicate,
     StoreRef,
@@ -16,19 +16,20 @@ use crate::proto::command as pb;
 
 impl CommandCodec for Command {
     fn encode_command(&self) -> Vec<u8> {
-        match self {
-            Command::Set { store, entries } => {
-                let encoding = SetEncoding::new(store, entries);
+        match Direct::of(self) {
+            Some(encoding) => {
                 let mut buf = Vec::with_capacity(encoding.len());
                 encoding.write(&mut buf);
                 buf
             }
-            other => message(other).encode_to_vec(),
+            None => message(self).encode_to_vec(),
         }
     }
 
     fn decode_command(bytes: &[u8]) -> Result<Self, String> {
-        set_decoding::read_set(bytes).map_or_else(|| decode_with_prost(bytes), Ok)
+        set_decoding::read_set(bytes)
+            .or_else(|| set_decoding::read_batch(bytes))
+            .map_or_else(|| decode_with_prost(bytes), Ok)
     }
 }
 
@@ -39,24 +40,63 @@ pub(super) fn decode_with_prost(bytes: &[u8]) -> Result<Command, String> {
     decode(msg.kind.ok_or("command has no kind (written by a newer version?)")?)
 }
 
-/// The length of `cmd`'s encoding ([`CommandCodec::encode_command`]), computed for a Set (the
-/// write that matters for speed) without encoding it; other commands are encoded to be measured.
+/// The encoding of the commands that carry the written bytes (a Set, and a batch of concurrent
+/// writes), written straight from the engine's types; the same bytes prost writes for
+/// [`message`] of them.
+enum Direct<'a> {
+    Set(SetEncoding<'a>),
+    Batch(BatchEncoding<'a>),
+}
+
+impl<'a> Direct<'a> {
+    /// `cmd`'s direct encoding, if it has one.
+    fn of(cmd: &'a Command) -> Option<Self> {
+        match cmd {
+            Command::Set { store, entries } => Some(Direct::Set(SetEncoding::new(store, entries))),
+            Command::Batch { commands } => Some(Direct::Batch(BatchEncoding::new(
+                commands
+                    .iter()
+                    .map(|c| match c {
+                        Command::Set { store, entries } => Member::Set(SetEncoding::new(store, entries)),
+                        other => Member::Encoded(message(other).encode_to_vec()),
+                    })
+                    .collect(),
+            ))),
+            _ => None,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Direct::Set(set) => set.len(),
+            Direct::Batch(batch) => batch.len(),
+        }
+    }
+
+    fn write(&self, buf: &mut impl bytes::BufMut) {
+        match self {
+            Direct::Set(set) => set.write(buf),
+            Direct::Batch(batch) => batch.write(buf),
+        }
+    }
+}
+
+/// The length of `cmd`'s encoding ([`CommandCodec::encode_command`]), computed for a Set or a
+/// batch (the writes that matter for speed) without encoding it; other commands are encoded to
+/// be measured.
 pub fn encoded_len(cmd: &Command) -> usize {
-    match cmd {
-        Command::Set { store, entries } => SetEncoding::new(store, entries).len(),
-        other => other.encode_command().len(),
+    match Direct::of(cmd) {
+        Some(encoding) => encoding.len(),
+        None => cmd.encode_command().len(),
     }
 }
 
 /// The entry payload of `cmd` ([`codec::normal_payload`] of its encoding), written in one pass
-/// into a buffer of its final size; a Set straight from the engine's types.
+/// into a buffer of its final size; a Set or a batch straight from the engine's types.
 pub fn payload_of(cmd: &Command) -> Bytes {
-    match cmd {
-        Command::Set { store, entries } => {
-            let encoding = SetEncoding::new(store, entries);
-            codec::normal_payload_from(encoding.len(), |buf| encoding.write(buf))
-        }
-        other => codec::normal_payload_of(&message(other)),
+    match Direct::of(cmd) {
+        Some(encoding) => codec::normal_payload_from(encoding.len(), |buf| encoding.write(buf)),
+        None => codec::normal_payload_of(&message(cmd)),
     }
 }
 

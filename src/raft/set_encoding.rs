@@ -2,6 +2,8 @@
 //! writes for `command::message` of it (`Command { set: Set { store, entries } }` in
 //! `proto/ahnlich_raft/command.proto`), without first copying every key and metadata string into
 //! the generated message types. A Set is the command that carries the bulk of all written bytes.
+//! So does a batch of concurrent writes (`Command { batch: Batch { commands } }`), written here
+//! around its members' own encodings.
 //!
 //! Presence follows proto3 as prost applies it: a message field that is set is written even
 //! when empty; a plain string or packed field is left out when empty; `StoreRef.schema` is
@@ -15,6 +17,8 @@ use crate::proto::packed;
 
 // Field numbers, from `command.proto` (read back by `set_decoding`).
 pub(super) const COMMAND_SET: u32 = 4;
+pub(super) const COMMAND_BATCH: u32 = 13;
+pub(super) const BATCH_COMMANDS: u32 = 1;
 pub(super) const SET_STORE: u32 = 1;
 pub(super) const SET_ENTRIES: u32 = 2;
 pub(super) const STORE_REF_SCHEMA: u32 = 1;
@@ -67,6 +71,59 @@ impl<'a> SetEncoding<'a> {
                 put_header(METADATA_ENTRY_VALUE, field_len(bytes.len()), buf);
                 put_bytes(arm, bytes, buf);
             }
+        }
+    }
+}
+
+/// One command of a batch, as it is encoded.
+pub(super) enum Member<'a> {
+    /// A Set, written as [`SetEncoding`] writes it.
+    Set(SetEncoding<'a>),
+    /// Any other command, already encoded as a whole `Command` message.
+    Encoded(Vec<u8>),
+}
+
+impl Member<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Member::Set(set) => set.len(),
+            Member::Encoded(bytes) => bytes.len(),
+        }
+    }
+
+    fn write(&self, buf: &mut impl BufMut) {
+        match self {
+            Member::Set(set) => set.write(buf),
+            Member::Encoded(bytes) => buf.put_slice(bytes),
+        }
+    }
+}
+
+/// The encoding of one batch: the bytes prost writes for `command::message` of it, each member
+/// written as it is encoded alone; its length worked out once when made.
+pub(super) struct BatchEncoding<'a> {
+    members: Vec<Member<'a>>,
+    batch_len: usize,
+}
+
+impl<'a> BatchEncoding<'a> {
+    /// The encoding of the batch of `members`, in order.
+    pub(super) fn new(members: Vec<Member<'a>>) -> Self {
+        let batch_len = members.iter().map(|m| field_len(m.len())).sum();
+        Self { members, batch_len }
+    }
+
+    /// The length of the whole `Command` holding the batch.
+    pub(super) fn len(&self) -> usize {
+        field_len(self.batch_len)
+    }
+
+    /// Writes the whole `Command` holding the batch (`len` bytes).
+    pub(super) fn write(&self, buf: &mut impl BufMut) {
+        put_header(COMMAND_BATCH, self.batch_len, buf);
+        for member in &self.members {
+            put_header(BATCH_COMMANDS, member.len(), buf);
+            member.write(buf);
         }
     }
 }
@@ -180,6 +237,43 @@ mod tests {
             encoding.write(&mut ours);
             assert_eq!(ours, derived, "{}", cmd);
             assert_eq!(encoding.len(), derived.len(), "{}", cmd);
+        }
+    }
+
+    #[test]
+    fn a_batch_is_written_as_the_bytes_prost_writes_for_its_message() {
+        use crate::raft::codec::{self, CommandCodec};
+        use crate::raft::command::{encoded_len, payload_of};
+        let one = |i: u32| {
+            set(
+                StoreRef::public("s"),
+                vec![entry(vec![i as f32; 3], &[("id", MetadataValue::RawString(i.to_string()))])],
+            )
+        };
+        let big = set(
+            StoreRef { schema: Some("tenant".into()), name: "x".repeat(200) },
+            (0..100).map(|i| entry(vec![i as f32; 128], &[])).collect(),
+        );
+        let batches = [
+            vec![],
+            vec![set(StoreRef::public("s"), vec![])],
+            (0..64).map(one).collect(),
+            vec![big.clone(), one(1), big],
+            // Members other than Sets are written by prost, in their place.
+            vec![
+                one(1),
+                Command::DropSchema { schema: "tenant".into() },
+                Command::DelKey { store: StoreRef::public("s"), keys: vec![vec![1.0; 3]] },
+                Command::Batch { commands: vec![one(2)] },
+                one(3),
+            ],
+        ];
+        for commands in batches {
+            let batch = Command::Batch { commands };
+            let derived = message(&batch).encode_to_vec();
+            assert_eq!(batch.encode_command(), derived, "{batch}");
+            assert_eq!(encoded_len(&batch), derived.len(), "{batch}");
+            assert_eq!(payload_of(&batch)[..], codec::normal_payload(derived)[..], "{batch}");
         }
     }
 }
