@@ -12,6 +12,10 @@
 //!
 //! (`encode_all` for the encoding; `decode_requests_all` for the leader's decoding of the same
 //! entries as a client's `Set` request of the DB API, with their conversion to engine entries).
+//!
+//! `AHNLICH_BENCH_BATCH=N` makes the commands batches of N one-entry Sets instead, as the
+//! leader's proposer batches concurrent clients' writes (the same entries in all; the request
+//! decoding is then skipped).
 
 use ahnlich_raft::engine::{Command, Entry, MetadataValue, StoreRef};
 use ahnlich_raft::proto::ahnlich::db::query;
@@ -87,6 +91,10 @@ fn main() {
             entries: (b * 1000..(b + 1) * 1000).map(|i| entry(&mut rng, i)).collect(),
         })
         .collect();
+    let batch: Option<usize> = std::env::var("AHNLICH_BENCH_BATCH").ok().and_then(|v| v.parse().ok());
+    if let Some(per_batch) = batch {
+        return codec_of_batches(&commands, per_batch.max(1), sets);
+    }
     let entries = (sets * 1000) as f64;
     let started = std::time::Instant::now();
     let encoded = encode_all(&commands);
@@ -108,5 +116,30 @@ fn main() {
         encoding.as_secs_f64() * 1e6 / entries,
         decoding.as_secs_f64() * 1e6 / entries,
         request_decoding.as_secs_f64() * 1e6 / entries
+    );
+}
+
+/// Times encoding and decoding the entries of `sets` as batches of `per_batch` one-entry Sets.
+fn codec_of_batches(sets: &[Command], per_batch: usize, set_count: u64) {
+    let writes: Vec<Command> = sets
+        .iter()
+        .flat_map(|c| {
+            let Command::Set { store, entries } = c else { unreachable!("only Sets are made") };
+            entries.iter().map(|e| Command::Set { store: store.clone(), entries: vec![e.clone()] })
+        })
+        .collect();
+    let batches: Vec<Command> = writes.chunks(per_batch).map(|w| Command::Batch { commands: w.to_vec() }).collect();
+    let entries = writes.len() as f64;
+    let started = std::time::Instant::now();
+    let encoded = encode_all(&batches);
+    let encoding = started.elapsed();
+    let started = std::time::Instant::now();
+    let decoded = decode_all(&encoded);
+    let decoding = started.elapsed();
+    assert!(decoded == batches, "a batch decodes to itself");
+    println!(
+        "encode: {:.3} µs per entry; decode: {:.3} µs per entry ({set_count}k entries in batches of {per_batch} one-entry Sets)",
+        encoding.as_secs_f64() * 1e6 / entries,
+        decoding.as_secs_f64() * 1e6 / entries,
     );
 }
