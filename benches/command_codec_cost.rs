@@ -57,6 +57,19 @@ fn decode_requests_all(requests: &[Vec<u8>]) -> Vec<Vec<Entry>> {
         .collect()
 }
 
+/// The time to encode `commands` as the leader logs them, and to decode them as a follower
+/// does; asserts they decode to themselves.
+fn encode_and_decode(commands: &[Command]) -> (std::time::Duration, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let encoded = encode_all(commands);
+    let encoding = started.elapsed();
+    let started = std::time::Instant::now();
+    let decoded = decode_all(&encoded);
+    let decoding = started.elapsed();
+    assert!(decoded == commands, "a command decodes to itself");
+    (encoding, decoding)
+}
+
 /// `command` (a Set) as a client's DB API request.
 fn request_of(command: &Command) -> Vec<u8> {
     let Command::Set { entries, .. } = command else { unreachable!("only Sets are made") };
@@ -96,12 +109,7 @@ fn main() {
         return codec_of_batches(&commands, per_batch.max(1), sets);
     }
     let entries = (sets * 1000) as f64;
-    let started = std::time::Instant::now();
-    let encoded = encode_all(&commands);
-    let encoding = started.elapsed();
-    let started = std::time::Instant::now();
-    let decoded = decode_all(&encoded);
-    let decoding = started.elapsed();
+    let (encoding, decoding) = encode_and_decode(&commands);
     let requests: Vec<Vec<u8>> = commands.iter().map(request_of).collect();
     let started = std::time::Instant::now();
     let from_requests = decode_requests_all(&requests);
@@ -109,7 +117,6 @@ fn main() {
     for (command, entries) in commands.iter().zip(&from_requests) {
         assert!(matches!(command, Command::Set { entries: e, .. } if e == entries), "a request decodes to its entries");
     }
-    assert!(decoded == commands, "a command decodes to itself");
     println!(
         "encode: {:.3} µs per entry; decode: {:.3} µs per entry; request decode: {:.3} µs per entry \
          ({sets} Sets of 1,000)",
@@ -130,13 +137,7 @@ fn codec_of_batches(sets: &[Command], per_batch: usize, set_count: u64) {
         .collect();
     let batches: Vec<Command> = writes.chunks(per_batch).map(|w| Command::Batch { commands: w.to_vec() }).collect();
     let entries = writes.len() as f64;
-    let started = std::time::Instant::now();
-    let encoded = encode_all(&batches);
-    let encoding = started.elapsed();
-    let started = std::time::Instant::now();
-    let decoded = decode_all(&encoded);
-    let decoding = started.elapsed();
-    assert!(decoded == batches, "a batch decodes to itself");
+    let (encoding, decoding) = encode_and_decode(&batches);
     println!(
         "encode: {:.3} µs per entry; decode: {:.3} µs per entry ({set_count}k entries in batches of {per_batch} one-entry Sets)",
         encoding.as_secs_f64() * 1e6 / entries,

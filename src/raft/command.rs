@@ -27,9 +27,7 @@ impl CommandCodec for Command {
     }
 
     fn decode_command(bytes: &[u8]) -> Result<Self, String> {
-        set_decoding::read_set(bytes)
-            .or_else(|| set_decoding::read_batch(bytes))
-            .map_or_else(|| decode_with_prost(bytes), Ok)
+        set_decoding::read_direct(bytes).map_or_else(|| decode_with_prost(bytes), Ok)
     }
 }
 
