@@ -17,14 +17,16 @@
 //!   node's term moved (an election) meanwhile.
 //!
 //! - then the upstream load profile (`AHNLICH_BENCH_ONLY=profile`): Sets of one 128-d entry
-//!   with 3 metadata fields from 1 and 64 connections, and bulk Sets of 1,000 from 1 and 4, on
+//!   with 3 metadata fields from 1, 8 and 64 connections, and bulk Sets of 1,000 from 1 and 4, on
 //!   an in-memory reference (this project's engine and DB service with no Raft and no log,
 //!   `benches/reference.rs`), one durable node and a 3-node cluster, in interleaved rounds
 //!   (each round in an order rotated by one, so no system always runs right after another);
 //!   medians and the ratios durable/reference and 3 nodes/1 node. `AHNLICH_BENCH_ROUNDS`
 //!   (default 3) and `AHNLICH_BENCH_PROFILE_BULK` (entries per bulk run, default 200,000);
 //!   `AHNLICH_BENCH_PROFILE_WORKLOAD` and `AHNLICH_BENCH_PROFILE_SYSTEM` (part of a name) run
-//!   only the workloads and systems they name.
+//!   only the workloads and systems they name. A second table splits each system's CPU per
+//!   operation between the bench process (the load generator, and the reference's server),
+//!   the leader and the followers, with the operations per log entry.
 //!
 //! - then a fourth (`AHNLICH_BENCH_ONLY=backup`): `cluster backup` of a node holding
 //!   `AHNLICH_BENCH_BACKUP_ENTRIES` (default 1,000,000) × 128-d from its newest snapshot, MB/s,
@@ -319,7 +321,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 /// Upstream Ahnlich's load profile (128-d entries with three metadata fields into a store with
-/// one predicate index; Sets of one entry from 1 and 64 connections; bulk Sets of 1,000 from 1
+/// one predicate index; Sets of one entry from 1, 8 and 64 connections; bulk Sets of 1,000 from 1
 /// and 4) on three systems up at once: the in-memory reference (`reference.rs`: the engine and
 /// the DB service, no Raft, no log), one durable node, and a 3-node cluster (at its leader).
 /// Each workload runs on each system in turn, `AHNLICH_BENCH_ROUNDS` rounds (default 3), each
@@ -343,6 +345,10 @@ async fn upstream_profile() {
         ("1 node", Target::plain(single.addr)),
         ("3 nodes", Target::plain(leader_addr)),
     ];
+    // Each system's processes, leader first (the reference runs inside the bench process).
+    let leader_proc = three.iter().find(|p| p.id == leader).expect("leader");
+    let mut processes: [Vec<&Proc>; 3] = [vec![], vec![&single], vec![leader_proc]];
+    processes[2].extend(three.iter().filter(|p| p.id != leader));
     for (_, t) in &systems {
         for _ in 0..600 {
             if Channel::from_shared(format!("http://{}", t.addr)).expect("uri").connect().await.is_ok() {
@@ -362,6 +368,7 @@ async fn upstream_profile() {
     }
     let workloads = [
         Workload { name: "Set 1 entry, 1 client", unit: "writes/s", clients: 1, bulk: false },
+        Workload { name: "Set 1 entry, 8 clients", unit: "writes/s", clients: 8, bulk: false },
         Workload { name: "Set 1 entry, 64 clients", unit: "writes/s", clients: 64, bulk: false },
         Workload { name: "bulk Sets of 1,000, 1 client", unit: "entries/s", clients: 1, bulk: true },
         Workload { name: "bulk Sets of 1,000, 4 clients", unit: "entries/s", clients: 4, bulk: true },
@@ -371,6 +378,8 @@ async fn upstream_profile() {
     // only the workloads and systems they name (to profile one); the others print as zero.
     let named = |var: &str, name: &str| std::env::var(var).map_or(true, |part| name.contains(part.as_str()));
     let mut rates = vec![vec![Vec::new(); systems.len()]; workloads.len()];
+    // splits[workload][system]: one CPU split per round.
+    let mut splits = vec![vec![Vec::new(); systems.len()]; workloads.len()];
     for round in 0..rounds as u64 {
         for (w, load) in workloads.iter().enumerate().filter(|(_, l)| named("AHNLICH_BENCH_PROFILE_WORKLOAD", l.name)) {
             // Each round starts with another system: the one that runs right after another
@@ -383,13 +392,15 @@ async fn upstream_profile() {
                 }
                 let target = &systems[sys].1;
                 let offset = ((round * 8 + w as u64) << 36) + ((sys as u64) << 34);
-                let rate = if load.bulk {
-                    ingest(target, "bulk", load.clients, bulk, offset).await.ops_per_sec * 1000.0
+                let before = CpuSnapshot::take(&processes[sys]).await;
+                let (rate, ops) = if load.bulk {
+                    (ingest(target, "bulk", load.clients, bulk, offset).await.ops_per_sec * 1000.0, bulk)
                 } else {
                     let total = if load.clients == 1 { writes_n } else { writes_n * 4 };
-                    writes(target, "w", load.clients, total, offset).await.ops_per_sec
+                    (writes(target, "w", load.clients, total, offset).await.ops_per_sec, total)
                 };
                 rates[w][sys].push(rate);
+                splits[w][sys].push(CpuSnapshot::take(&processes[sys]).await.split_since(&before, ops));
             }
         }
     }
@@ -416,7 +427,93 @@ async fn upstream_profile() {
             m[2] / m[1]
         );
     }
+    println!();
+    println!(
+        "CPU per operation, µs (user + system, medians of {rounds} rounds; bench = load generator, and the reference's server)"
+    );
+    println!(
+        "| {:<32} | {:<9} | {:>7} | {:>7} | {:>9} | {:>7} | {:>13} |",
+        "workload", "system", "bench", "leader", "followers", "total", "ops per entry"
+    );
+    println!("|{:-<34}|{:-<11}|{:->9}|{:->9}|{:->11}|{:->9}|{:->15}|", "", "", "", "", "", "", "");
+    for (w, load) in workloads.iter().enumerate() {
+        for (sys, (name, _)) in systems.iter().enumerate() {
+            let runs = &splits[w][sys];
+            if runs.is_empty() {
+                continue;
+            }
+            let m = |f: fn(&CpuSplit) -> f64| median(runs.iter().map(f).collect());
+            let per_entry = m(|c| c.ops_per_entry);
+            println!(
+                "| {:<32} | {:<9} | {:>7.1} | {:>7.1} | {:>9.1} | {:>7.1} | {:>13} |",
+                load.name,
+                name,
+                m(|c| c.bench_us),
+                m(|c| c.leader_us),
+                m(|c| c.followers_us),
+                m(|c| c.bench_us + c.leader_us + c.followers_us),
+                if per_entry > 0.0 { format!("{per_entry:.1}") } else { "-".into() }
+            );
+        }
+    }
     drop((single, three));
+}
+
+/// The CPU time (user + system, all threads) the process `pid` has used so far, from
+/// `/proc/<pid>/stat`, at the kernel's fixed 100 ticks per second; zero if it cannot be read.
+fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name (in parentheses, and free to hold spaces) come the fields from
+    // the third on; utime and stime are the 14th and 15th.
+    let fields = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = fields.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// The CPU used so far by the bench process and by a system's nodes (leader first), and the
+/// leader's last log index.
+struct CpuSnapshot {
+    bench: Duration,
+    nodes: Vec<Duration>,
+    last_index: Option<u64>,
+}
+
+/// A run's CPU per operation, µs, and its operations per log entry (0 without a log).
+#[derive(Clone)]
+struct CpuSplit {
+    bench_us: f64,
+    leader_us: f64,
+    followers_us: f64,
+    ops_per_entry: f64,
+}
+
+impl CpuSnapshot {
+    async fn take(nodes: &[&Proc]) -> Self {
+        let last_index = match nodes.first() {
+            Some(leader) => leader.status().await.and_then(|s| s.last_log_index),
+            None => None,
+        };
+        Self {
+            bench: cpu_time("self"),
+            nodes: nodes.iter().map(|p| cpu_time(&p.pid().to_string())).collect(),
+            last_index,
+        }
+    }
+
+    fn split_since(&self, before: &Self, ops: u64) -> CpuSplit {
+        let per_op = |d: Duration| d.as_secs_f64() * 1e6 / ops.max(1) as f64;
+        let used: Vec<Duration> = self.nodes.iter().zip(&before.nodes).map(|(a, b)| a.saturating_sub(*b)).collect();
+        let entries = match (self.last_index, before.last_index) {
+            (Some(a), Some(b)) if a > b => (a - b) as f64,
+            _ => 0.0,
+        };
+        CpuSplit {
+            bench_us: per_op(self.bench.saturating_sub(before.bench)),
+            leader_us: used.first().map_or(0.0, |d| per_op(*d)),
+            followers_us: used.iter().skip(1).fold(0.0, |sum, d| sum + per_op(*d)),
+            ops_per_entry: if entries > 0.0 { ops as f64 / entries } else { 0.0 },
+        }
+    }
 }
 
 /// Spawn-to-first-read: polls the node at `addr` until a local GetKey of `key` in `store` answers.

@@ -10,6 +10,9 @@
 //! ```
 //!
 //! (instructions collected / 100,000 = instructions per entry).
+//!
+//! `AHNLICH_BENCH_BATCH=N` applies the same entries as batches of N one-entry Sets instead,
+//! as a follower applies the proposer's batches of concurrent clients' writes.
 
 use ahnlich_raft::engine::{Command, Engine, StoreRef};
 use ahnlich_raft::wal::sim_fs::SimRng;
@@ -39,17 +42,30 @@ fn main() {
         error_if_exists: true,
     })
     .expect("create");
+    let batch: Option<u64> = std::env::var("AHNLICH_BENCH_BATCH").ok().and_then(|v| v.parse().ok());
     let mut rng = SimRng::new(7);
-    let commands: Vec<Command> = (0..sets)
-        .map(|b| Command::Set {
-            store: store.clone(),
-            entries: (b * 1000..(b + 1) * 1000).map(|i| entry(&mut rng, i)).collect(),
-        })
-        .collect();
+    let commands: Vec<Command> = match batch {
+        None => (0..sets)
+            .map(|b| Command::Set {
+                store: store.clone(),
+                entries: (b * 1000..(b + 1) * 1000).map(|i| entry(&mut rng, i)).collect(),
+            })
+            .collect(),
+        Some(n) => {
+            let one = |i| Command::Set { store: store.clone(), entries: vec![entry(&mut rng, i)] };
+            let singles: Vec<Command> = (0..sets * 1000).map(one).collect();
+            singles.chunks(n.max(1) as usize).map(|c| Command::Batch { commands: c.to_vec() }).collect()
+        }
+    };
     let started = std::time::Instant::now();
     for c in &commands {
         e.apply(c).expect("set");
     }
     let per_entry = started.elapsed().as_secs_f64() * 1e6 / (sets * 1000) as f64;
-    println!("engine Set: {per_entry:.3} µs per entry over {sets} Sets of 1,000");
+    match batch {
+        None => println!("engine Set: {per_entry:.3} µs per entry over {sets} Sets of 1,000"),
+        Some(n) => {
+            println!("engine Set: {per_entry:.3} µs per entry over {} one-entry Sets in batches of {n}", sets * 1000)
+        }
+    }
 }
