@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use rkyv::{Archive, Deserialize, Serialize};
 
+use super::catalog::Catalog;
 use super::chunked::{ChunkedVec, NodeOfSlot, ShardedMap, SlotSet};
 use super::hnsw::{self, Hnsw};
 use super::kdtree::{self, KdTree};
@@ -465,7 +466,10 @@ impl Engine {
     pub fn capture(&self) -> Capture {
         let stores = read(&self.stores);
         Capture {
-            stores: stores.iter().map(|((schema, name), s)| (schema.clone(), name.clone(), read(s).clone())).collect(),
+            stores: stores
+                .iter()
+                .map(|(schema, name, s)| (schema.to_owned(), name.to_owned(), read(s).clone()))
+                .collect(),
         }
     }
 
@@ -494,13 +498,13 @@ impl Engine {
         backing: Option<&Arc<dyn Backing>>,
         limits: Limits,
     ) -> Result<Engine, String> {
-        let mut stores = BTreeMap::new();
+        let mut stores = Catalog::default();
         let mut used = 0usize;
         for s in img.stores.iter() {
             let store = Store::restore(s, backing)?;
             used += store.bytes();
-            let key = (s.schema.as_str().to_owned(), s.name.as_str().to_owned());
-            if stores.insert(key, Arc::new(RwLock::new(Arc::new(store)))).is_some() {
+            let (schema, name) = (s.schema.as_str().to_owned(), s.name.as_str().to_owned());
+            if stores.insert(schema, name, Arc::new(RwLock::new(Arc::new(store)))).is_some() {
                 return Err(format!("store {}.{} appears twice", s.schema, s.name));
             }
         }

@@ -28,6 +28,7 @@
 //!   zero vector scores 0. An entry lacking a predicate's metadata key matches neither
 //!   `Equals` nor `NotEquals` (nor `In` / `NotIn`), as upstream Ahnlich does.
 
+mod catalog;
 mod chunked;
 mod command;
 mod error;
@@ -40,9 +41,9 @@ mod similarity;
 mod store;
 mod types;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use self::catalog::{Catalog, SharedStore};
 pub use self::command::{Command, Query, Response};
 pub use self::error::{EngineError, ErrorCode};
 pub use self::image::{ArchivedEngineImage, Capture, EngineImage};
@@ -73,17 +74,11 @@ impl Default for Limits {
     }
 }
 
-type StoreKey = (String, String);
-
-/// A store behind its lock. The `Arc` inside lets a snapshot capture the store by reference;
-/// a write to a captured store copies it first (`Arc::make_mut`), once per capture.
-type SharedStore = Arc<RwLock<Arc<Store>>>;
-
 /// The engine: every schema and store.
 #[derive(Default)]
 pub struct Engine {
     limits: Limits,
-    stores: RwLock<BTreeMap<StoreKey, SharedStore>>,
+    stores: RwLock<Catalog>,
     writes: Mutex<()>,
     used_bytes: Mutex<usize>,
 }
@@ -98,10 +93,6 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn key_of(r: &StoreRef) -> StoreKey {
-    (r.schema().to_owned(), r.name.clone())
 }
 
 /// The `ef` (search breadth) an HNSW index takes, at creation and per query.
@@ -125,7 +116,7 @@ impl Engine {
 
     fn store(&self, r: &StoreRef) -> Result<SharedStore, EngineError> {
         self.check_store_ref(r)?;
-        read(&self.stores).get(&key_of(r)).cloned().ok_or_else(|| EngineError::StoreNotFound(r.clone()))
+        read(&self.stores).get(r.schema(), &r.name).cloned().ok_or_else(|| EngineError::StoreNotFound(r.clone()))
     }
 
     /// Checks `cmd` against the current state; changes nothing.
@@ -142,22 +133,23 @@ impl Engine {
 
     /// Checks and applies one command (callers hold the write lock).
     fn check_and_mutate(&self, cmd: &Command) -> Result<Response, EngineError> {
-        // A Set looks its keys up once, for its check and its write: nothing writes between
-        // them, since callers hold the write lock.
-        let plan = match cmd {
-            Command::Set { store, entries } => Some(self.check_set(store, entries)?),
-            _ => {
-                self.check(cmd)?;
-                None
-            }
-        };
-        Ok(self.mutate(cmd, plan))
+        // A Set finds its store and looks its keys up once, for its check and its write:
+        // nothing writes between them, since callers hold the write lock.
+        if let Command::Set { store, entries } = cmd {
+            let shared = self.store(store)?;
+            let plan = self.check_set(store, &shared, entries)?;
+            return Ok(self.write_store(&shared, |s| {
+                let (inserted, updated) = s.set_planned(entries, &plan);
+                Response::Set { inserted, updated }
+            }));
+        }
+        self.check(cmd)?;
+        Ok(self.mutate(cmd))
     }
 
-    /// Checks a Set; returns its plan.
-    fn check_set(&self, store: &StoreRef, entries: &[Entry]) -> Result<SetPlan, EngineError> {
-        let s = self.store(store)?;
-        let s = read(&s);
+    /// Checks a Set of `entries` into `shared` (the store `store` names); returns its plan.
+    fn check_set(&self, store: &StoreRef, shared: &SharedStore, entries: &[Entry]) -> Result<SetPlan, EngineError> {
+        let s = read(shared);
         for e in entries {
             check_key(store, s.dimension(), &e.key)?;
             self.check_metadata(&e.value)?;
@@ -179,7 +171,7 @@ impl Engine {
                 }
                 predicates.iter().try_for_each(|p| self.check_name(p, "predicate key"))?;
                 non_linear.iter().try_for_each(check_non_linear)?;
-                if *error_if_exists && read(&self.stores).contains_key(&key_of(store)) {
+                if *error_if_exists && read(&self.stores).contains(store.schema(), &store.name) {
                     return Err(EngineError::StoreAlreadyExists(store.clone()));
                 }
                 Ok(())
@@ -192,7 +184,7 @@ impl Engine {
                 self.store(store)?;
                 indexes.iter().try_for_each(check_non_linear)
             }
-            Command::Set { store, entries } => self.check_set(store, entries).map(drop),
+            Command::Set { store, entries } => self.check_set(store, &self.store(store)?, entries).map(drop),
             Command::Upsert { store, condition, new_key, new_value, merge_metadata } => {
                 let s = self.store(store)?;
                 let s = read(&s);
@@ -271,14 +263,13 @@ impl Engine {
         }
     }
 
-    /// Applies a checked command (a Set by the `plan` its check made, if it made one).
-    fn mutate(&self, cmd: &Command, plan: Option<SetPlan>) -> Response {
+    /// Applies a checked command.
+    fn mutate(&self, cmd: &Command) -> Response {
         match cmd {
             Command::CreateStore { store, dimension, predicates, non_linear, .. } => {
-                let mut stores = write(&self.stores);
-                stores
-                    .entry(key_of(store))
-                    .or_insert_with(|| Arc::new(RwLock::new(Arc::new(Store::new(*dimension, predicates, non_linear)))));
+                write(&self.stores).get_or_insert_with(store.schema(), &store.name, || {
+                    Arc::new(RwLock::new(Arc::new(Store::new(*dimension, predicates, non_linear))))
+                });
                 Response::Unit
             }
             Command::CreatePredIndex { store, predicates } => {
@@ -288,10 +279,7 @@ impl Engine {
                 self.with_store(store, |s| Response::Count(s.create_non_linear_indexes(indexes)))
             }
             Command::Set { store, entries } => self.with_store(store, |s| {
-                let (inserted, updated) = match &plan {
-                    Some(plan) => s.set_planned(entries, plan),
-                    None => s.set(entries),
-                };
+                let (inserted, updated) = s.set(entries);
                 Response::Set { inserted, updated }
             }),
             Command::Upsert { store, condition, new_key, new_value, merge_metadata } => self.with_store(store, |s| {
@@ -324,21 +312,18 @@ impl Engine {
                 Response::Count(s.remove(&slots))
             }),
             Command::DropStore { store, .. } => {
-                let removed = write(&self.stores).remove(&key_of(store));
+                let removed = write(&self.stores).remove(store.schema(), &store.name);
                 if let Some(s) = &removed {
                     *lock(&self.used_bytes) -= read(s).bytes();
                 }
                 Response::Count(usize::from(removed.is_some()))
             }
             Command::DropSchema { schema } => {
-                let mut stores = write(&self.stores);
-                let names: Vec<StoreKey> = stores.keys().filter(|(sc, _)| sc == schema).cloned().collect();
-                for name in &names {
-                    if let Some(s) = stores.remove(name) {
-                        *lock(&self.used_bytes) -= read(&s).bytes();
-                    }
+                let removed = write(&self.stores).remove_schema(schema);
+                for s in &removed {
+                    *lock(&self.used_bytes) -= read(s).bytes();
                 }
-                Response::Count(names.len())
+                Response::Count(removed.len())
             }
             Command::ClearStore { store } => self.with_store(store, |s| Response::Count(s.clear())),
             // Each on its own; `check` refused a batch that holds a batch.
@@ -348,10 +333,15 @@ impl Engine {
 
     /// Runs `f` on a store under its write lock, keeping the memory account in step.
     fn with_store(&self, r: &StoreRef, f: impl FnOnce(&mut Store) -> Response) -> Response {
-        let Some(store) = read(&self.stores).get(&key_of(r)).cloned() else {
+        let Some(store) = read(&self.stores).get(r.schema(), &r.name).cloned() else {
             return Response::Count(0);
         };
-        let mut guard = write(&store);
+        self.write_store(&store, f)
+    }
+
+    /// Runs `f` on `store` under its write lock, keeping the memory account in step.
+    fn write_store(&self, store: &SharedStore, f: impl FnOnce(&mut Store) -> Response) -> Response {
+        let mut guard = write(store);
         let s = Arc::make_mut(&mut guard);
         let before = s.bytes();
         let response = f(s);
@@ -366,7 +356,9 @@ impl Engine {
         let stores = read(&self.stores);
         stores
             .iter()
-            .map(|((schema, name), s)| (StoreRef { schema: Some(schema.clone()), name: name.clone() }, read(s).len()))
+            .map(|(schema, name, s)| {
+                (StoreRef { schema: Some(schema.to_owned()), name: name.to_owned() }, read(s).len())
+            })
             .collect()
     }
 
@@ -462,11 +454,7 @@ impl Engine {
             Query::ListStores { schema } => {
                 let schema = schema.as_deref().filter(|s| !s.is_empty()).unwrap_or(DEFAULT_SCHEMA);
                 let stores = read(&self.stores);
-                let infos = stores
-                    .iter()
-                    .filter(|((sc, _), _)| sc == schema)
-                    .map(|((_, name), s)| read(s).info(name))
-                    .collect();
+                let infos = stores.in_schema(schema).map(|(name, s)| read(s).info(name)).collect();
                 Ok(Response::Stores(infos))
             }
             Query::ListStoreEntries { store, cursor, limit, condition } => {
@@ -501,7 +489,7 @@ impl Engine {
     pub fn digest(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::hash::DefaultHasher::new();
-        for ((schema, name), s) in read(&self.stores).iter() {
+        for (schema, name, s) in read(&self.stores).iter() {
             let s = read(s);
             (schema, name, s.dimension(), s.len(), s.bytes()).hash(&mut h);
             s.info(name).predicate_indexes.hash(&mut h);
