@@ -31,9 +31,9 @@ impl Catalog {
         self.get(schema, name).is_some()
     }
 
-    /// The store `name` of `schema`, made by `make` if there is none; an existing store is
-    /// left as it is.
-    pub fn get_or_insert_with(&mut self, schema: &str, name: &str, make: impl FnOnce() -> SharedStore) {
+    /// Adds the store `make` makes as `name` of `schema`, unless there is one already (which
+    /// is left as it is, and `make` is not called).
+    pub fn insert_if_absent(&mut self, schema: &str, name: &str, make: impl FnOnce() -> SharedStore) {
         let names = self.by_schema.entry(schema.to_owned()).or_default();
         if !names.contains_key(name) {
             names.insert(name.to_owned(), make());
@@ -89,7 +89,7 @@ mod tests {
     fn stores_are_found_by_both_names_and_listed_in_schema_then_name_order() {
         let mut c = Catalog::default();
         for (schema, name) in [("b", "x"), ("a", "z"), ("a", "y"), ("ab", "a")] {
-            c.get_or_insert_with(schema, name, store);
+            c.insert_if_absent(schema, name, store);
         }
         assert!(c.contains("a", "y") && c.contains("b", "x"));
         assert!(!c.contains("a", "x") && !c.contains("c", "x"));
@@ -104,14 +104,14 @@ mod tests {
         let mut c = Catalog::default();
         let first = store();
         c.insert("s".into(), "n".into(), first.clone());
-        c.get_or_insert_with("s", "n", || panic!("an existing store is never made again"));
+        c.insert_if_absent("s", "n", || panic!("an existing store is never made again"));
         assert!(c.get("s", "n").is_some_and(|s| Arc::ptr_eq(s, &first)));
         assert!(c.remove("s", "n").is_some_and(|s| Arc::ptr_eq(&s, &first)));
         assert!(c.remove("s", "n").is_none());
         assert!(c.by_schema.is_empty());
-        c.get_or_insert_with("s", "a", store);
-        c.get_or_insert_with("s", "b", store);
-        c.get_or_insert_with("t", "a", store);
+        c.insert_if_absent("s", "a", store);
+        c.insert_if_absent("s", "b", store);
+        c.insert_if_absent("t", "a", store);
         assert_eq!(c.remove_schema("s").len(), 2);
         assert!(c.remove_schema("s").is_empty());
         assert_eq!(names(&c), [("t".to_owned(), "a".to_owned())]);

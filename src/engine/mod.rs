@@ -267,7 +267,7 @@ impl Engine {
     fn mutate(&self, cmd: &Command) -> Response {
         match cmd {
             Command::CreateStore { store, dimension, predicates, non_linear, .. } => {
-                write(&self.stores).get_or_insert_with(store.schema(), &store.name, || {
+                write(&self.stores).insert_if_absent(store.schema(), &store.name, || {
                     Arc::new(RwLock::new(Arc::new(Store::new(*dimension, predicates, non_linear))))
                 });
                 Response::Unit
@@ -278,6 +278,8 @@ impl Engine {
             Command::CreateNonLinearIndex { store, indexes } => {
                 self.with_store(store, |s| Response::Count(s.create_non_linear_indexes(indexes)))
             }
+            // `check_and_mutate` applies a Set by the plan its check made and never comes here;
+            // this arm keeps `mutate` whole.
             Command::Set { store, entries } => self.with_store(store, |s| {
                 let (inserted, updated) = s.set(entries);
                 Response::Set { inserted, updated }
