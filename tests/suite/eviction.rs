@@ -9,7 +9,6 @@ use std::time::Duration;
 use ahnlich_raft::raft::eviction::{Eviction, outsider};
 use ahnlich_raft::raft::network::is_not_member;
 use ahnlich_raft::server::raft_service::not_member;
-use openraft::async_runtime::watch::WatchReceiver;
 use openraft::{BasicNode, ServerState};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,10 +20,12 @@ async fn only_a_candidate_behind_the_committed_configuration_that_excludes_it_is
     raft.initialize(BTreeMap::from([(1u64, BasicNode::default())])).await.expect("initialize");
     raft.wait(Some(Duration::from_secs(10))).state(ServerState::Leader, "leader").await.expect("leader");
     raft.wait(Some(Duration::from_secs(10))).applied_index_at_least(Some(1), "the first term").await.expect("apply");
-    // A learner (never reached) makes a second configuration, later in the log.
-    raft.add_learner(7, BasicNode { addr: "127.0.0.1:1".into() }, false).await.expect("add learner");
-    let config_at = raft.metrics().borrow_watched().membership_config.log_id().expect("a configuration").index;
+    // A learner (never reached) makes a second configuration, later in the log. Its index comes
+    // from the answer: the metrics may not show the new configuration yet when it arrives.
+    let added = raft.add_learner(7, BasicNode { addr: "127.0.0.1:1".into() }, false).await.expect("add learner");
+    let config_at = added.log_id.index;
     assert!(config_at > 0);
+    // Once the metrics show it applied, they show it as the committed configuration too.
     raft.wait(Some(Duration::from_secs(10)))
         .applied_index_at_least(Some(config_at), "the configuration is committed")
         .await
