@@ -24,7 +24,9 @@
 //!   medians and the ratios durable/reference and 3 nodes/1 node. `AHNLICH_BENCH_ROUNDS`
 //!   (default 3) and `AHNLICH_BENCH_PROFILE_BULK` (entries per bulk run, default 200,000);
 //!   `AHNLICH_BENCH_PROFILE_WORKLOAD` and `AHNLICH_BENCH_PROFILE_SYSTEM` (part of a name) run
-//!   only the workloads and systems they name. A second table splits each system's CPU per
+//!   only the workloads and systems they name. Each node works on its share of the CPUs, the
+//!   load generator taking one share (`AHNLICH_BENCH_WORKER_THREADS` sets the count instead);
+//!   the reference on one worker per CPU. A second table splits each system's CPU per
 //!   operation between the bench process (the load generator, and the reference's server),
 //!   the leader and the followers, with the operations per log entry.
 //!
@@ -320,6 +322,15 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs.get(xs.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// Worker threads for each node of a profiled system of `nodes` nodes: `AHNLICH_BENCH_WORKER_THREADS`,
+/// or each node's share of the CPUs with the load generator taking one share
+/// (`local_cluster::worker_share`), as an operator would set nodes that share a machine. The
+/// reference keeps one per CPU, its fastest here.
+fn profile_workers(nodes: usize) -> u64 {
+    let share = ahnlich_raft::local_cluster::worker_share(nodes + 1) as u64;
+    env_u64("AHNLICH_BENCH_WORKER_THREADS", share)
+}
+
 /// Upstream Ahnlich's load profile (128-d entries with three metadata fields into a store with
 /// one predicate index; Sets of one entry from 1, 8 and 64 connections; bulk Sets of 1,000 from 1
 /// and 4) on three systems up at once: the in-memory reference (`reference.rs`: the engine and
@@ -335,9 +346,10 @@ async fn upstream_profile() {
 
     let reference_addr = procs::free_addr();
     reference::start(reference_addr);
-    let single = Proc::start(&root.path().join("single"), 1, None, &[]);
+    let workers = |nodes| profile_workers(nodes).to_string();
+    let single = Proc::start(&root.path().join("single"), 1, None, &["--worker-threads", &workers(1)]);
     wait_voters(single.addr, 1).await;
-    let three = start_three(&root.path().join("three"), &[]);
+    let three = start_three(&root.path().join("three"), &["--worker-threads", &workers(3)]);
     let leader = wait_voters(three[0].addr, 3).await;
     let leader_addr = three.iter().find(|p| p.id == leader).map(|p| p.addr).expect("leader");
     let systems = [

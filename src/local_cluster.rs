@@ -1,6 +1,6 @@
 //! `ahnlich-raft local-cluster`: N nodes of this binary on loopback, as child processes, for
 //! trying a cluster on one machine. Node 1 bootstraps and the others join it; each writes its
-//! log to `DIR/n{i}.log`. A node that exits is reported and not restarted; Ctrl-C or SIGTERM
+//! log to `DIR/n{i}.log` and works on its share of the CPUs ([`worker_share`]). A node that exits is reported and not restarted; Ctrl-C or SIGTERM
 //! stops them all (SIGTERM to each, so a leader hands over first) and waits for them.
 
 use std::net::{SocketAddr, TcpListener};
@@ -45,7 +45,22 @@ fn addresses(n: usize, base: u16) -> Result<Vec<SocketAddr>, String> {
     held.iter().map(|l| l.local_addr().map_err(|e| format!("picking ports: {e}"))).collect()
 }
 
-fn spawn(exe: &Path, dir: &Path, id: u64, addr: SocketAddr, join: Option<SocketAddr>) -> Result<Child, String> {
+/// The worker threads each of `nodes` nodes gets: its share of the CPUs this process may use,
+/// at least one. Nodes that share CPUs spend less of them per request on fewer threads each
+/// (see "Threads" in the README).
+pub fn worker_share(nodes: usize) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus / nodes.max(1)).max(1)
+}
+
+fn spawn(
+    exe: &Path,
+    dir: &Path,
+    id: u64,
+    addr: SocketAddr,
+    join: Option<SocketAddr>,
+    workers: usize,
+) -> Result<Child, String> {
     let log = dir.join(format!("n{id}.log"));
     let log_file = std::fs::OpenOptions::new()
         .create(true)
@@ -61,6 +76,8 @@ fn spawn(exe: &Path, dir: &Path, id: u64, addr: SocketAddr, join: Option<SocketA
         .arg(dir.join(format!("n{id}")))
         .arg("--listen")
         .arg(addr.to_string())
+        .arg("--worker-threads")
+        .arg(workers.to_string())
         .stdin(std::process::Stdio::null())
         .stdout(log_file)
         .stderr(err_file)
@@ -80,13 +97,14 @@ pub async fn run(nodes: usize, dir: &Path, base_port: u16, say: impl Fn(&str)) -
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let exe: PathBuf = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
     let addrs = addresses(nodes, base_port)?;
+    let workers = worker_share(nodes);
     let mut members = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
         let id = i as u64 + 1;
         let join = (i > 0).then_some(addrs[0]);
-        members.push(Member { id, addr: *addr, child: Some(spawn(&exe, dir, id, *addr, join)?) });
+        members.push(Member { id, addr: *addr, child: Some(spawn(&exe, dir, id, *addr, join, workers)?) });
         say(&format!(
-            "node {id}: {addr} (data {}, log {})",
+            "node {id}: {addr} (data {}, log {}, worker threads {workers})",
             dir.join(format!("n{id}")).display(),
             dir.join(format!("n{id}.log")).display()
         ));

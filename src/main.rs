@@ -192,7 +192,15 @@ struct ServeArgs {
     /// the README).
     #[arg(long, env = "AHNLICH_RAFT_ALLOW_TRANSPARENT_HUGE_PAGES")]
     allow_transparent_huge_pages: bool,
+    /// Threads that serve requests and drive Raft (default: one per CPU this process may use).
+    /// Where other nodes or a load generator share the CPUs, fewer cost less CPU per request
+    /// (see "Threads" in the README).
+    #[arg(long, env = "AHNLICH_RAFT_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=MAX_WORKER_THREADS))]
+    worker_threads: Option<u16>,
 }
+
+/// The most `--worker-threads` takes.
+const MAX_WORKER_THREADS: i64 = 1024;
 
 /// TLS, peer certificates and client auth of `serve`.
 #[derive(Args)]
@@ -487,9 +495,15 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.raft.snapshot_every = args.snapshot_every;
     config.raft.keep_behind_snapshot = args.keep_behind_snapshot;
     config.metrics_listen = args.metrics_listen;
-    run(cli::serve(config, |addr| {
-        println!("ahnlich-raft serving the Ahnlich DB API on {addr} (Ctrl-C or SIGTERM to stop)")
-    }))
+    run_on(
+        args.worker_threads.map(usize::from),
+        cli::serve(config, |addr| {
+            let workers = tokio::runtime::Handle::current().metrics().num_workers();
+            println!(
+                "ahnlich-raft serving the Ahnlich DB API on {addr} (worker threads: {workers}; Ctrl-C or SIGTERM to stop)"
+            )
+        }),
+    )
 }
 
 /// Prints what a command produced, or its error, and exits accordingly.
@@ -506,8 +520,19 @@ fn report(outcome: Result<impl std::fmt::Display, impl std::fmt::Display>) -> Ex
     }
 }
 
+/// Runs `work` to completion on a runtime of tokio's default size; prints its error, if any.
 fn run(work: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    run_on(None, work)
+}
+
+/// [`run`] on a runtime of `workers` worker threads (`None`: tokio's default, one per CPU the
+/// process may use).
+fn run_on(workers: Option<usize>, work: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");

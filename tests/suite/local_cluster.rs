@@ -1,6 +1,7 @@
 //! `ahnlich-raft local-cluster`: three nodes on loopback from one command; a write through one
 //! node is read through another, the example Python script runs against it (when python3 has
-//! the published client), and SIGTERM stops every node cleanly.
+//! the published client), each node works on its share of the CPUs, and SIGTERM stops every
+//! node cleanly.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -82,6 +83,18 @@ async fn a_local_cluster_serves_writes_through_any_node_and_stops_on_sigterm() {
     let members = printed.iter().filter(|l| l.contains("  voter   ") || l.contains("  leader  ")).count();
     assert_eq!(members, 3, "{text}");
     assert!(!text.contains("joint configuration"), "{text}");
+    // Each node works on its share of the CPUs, as it says once it serves (a node may be a
+    // voter a moment before it says so).
+    let share = ahnlich_raft::local_cluster::worker_share(3);
+    for id in 1..=3 {
+        let said = format!("(worker threads: {share};");
+        let log = || std::fs::read_to_string(dir.path().join(format!("n{id}.log"))).unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !log().contains(&said) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(log().contains(&said), "node {id}'s log:\n{}", log());
+    }
 
     let mut first = DbServiceClient::new(channel(addrs[0]).await);
     let create = q::CreateStore {

@@ -1,5 +1,5 @@
 //! What `serve` sets on its own process: transparent huge pages off unless allowed
-//! (`ahnlich_raft::process`).
+//! (`ahnlich_raft::process`), and the number of threads its runtime works on.
 
 use std::time::Duration;
 
@@ -46,4 +46,39 @@ fn the_flag_takes_only_true_or_false() {
     assert!(accepted.status.success(), "{}", String::from_utf8_lossy(&accepted.stderr));
     let config = String::from_utf8_lossy(&accepted.stdout);
     assert!(config.contains("allow-transparent-huge-pages = true  # env"), "{config}");
+}
+
+/// Starts a node with `extra` flags and returns the worker count its runtime reports once it
+/// is up (the "worker threads: N" of the line it prints when it serves, from tokio's own
+/// metrics).
+async fn workers_of_a_node_started_with(extra: &[&str]) -> usize {
+    let root = ProcRoot::new();
+    let node = Proc::start(root.path(), 1, None, extra);
+    let reported = || {
+        let out = node.stdout();
+        let count = out.lines().find_map(|l| l.split("(worker threads: ").nth(1)?.split(';').next()?.parse().ok());
+        async move { count }
+    };
+    eventually(Duration::from_secs(20), "the node to say how many worker threads it runs", reported).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_works_on_as_many_threads_as_asked_and_one_per_cpu_by_default() {
+    assert_eq!(workers_of_a_node_started_with(&["--worker-threads", "1"]).await, 1);
+    assert_eq!(workers_of_a_node_started_with(&["--worker-threads", "3"]).await, 3);
+    let cpus = std::thread::available_parallelism().expect("the CPU count").get();
+    assert_eq!(workers_of_a_node_started_with(&[]).await, cpus, "one per CPU by default");
+}
+
+#[test]
+fn the_worker_count_is_one_to_1024() {
+    for refused in ["0", "1025", "many"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ahnlich-raft"))
+            .args(["serve", "--print-config", "--worker-threads", refused])
+            .output()
+            .expect("run ahnlich-raft");
+        assert!(!out.status.success(), "{refused} is refused");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("invalid value '{refused}' for '--worker-threads")), "{stderr}");
+    }
 }
