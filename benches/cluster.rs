@@ -322,10 +322,10 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs.get(xs.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// Worker threads for each node of a profiled system of `nodes` nodes: `AHNLICH_BENCH_WORKER_THREADS`,
-/// or each node's share of the CPUs with the load generator taking one share
-/// (`local_cluster::worker_share`), as an operator would set nodes that share a machine. The
-/// reference keeps one per CPU, its fastest here.
+/// Worker threads for each node of a profiled system of `nodes` nodes:
+/// `AHNLICH_BENCH_WORKER_THREADS`, or each node's share of the CPUs with the load generator
+/// taking one share (`local_cluster::worker_share`), as an operator would set nodes that share
+/// a machine. The reference keeps one per CPU, its fastest here.
 fn profile_workers(nodes: usize) -> u64 {
     let share = ahnlich_raft::local_cluster::worker_share(nodes + 1) as u64;
     env_u64("AHNLICH_BENCH_WORKER_THREADS", share)

@@ -1,7 +1,8 @@
 //! `ahnlich-raft local-cluster`: N nodes of this binary on loopback, as child processes, for
 //! trying a cluster on one machine. Node 1 bootstraps and the others join it; each writes its
-//! log to `DIR/n{i}.log` and works on its share of the CPUs ([`worker_share`]). A node that exits is reported and not restarted; Ctrl-C or SIGTERM
-//! stops them all (SIGTERM to each, so a leader hands over first) and waits for them.
+//! log to `DIR/n{i}.log` and works on its share of the CPUs ([`worker_share`]). A node that
+//! exits is reported and not restarted; Ctrl-C or SIGTERM stops them all (SIGTERM to each, so a
+//! leader hands over first) and waits for them.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
