@@ -347,10 +347,6 @@ async fn upstream_profile() {
     let reference_addr = procs::free_addr();
     reference::start(reference_addr);
     let workers = |nodes| profile_workers(nodes).to_string();
-    // The nodes' output goes next to their data directories (kept if the bench fails).
-    for sub in ["single", "three"] {
-        std::fs::create_dir_all(root.path().join(sub)).expect("node directory");
-    }
     let single = Proc::start(&root.path().join("single"), 1, None, &["--worker-threads", &workers(1)]);
     wait_voters(single.addr, 1).await;
     let three = start_three(&root.path().join("three"), &["--worker-threads", &workers(3)]);
@@ -726,7 +722,6 @@ async fn bench() {
 
     // Baseline in the same run: one node.
     {
-        std::fs::create_dir_all(root.path().join("single")).expect("node directory");
         let single = Proc::start(&root.path().join("single"), 1, None, &[]);
         wait_voters(single.addr, 1).await;
         let single = Target::plain(single.addr);
@@ -858,9 +853,6 @@ async fn tls_against_plain_text() {
         "--auth-config",
         users.to_str().expect("utf-8"),
     ];
-    for sub in ["plain", "secure"] {
-        std::fs::create_dir_all(root.path().join(sub)).expect("node directory");
-    }
     let plain_nodes = start_three(&root.path().join("plain"), &[]);
     let secure_nodes = start_three(&root.path().join("secure"), &secure_flags);
     let ca = Certificate::from_pem(std::fs::read(certs.join(files::CA_CERT)).expect("ca"));

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::support::procs::channel;
+use crate::support::procs::{channel, eventually};
 use crate::support::python::client_installed_or_skip;
 use ahnlich_raft::proto::ahnlich::db::query as q;
 use ahnlich_raft::proto::ahnlich::keyval::{DbStoreEntry, StoreKey, StoreValue};
@@ -88,12 +88,12 @@ async fn a_local_cluster_serves_writes_through_any_node_and_stops_on_sigterm() {
     let share = ahnlich_raft::local_cluster::worker_share(3);
     for id in 1..=3 {
         let said = format!("(worker threads: {share};");
-        let log = || std::fs::read_to_string(dir.path().join(format!("n{id}.log"))).unwrap_or_default();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !log().contains(&said) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        assert!(log().contains(&said), "node {id}'s log:\n{}", log());
+        let log = dir.path().join(format!("n{id}.log"));
+        let says = || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            std::future::ready(text.contains(&said).then_some(()))
+        };
+        eventually(Duration::from_secs(20), &format!("node {id} to say {said}"), says).await;
     }
 
     let mut first = DbServiceClient::new(channel(addrs[0]).await);

@@ -100,13 +100,14 @@ impl Proc {
         self.child = Some(cmd.spawn().expect("spawn ahnlich-raft serve"));
     }
 
-    /// Where the node's stdout and stderr go, appended across restarts.
+    /// Where the node's stdout and stderr go (next to its data directory, whose parent is made
+    /// if missing), appended across restarts.
     fn output_file(&self) -> Stdio {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.with_extension("out"))
-            .map_or_else(|_| Stdio::null(), Stdio::from)
+        let out = self.dir.with_extension("out");
+        if let Some(parent) = out.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        std::fs::OpenOptions::new().create(true).append(true).open(out).map_or_else(|_| Stdio::null(), Stdio::from)
     }
 
     /// Everything the node printed so far (stdout and its log on stderr).
