@@ -28,7 +28,9 @@
 //!   load generator taking one share (`AHNLICH_BENCH_WORKER_THREADS` sets the count instead);
 //!   the reference on one worker per CPU. A second table splits each system's CPU per
 //!   operation between the bench process (the load generator, and the reference's server),
-//!   the leader and the followers, with the operations per log entry.
+//!   the leader and the followers, with the operations per log entry. A third gives the most
+//!   each durable system could do with every CPU busy at that CPU per operation, and what that
+//!   allows each ratio.
 //!
 //! - then a fourth (`AHNLICH_BENCH_ONLY=backup`): `cluster backup` of a node holding
 //!   `AHNLICH_BENCH_BACKUP_ENTRIES` (default 1,000,000) × 128-d from its newest snapshot, MB/s,
@@ -468,7 +470,41 @@ async fn upstream_profile() {
             );
         }
     }
+    print_ceilings(&workloads.map(|l| l.name), &rates, &splits);
     drop((single, three));
+}
+
+/// Prints, for each workload, the most each durable system could do if it kept every CPU busy
+/// at the CPU per operation it was measured at (load generator included), and the ratio
+/// targets' ceilings that follow: a system's ceiling over the rate its baseline reached.
+/// Batches grow with load, so a system that left CPU idle could do a little better than this.
+fn print_ceilings(names: &[&str], rates: &[Vec<Vec<f64>>], splits: &[Vec<Vec<CpuSplit>>]) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    println!();
+    println!("At most, on {cpus} CPUs at the CPU per operation above (operations per second)");
+    println!(
+        "| {:<32} | {:>12} | {:>12} | {:>16} | {:>16} |",
+        "workload", "1 node", "3 nodes", "1 node / ref", "3 / 1 node"
+    );
+    println!("|{:-<34}|{:->14}|{:->14}|{:->18}|{:->18}|", "", "", "", "", "");
+    for (w, name) in names.iter().enumerate() {
+        let rate = |sys: usize| median(rates[w][sys].clone());
+        let at_most = |sys: usize| {
+            let total = median(splits[w][sys].iter().map(|c| c.bench_us + c.leader_us + c.followers_us).collect());
+            if total > 0.0 { cpus * 1e6 / total } else { 0.0 }
+        };
+        if at_most(1) == 0.0 && at_most(2) == 0.0 {
+            continue;
+        }
+        println!(
+            "| {:<32} | {:>12.0} | {:>12.0} | {:>15.2}x | {:>15.2}x |",
+            name,
+            at_most(1),
+            at_most(2),
+            at_most(1) / rate(0),
+            at_most(2) / rate(1)
+        );
+    }
 }
 
 /// The CPU time (user + system, all threads) the process `pid` has used so far, from
