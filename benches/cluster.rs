@@ -465,7 +465,7 @@ async fn upstream_profile() {
                 m(|c| c.bench_us),
                 m(|c| c.leader_us),
                 m(|c| c.followers_us),
-                m(|c| c.bench_us + c.leader_us + c.followers_us),
+                m(CpuSplit::total_us),
                 if per_entry > 0.0 { format!("{per_entry:.1}") } else { "-".into() }
             );
         }
@@ -490,19 +490,23 @@ fn print_ceilings(names: &[&str], rates: &[Vec<Vec<f64>>], splits: &[Vec<Vec<Cpu
     for (w, name) in names.iter().enumerate() {
         let rate = |sys: usize| median(rates[w][sys].clone());
         let at_most = |sys: usize| {
-            let total = median(splits[w][sys].iter().map(|c| c.bench_us + c.leader_us + c.followers_us).collect());
+            let total = median(splits[w][sys].iter().map(CpuSplit::total_us).collect());
             if total > 0.0 { cpus * 1e6 / total } else { 0.0 }
         };
         if at_most(1) == 0.0 && at_most(2) == 0.0 {
             continue;
         }
+        // A ratio needs both systems measured in this run.
+        let ratio = |ceiling: f64, baseline: f64| {
+            if ceiling > 0.0 && baseline > 0.0 { format!("{:.2}x", ceiling / baseline) } else { "-".into() }
+        };
         println!(
-            "| {:<32} | {:>12.0} | {:>12.0} | {:>15.2}x | {:>15.2}x |",
+            "| {:<32} | {:>12.0} | {:>12.0} | {:>16} | {:>16} |",
             name,
             at_most(1),
             at_most(2),
-            at_most(1) / rate(0),
-            at_most(2) / rate(1)
+            ratio(at_most(1), rate(0)),
+            ratio(at_most(2), rate(1))
         );
     }
 }
@@ -533,6 +537,13 @@ struct CpuSplit {
     leader_us: f64,
     followers_us: f64,
     ops_per_entry: f64,
+}
+
+impl CpuSplit {
+    /// The CPU per operation of the whole run: load generator, leader and followers.
+    fn total_us(&self) -> f64 {
+        self.bench_us + self.leader_us + self.followers_us
+    }
 }
 
 impl CpuSnapshot {
