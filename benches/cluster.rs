@@ -493,7 +493,8 @@ fn print_ceilings(names: &[&str], rates: &[Vec<Vec<f64>>], splits: &[Vec<Vec<Cpu
             let total = median(splits[w][sys].iter().map(CpuSplit::total_us).collect());
             if total > 0.0 { cpus * 1e6 / total } else { 0.0 }
         };
-        if at_most(1) == 0.0 && at_most(2) == 0.0 {
+        let (one_node, three_nodes) = (at_most(1), at_most(2));
+        if one_node == 0.0 && three_nodes == 0.0 {
             continue;
         }
         // A ratio needs both systems measured in this run.
@@ -503,10 +504,10 @@ fn print_ceilings(names: &[&str], rates: &[Vec<Vec<f64>>], splits: &[Vec<Vec<Cpu
         println!(
             "| {:<32} | {:>12.0} | {:>12.0} | {:>16} | {:>16} |",
             name,
-            at_most(1),
-            at_most(2),
-            ratio(at_most(1), rate(0)),
-            ratio(at_most(2), rate(1))
+            one_node,
+            three_nodes,
+            ratio(one_node, rate(0)),
+            ratio(three_nodes, rate(1))
         );
     }
 }

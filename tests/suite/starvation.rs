@@ -1,8 +1,8 @@
 //! Heartbeats and elections never wait for user work: 64 clients scan 100k × 128-d vectors
 //! linearly on the leader of three real processes while one client writes, and no node's term
 //! or leader changes for the whole run, with the nodes' default worker threads and with one
-//! each. The writer's latency is printed; `cargo bench --bench
-//! cluster` measures it against an idle cluster.
+//! each. The writer's latency is printed; `cargo bench --bench cluster` measures it against an
+//! idle cluster.
 //!
 //! `AHNLICH_RAFT_STARVATION_ENTRIES` (default 100,000) and `AHNLICH_RAFT_STARVATION_SECONDS`
 //! (default 10) scale the run.
