@@ -16,10 +16,11 @@
 //! - `save_vote` and `truncate_after` return only once durable.
 //! - `save_committed` and `purge` are ordered with everything else but do not wait; the WAL
 //!   deletes segment files only after the purge point is durable. The committed id asks for no
-//!   sync of its own (`Wal::set_meta_unsynced`): it reaches the disk with the next entry's sync
-//!   (or within about `wal::IDLE_SYNC` if none comes), so a write costs one sync, not two. After a
-//!   power loss it may be older than the last one saved, which openraft allows: the entries
-//!   behind it are durable, and the leader tells the node the commit again.
+//!   sync of its own and does not wake the WAL's writer (`Wal::set_meta_unsynced`): it goes to
+//!   disk with the next entry's write and sync (or within about `wal::IDLE_SYNC` if none comes),
+//!   so a commit costs neither a sync nor a write of its own. After a crash or a power loss it
+//!   may be older than the last one saved, which openraft allows: the entries behind it are
+//!   durable, and the leader tells the node the commit again.
 
 use std::fmt::Debug;
 use std::io;

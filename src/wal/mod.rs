@@ -26,10 +26,12 @@
 //! One writer thread owns the active segment. [`Wal::append`] and the other writes put their
 //! records in the in-memory index at once (readable immediately) and queue them; the writer
 //! takes everything queued, encodes it into one buffer, writes it and syncs once, then moves
-//! the readers to the on-disk copies and completes every waiter. A batch in which nobody waits
-//! (only [`Wal::set_meta_unsynced`] writes) is written but not synced; the next sync covers it,
-//! and its records belong to the same write batch as the next one (see Recovery). A segment is closed by a seal
-//! record when the next record would not fit. The next segment is made from a spare: its header
+//! the readers to the on-disk copies and completes every waiter. A write nobody waits for (only
+//! [`Wal::set_meta_unsynced`] makes one) does not wake the writer: it goes out with the next
+//! waited-for write, or once it is [`IDLE_SYNC`] old, in a batch that is then synced at once.
+//! A batch written but not synced (a rare case: see the writer) belongs to the same write batch
+//! as the next one (see Recovery). A segment is closed by a seal record when the next record
+//! would not fit. The next segment is made from a spare: its header
 //! and its head (the purge point and every metadata value, written again so that removing older
 //! segments never loses them) are written and synced, then it is renamed into place and the
 //! directory synced, all before any other record goes into it.
@@ -203,15 +205,17 @@ pub(crate) enum OpKind {
     Meta(u8, Arc<[u8]>),
 }
 
-/// A queued write. One without `done` asks for no sync: the writer writes it with the next
-/// batch and syncs it with the next batch that has a waiter (see [`Wal::set_meta_unsynced`]).
+/// A queued write. One without `done` asks for no sync and does not wake the writer: the writer
+/// takes it with the next write that has a waiter, or once it is [`IDLE_SYNC`] old (see
+/// [`Wal::set_meta_unsynced`]).
 pub(crate) struct Op {
     kind: OpKind,
     done: Option<Done>,
 }
 
-/// How long a write that asked for no sync may stay unsynced (when no waited-for write syncs
-/// it sooner).
+/// How long a write that asked for no sync may stay unwritten or unsynced (when no waited-for
+/// write syncs it sooner); also how long the writer, after a batch, sleeps with a deadline
+/// before it parks until woken.
 pub const IDLE_SYNC: std::time::Duration = std::time::Duration::from_millis(50);
 
 pub(crate) struct FrontState {
@@ -220,6 +224,15 @@ pub(crate) struct FrontState {
     meta: BTreeMap<u8, Arc<[u8]>>,
     segments: BTreeMap<u64, SegmentInfo>,
     queue: Vec<Op>,
+    /// Whether `queue` holds a write somebody waits for (the writer was woken for it).
+    waited: bool,
+    /// When the oldest queued write that nobody waits for was queued. Such a write does not
+    /// wake the writer, which takes it with the next waited-for write or once it is
+    /// [`IDLE_SYNC`] old.
+    unwaited_since: Option<std::time::Instant>,
+    /// Whether the writer sleeps with no deadline, so that only a wake-up would make it see a
+    /// write nobody waits for.
+    writer_parked: bool,
     closing: bool,
 }
 
@@ -317,6 +330,9 @@ impl Wal {
                 meta: rec.meta.clone(),
                 segments,
                 queue: Vec::new(),
+                waited: false,
+                unwaited_since: None,
+                writer_parked: false,
                 closing: false,
             }),
             failure: FailureLatch::default(),
@@ -407,11 +423,13 @@ impl Wal {
     }
 
     /// Sets metadata slot `slot` to `value`, ordered with every other write, without asking for
-    /// a sync of its own: it becomes durable with the next write that is waited for, or about
-    /// [`IDLE_SYNC`] after it was written if none comes, or when the log is closed. Until then a
-    /// power loss may take it back to an earlier value (never to one newer than written, and
-    /// never without everything written before it). For values that may lag, such as Raft's
-    /// committed index.
+    /// a sync of its own or waking the writer: it is written and made durable with the next
+    /// write that is waited for, or about [`IDLE_SYNC`] after it was queued if none comes, or
+    /// when the log is closed. Until then a crash or a power loss may take it back to an earlier
+    /// value (never to one newer than queued, and never without everything queued before it).
+    /// [`Wal::meta`] reads it at once. For values that may lag, such as Raft's committed index,
+    /// which a leader sets after every commit: it rides along with the next append instead of
+    /// costing the writer a wake-up and a write of its own.
     pub fn set_meta_unsynced(&self, slot: u8, value: Vec<u8>) -> Result<(), WalError> {
         self.queue_meta(slot, value, None)
     }
@@ -541,9 +559,18 @@ impl Wal {
     }
 
     fn enqueue_op(&self, mut st: MutexGuard<'_, FrontState>, op: Op) {
+        let wake = if op.done.is_some() {
+            st.waited = true;
+            true
+        } else {
+            st.unwaited_since.get_or_insert_with(std::time::Instant::now);
+            st.writer_parked
+        };
         st.queue.push(op);
         drop(st);
-        self.shared.wake.notify_one();
+        if wake {
+            self.shared.wake.notify_one();
+        }
     }
 }
 

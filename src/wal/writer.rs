@@ -1,8 +1,9 @@
 //! The one thread that writes the log: it takes everything queued, writes it with one write
 //! call per segment touched (large payloads gathered from where they are, see `gather`), syncs
 //! once, and only then completes every waiter of the batch.
-//! What nobody waits for (see [`super::Wal::set_meta_unsynced`]) is written without a sync; its
-//! bytes stay part of the open write batch, which the next sync closes.
+//! What nobody waits for (see [`super::Wal::set_meta_unsynced`]) does not wake it: it goes out
+//! with the next batch that has a waiter, or on its own once it is `IDLE_SYNC` old (then synced
+//! at once); while the log closes, what is left is written and synced last.
 //! The first write or sync error fails every waiter and every later operation: a failed
 //! `fdatasync` is never retried, since the kernel may already have dropped the unsynced pages.
 
@@ -58,6 +59,8 @@ pub(crate) struct Writer {
     batch_start: u64,
     /// When the oldest unsynced bytes were written, if any are.
     unsynced_since: Option<Instant>,
+    /// When the last batch was taken (see `run`: the writer lingers after it).
+    last_batch: Option<Instant>,
     placed: Vec<Placed>,
 }
 
@@ -83,6 +86,7 @@ impl Writer {
             gathered: Gathered::with_capacity(1 << 20),
             batch_start,
             unsynced_since: None,
+            last_batch: None,
             placed: Vec::new(),
         }
     }
@@ -92,12 +96,33 @@ impl Writer {
         loop {
             let ops = {
                 let mut st = lock(&self.shared.state);
-                while st.queue.is_empty() && !st.closing {
-                    match self.sync_due_in() {
-                        Some(Duration::ZERO) => break,
-                        Some(due) => st = self.shared.wake.wait_timeout(st, due).unwrap_or_else(|p| p.into_inner()).0,
-                        None => st = self.shared.wake.wait(st).unwrap_or_else(|p| p.into_inner()),
+                loop {
+                    if st.closing || st.waited {
+                        break;
                     }
+                    let now = Instant::now();
+                    let unwaited_due = st.unwaited_since.map(|t| super::IDLE_SYNC.saturating_sub(now - t));
+                    let sync_due = self.sync_due_in();
+                    if unwaited_due == Some(Duration::ZERO) || sync_due == Some(Duration::ZERO) {
+                        break;
+                    }
+                    // For a while after a batch, sleep with a deadline, so that writes nobody
+                    // waits for (a commit index after each commit) need no wake-up of their own.
+                    let linger = self.last_batch.map(|t| super::IDLE_SYNC.saturating_sub(now - t));
+                    match [unwaited_due, sync_due, linger].into_iter().flatten().filter(|d| !d.is_zero()).min() {
+                        Some(due) => st = self.shared.wake.wait_timeout(st, due).unwrap_or_else(|p| p.into_inner()).0,
+                        None => {
+                            st.writer_parked = true;
+                            st = self.shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+                            st.writer_parked = false;
+                        }
+                    }
+                }
+                st.waited = false;
+                // Writes nobody waited for count as unsynced from when they were queued, so
+                // they are synced about `IDLE_SYNC` after that, as `Wal::set_meta_unsynced` says.
+                if let Some(queued) = st.unwaited_since.take() {
+                    self.unsynced_since = Some(self.unsynced_since.map_or(queued, |t| t.min(queued)));
                 }
                 std::mem::take(&mut st.queue)
             };
@@ -113,6 +138,7 @@ impl Writer {
                 }
                 continue;
             }
+            self.last_batch = Some(Instant::now());
             let sync = ops.iter().any(|op| op.done.is_some()) || self.sync_due_in() == Some(Duration::ZERO);
             let (kinds, dones): (Vec<OpKind>, Vec<Option<Done>>) = ops.into_iter().map(|op| (op.kind, op.done)).unzip();
             match self.write_batch(&kinds, sync) {

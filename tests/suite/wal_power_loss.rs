@@ -223,6 +223,46 @@ fn an_unsynced_metadata_write_is_made_durable_by_the_next_sync_or_by_its_age() {
     }
 }
 
+/// A metadata write that asks for no sync costs the writer no batch of its own: queued less
+/// than `wal::IDLE_SYNC` before a waited-for write, it goes out in that write's batch and is
+/// durable by its sync. (A commit index set after every commit would otherwise cost a wake-up
+/// and a write each.)
+#[test]
+fn an_unsynced_metadata_write_goes_out_with_the_next_waited_for_write() {
+    use std::time::{Duration, Instant};
+    let mut checked = 0;
+    for seed in 0..5 {
+        let fs = SimFs::new(seed);
+        let dir = Path::new("/data/wal");
+        let opts = WalOptions { segment_size: 1 << 20, preallocate: false };
+        let wal = Wal::open_with_fs(Arc::new(fs.clone()), dir, opts.clone()).expect("open");
+        crate::support::wal_util::append_durable(&wal, vec![entry(1, 1)]).expect("append");
+        let (batches, syncs) = (wal.stats().batches.get(), wal.stats().syncs.get());
+        let queued = Instant::now();
+        wal.set_meta_unsynced(2, b"committed 1".to_vec()).expect("unsynced meta");
+        assert_eq!(wal.meta(2).as_deref(), Some(&b"committed 1"[..]), "read back at once");
+        // Long enough for a writer woken by it to have written it alone.
+        std::thread::sleep(Duration::from_millis(10));
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        wal.append(vec![entry(2, 1)], Box::new(move |r| drop(tx.send(r)))).expect("append");
+        if queued.elapsed() >= ahnlich_raft::wal::IDLE_SYNC {
+            // The machine stalled: the metadata write was due on its own.
+            rx.recv().expect("completion").expect("append");
+            continue;
+        }
+        rx.recv().expect("completion").expect("append");
+        assert_eq!(wal.stats().batches.get() - batches, 1, "seed {seed}: one batch for both writes");
+        assert_eq!(wal.stats().syncs.get() - syncs, 1, "seed {seed}: one sync for both writes");
+        fs.crash();
+        drop(wal);
+        fs.reboot();
+        let wal = Wal::open_with_fs(Arc::new(fs.clone()), dir, opts).expect("reopen");
+        assert_eq!(wal.meta(2).as_deref(), Some(&b"committed 1"[..]), "seed {seed}: durable by the append's sync");
+        checked += 1;
+    }
+    assert!(checked > 0, "every try stalled for IDLE_SYNC between two calls");
+}
+
 fn dump(fs: &SimFs, dir: &Path) {
     use ahnlich_raft::wal::format::{SEGMENT_HEADER_LEN, SegmentHeader, decode_record};
     let mut names = ahnlich_raft::wal::fs::Fs::list(fs, dir).expect("list");
