@@ -29,7 +29,7 @@
 //! the readers to the on-disk copies and completes every waiter. A write nobody waits for (only
 //! [`Wal::set_meta_unsynced`] makes one) does not wake the writer: it goes out with the next
 //! waited-for write, or once it is [`IDLE_SYNC`] old, in a batch that is then synced at once.
-//! A batch written but not synced (a rare case: see the writer) belongs to the same write batch
+//! A batch written but not synced (only while the log closes) belongs to the same write batch
 //! as the next one (see Recovery). A segment is closed by a seal record when the next record
 //! would not fit. The next segment is made from a spare: its header
 //! and its head (the purge point and every metadata value, written again so that removing older
