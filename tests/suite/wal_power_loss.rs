@@ -183,6 +183,30 @@ enum ThenWhat {
     OnlyUnsyncedWrites,
 }
 
+const META_DIR: &str = "/data/wal";
+
+/// Segments large enough that no rotation (which syncs) happens within a metadata test.
+fn meta_test_options() -> WalOptions {
+    WalOptions { segment_size: 1 << 20, preallocate: false }
+}
+
+/// A log on a simulated disk seeded with `seed`, holding one durable entry.
+fn log_with_one_entry(seed: u64) -> (SimFs, Wal) {
+    let fs = SimFs::new(seed);
+    let wal = Wal::open_with_fs(Arc::new(fs.clone()), Path::new(META_DIR), meta_test_options()).expect("open");
+    crate::support::wal_util::append_durable(&wal, vec![entry(1, 1)]).expect("append");
+    (fs, wal)
+}
+
+/// Metadata slot `slot` as the log reads it after a power cut now (nothing more reaches the
+/// disk, not even the sync a clean close does) and a reopen.
+fn meta_after_power_cut(fs: &SimFs, wal: Wal, slot: u8) -> Option<Arc<[u8]>> {
+    fs.crash();
+    drop(wal);
+    fs.reboot();
+    Wal::open_with_fs(Arc::new(fs.clone()), Path::new(META_DIR), meta_test_options()).expect("reopen").meta(slot)
+}
+
 /// A metadata write that asks for no sync survives a power cut once the next sync has run, or,
 /// when no waited-for write comes, once it is `wal::IDLE_SYNC` old.
 #[test]
@@ -190,12 +214,7 @@ fn an_unsynced_metadata_write_is_made_durable_by_the_next_sync_or_by_its_age() {
     use std::time::{Duration, Instant};
     for then in [ThenWhat::SyncedWrite, ThenWhat::Quiet, ThenWhat::OnlyUnsyncedWrites] {
         for seed in 0..10 {
-            let fs = SimFs::new(seed);
-            let dir = Path::new("/data/wal");
-            // Segments large enough that no rotation (which syncs) happens within the test.
-            let opts = WalOptions { segment_size: 1 << 20, preallocate: false };
-            let wal = Wal::open_with_fs(Arc::new(fs.clone()), dir, opts.clone()).expect("open");
-            crate::support::wal_util::append_durable(&wal, vec![entry(1, 1)]).expect("append");
+            let (fs, wal) = log_with_one_entry(seed);
             let syncs = wal.stats().syncs.get();
             wal.set_meta_unsynced(2, b"committed 1".to_vec()).expect("unsynced meta");
             match then {
@@ -214,11 +233,8 @@ fn an_unsynced_metadata_write_is_made_durable_by_the_next_sync_or_by_its_age() {
                     }
                 }
             }
-            fs.crash(); // nothing more reaches the disk, not even the sync a clean close does
-            drop(wal);
-            fs.reboot();
-            let wal = Wal::open_with_fs(Arc::new(fs.clone()), dir, opts).expect("reopen");
-            assert_eq!(wal.meta(2).as_deref(), Some(&b"committed 1"[..]), "seed {seed}, then {then:?}");
+            let meta = meta_after_power_cut(&fs, wal, 2);
+            assert_eq!(meta.as_deref(), Some(&b"committed 1"[..]), "seed {seed}, then {then:?}");
         }
     }
 }
@@ -232,11 +248,7 @@ fn an_unsynced_metadata_write_goes_out_with_the_next_waited_for_write() {
     use std::time::{Duration, Instant};
     let mut checked = 0;
     for seed in 0..5 {
-        let fs = SimFs::new(seed);
-        let dir = Path::new("/data/wal");
-        let opts = WalOptions { segment_size: 1 << 20, preallocate: false };
-        let wal = Wal::open_with_fs(Arc::new(fs.clone()), dir, opts.clone()).expect("open");
-        crate::support::wal_util::append_durable(&wal, vec![entry(1, 1)]).expect("append");
+        let (fs, wal) = log_with_one_entry(seed);
         let (batches, syncs) = (wal.stats().batches.get(), wal.stats().syncs.get());
         let queued = Instant::now();
         wal.set_meta_unsynced(2, b"committed 1".to_vec()).expect("unsynced meta");
@@ -253,11 +265,8 @@ fn an_unsynced_metadata_write_goes_out_with_the_next_waited_for_write() {
         rx.recv().expect("completion").expect("append");
         assert_eq!(wal.stats().batches.get() - batches, 1, "seed {seed}: one batch for both writes");
         assert_eq!(wal.stats().syncs.get() - syncs, 1, "seed {seed}: one sync for both writes");
-        fs.crash();
-        drop(wal);
-        fs.reboot();
-        let wal = Wal::open_with_fs(Arc::new(fs.clone()), dir, opts).expect("reopen");
-        assert_eq!(wal.meta(2).as_deref(), Some(&b"committed 1"[..]), "seed {seed}: durable by the append's sync");
+        let meta = meta_after_power_cut(&fs, wal, 2);
+        assert_eq!(meta.as_deref(), Some(&b"committed 1"[..]), "seed {seed}: durable by the append's sync");
         checked += 1;
     }
     assert!(checked > 0, "every try stalled for IDLE_SYNC between two calls");
