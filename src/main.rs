@@ -172,9 +172,14 @@ struct ServeArgs {
     keepalive_timeout: u64,
     #[command(flatten)]
     security: ServeSecurity,
-    /// Take a snapshot after this many log entries (0: only when asked).
+    /// Take a snapshot after this many log entries at the least (0: only when asked).
     #[arg(long, env = "AHNLICH_RAFT_SNAPSHOT_EVERY", default_value_t = ahnlich_raft::raft::config::DEFAULT_SNAPSHOT_EVERY)]
     snapshot_every: u64,
+    /// ... and once the log written since the last snapshot is at least this percentage of that
+    /// snapshot's size (0: the entry count alone decides; at most 1000).
+    #[arg(long, env = "AHNLICH_RAFT_SNAPSHOT_LOG_PERCENT", default_value_t = ahnlich_raft::raft::config::DEFAULT_SNAPSHOT_LOG_PERCENT,
+          value_parser = clap::value_parser!(u64).range(0..=1000))]
+    snapshot_log_percent: u64,
     /// Log entries kept behind a snapshot for followers that lag a little.
     #[arg(long, env = "AHNLICH_RAFT_KEEP_BEHIND_SNAPSHOT", default_value_t = 1000)]
     keep_behind_snapshot: u64,
@@ -493,6 +498,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         keepalive_timeout: std::time::Duration::from_secs(args.keepalive_timeout.max(1)),
     };
     config.raft.snapshot_every = args.snapshot_every;
+    config.raft.snapshot_log_percent = args.snapshot_log_percent;
     config.raft.keep_behind_snapshot = args.keep_behind_snapshot;
     config.metrics_listen = args.metrics_listen;
     run_on(

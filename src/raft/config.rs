@@ -2,15 +2,23 @@
 
 use openraft::{Config, ConfigError, SnapshotPolicy};
 
-/// Entries applied between two snapshots by default.
+use super::snapshot_schedule::SnapshotSchedule;
+
+/// Entries applied between two snapshots by default, at the least.
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 5_000;
+
+/// By default a snapshot also waits until the log since the last one is half that one's size.
+pub const DEFAULT_SNAPSHOT_LOG_PERCENT: u64 = 50;
 
 /// What an operator may tune; everything else follows openraft's defaults.
 #[derive(Clone, Debug)]
 pub struct RaftSettings {
-    /// Take a snapshot after this many entries since the last one; 0 never snapshots on its
-    /// own (snapshots can still be triggered).
+    /// Take a snapshot after this many entries since the last one at the least; 0 never
+    /// snapshots on its own (snapshots can still be triggered).
     pub snapshot_every: u64,
+    /// ... and once the log since the last snapshot is at least this percentage of its size
+    /// (0: entries alone decide).
+    pub snapshot_log_percent: u64,
     /// Entries kept in the log behind a snapshot, for followers that lag a little.
     pub keep_behind_snapshot: u64,
     /// At most this many bytes of log are kept behind a snapshot, whatever the entry count (a
@@ -26,6 +34,7 @@ impl Default for RaftSettings {
     fn default() -> Self {
         Self {
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            snapshot_log_percent: DEFAULT_SNAPSHOT_LOG_PERCENT,
             keep_behind_snapshot: 1_000,
             keep_behind_snapshot_bytes: 32 << 20,
             heartbeat_ms: 100,
@@ -35,6 +44,11 @@ impl Default for RaftSettings {
 }
 
 impl RaftSettings {
+    /// When the node takes a snapshot on its own.
+    pub fn snapshot_schedule(&self) -> SnapshotSchedule {
+        SnapshotSchedule { every_entries: self.snapshot_every, log_percent: self.snapshot_log_percent }
+    }
+
     /// The openraft configuration, checked. The log is purged only up to a snapshot that is
     /// already durable: openraft purges after the snapshot builder returns, and ours returns
     /// only once the file is synced and renamed.
@@ -43,10 +57,9 @@ impl RaftSettings {
             heartbeat_interval: self.heartbeat_ms,
             election_timeout_min: self.election_timeout_ms.0,
             election_timeout_max: self.election_timeout_ms.1,
-            snapshot_policy: match self.snapshot_every {
-                0 => SnapshotPolicy::Never,
-                n => SnapshotPolicy::LogsSinceLast(n),
-            },
+            // openraft counts entries only; snapshots are asked for by
+            // `snapshot_schedule::take_snapshots`, which weighs the log's bytes too.
+            snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: self.keep_behind_snapshot,
             // A node cut off and reconnected asks before it disrupts a healthy leader.
             enable_pre_vote: Some(true),
@@ -70,5 +83,13 @@ mod tests {
     fn a_restarted_leader_must_be_elected_again() {
         let config = RaftSettings::default().to_config().expect("valid defaults");
         assert_eq!(config.enable_leader_restore, Some(false));
+    }
+
+    #[test]
+    fn openraft_never_snapshots_on_its_own() {
+        // `snapshot_schedule::take_snapshots` decides, by entries and bytes; openraft's own
+        // policy would snapshot a large state after every `snapshot_every` small entries.
+        let config = RaftSettings::default().to_config().expect("valid defaults");
+        assert_eq!(config.snapshot_policy, SnapshotPolicy::Never);
     }
 }

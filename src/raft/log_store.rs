@@ -117,6 +117,12 @@ impl LogWatch {
     pub fn tail_start_within(&self, upto: u64, max_bytes: u64) -> Option<u64> {
         Some(self.wal.upgrade()?.tail_start_within(upto, max_bytes))
     }
+
+    /// The bytes on disk of the live entries `from..=upto` (see [`Wal::bytes_in`]); `None` once
+    /// the log is closed.
+    pub fn bytes_in(&self, from: u64, upto: u64) -> Option<u64> {
+        Some(self.wal.upgrade()?.bytes_in(from, upto))
+    }
 }
 
 /// Starts a WAL write and waits, without blocking the async runtime, until it is durable.

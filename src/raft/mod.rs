@@ -1,6 +1,6 @@
 //! openraft glue: the type configuration ([`types`]), the log store on [`crate::wal`]
 //! ([`log_store`], [`codec`], [`logged`]), the state machine on [`crate::engine`] and [`crate::snapshot`]
-//! ([`state_machine`], [`command`]), log retention by bytes ([`retention`]), the Raft settings
+//! ([`state_machine`], [`command`]), log retention by bytes ([`retention`]), when to snapshot ([`snapshot_schedule`]), the Raft settings
 //! ([`config`]), the gRPC network ([`network`], [`wire`]) and how a removed node learns it was
 //! removed ([`eviction`]).
 
@@ -17,6 +17,7 @@ pub mod network;
 pub mod retention;
 mod set_decoding;
 mod set_encoding;
+pub mod snapshot_schedule;
 pub mod state_machine;
 pub mod types;
 pub mod wire;

@@ -52,6 +52,7 @@ use crate::raft::eviction::Eviction;
 use crate::raft::log_store::{LogStore, LogWatch};
 use crate::raft::network::{Channels, GrpcNetwork, LinkFaults};
 use crate::raft::retention::retain_log;
+use crate::raft::snapshot_schedule::take_snapshots;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::TypeConfig;
 use crate::wal::WalOptions;
@@ -215,7 +216,8 @@ pub struct Node {
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     stop: tokio::sync::watch::Sender<bool>,
     joining: Option<JoinHandle<()>>,
-    retention: JoinHandle<()>,
+    /// Taking snapshots when due, and keeping the log behind them within its bounds.
+    upkeep: [JoinHandle<()>; 2],
     forgetting: JoinHandle<()>,
     /// The event logger and the scrape endpoint.
     observers: Vec<JoinHandle<()>>,
@@ -385,8 +387,15 @@ impl Node {
             tracing::info!("node {id} has a log already; restarting from it and ignoring --join");
         }
         let forgetting = tokio::spawn(forget_departed_peers(raft.clone(), ctx.channels.clone()));
-        let retention =
-            tokio::spawn(retain_log(raft.clone(), log_watch, state.clone(), config.raft.keep_behind_snapshot_bytes));
+        let upkeep = [
+            tokio::spawn(take_snapshots(
+                raft.clone(),
+                log_watch.clone(),
+                state.clone(),
+                config.raft.snapshot_schedule(),
+            )),
+            tokio::spawn(retain_log(raft.clone(), log_watch, state.clone(), config.raft.keep_behind_snapshot_bytes)),
+        ];
         tracing::info!(
             "node {id} serving on {addr} (advertised as {advertise}), data in {}",
             config.data_dir.display()
@@ -414,7 +423,7 @@ impl Node {
             server,
             stop,
             joining,
-            retention,
+            upkeep,
             forgetting,
             observers,
             metrics,
@@ -537,11 +546,11 @@ impl Node {
     }
 
     async fn shutdown_boxed(self) -> Result<(), NodeError> {
-        let Node { ctx, log_closed, mut server, stop, joining, retention, forgetting, observers, .. } = self;
+        let Node { ctx, log_closed, mut server, stop, joining, upkeep, forgetting, observers, .. } = self;
         forgetting.abort();
         observers.iter().for_each(JoinHandle::abort);
         let _ = stop.send(true);
-        retention.abort();
+        upkeep.iter().for_each(JoinHandle::abort);
         if let Some(j) = joining {
             let _ = j.await;
         }

@@ -376,8 +376,8 @@ impl Wal {
         }
         let append = Arc::new(QueuedAppend { entries: records });
         for (at, &(index, term, _)) in append.entries.iter().enumerate() {
-            let slot = Slot { term, loc: Loc::Pending { append: append.clone(), at } };
-            st.index.push(index, slot).map_err(|g| WalError::InvalidInput(g.to_string()))?;
+            let loc = Loc::Pending { append: append.clone(), at };
+            st.index.push_entry(index, term, loc).map_err(|g| WalError::InvalidInput(g.to_string()))?;
         }
         self.enqueue(st, OpKind::Append(append), done);
         Ok(())
@@ -454,27 +454,16 @@ impl Wal {
     }
 
     /// The lowest index `i` such that the live entries `i..=upto` take at most `max_bytes` on
-    /// disk (entries still queued count by their payload). `upto + 1` if even entry `upto`
+    /// disk (a queued entry counts as the record it will be). `upto + 1` if even entry `upto`
     /// alone is larger; the first live index if everything up to `upto` fits.
     pub fn tail_start_within(&self, upto: u64, max_bytes: u64) -> u64 {
-        let st = lock(&self.shared.state);
-        let Some(first) = st.index.first_live() else { return upto + 1 };
-        let mut total = 0u64;
-        let mut i = upto.min(st.index.last_live().unwrap_or(upto));
-        loop {
-            let Some(slot) = st.index.get(i) else { return i + 1 };
-            total += match &slot.loc {
-                Loc::Pending { append, at } => append.payload(*at).len() as u64,
-                Loc::Disk { len, .. } => u64::from(*len),
-            };
-            if total > max_bytes {
-                return i + 1;
-            }
-            if i == first {
-                return first;
-            }
-            i -= 1;
-        }
+        lock(&self.shared.state).index.tail_start_within(upto, max_bytes)
+    }
+
+    /// The bytes on disk of the live entries with indexes in `from..=upto` (a queued entry
+    /// counts as the record it will be; purged entries count nothing).
+    pub fn bytes_in(&self, from: u64, upto: u64) -> u64 {
+        lock(&self.shared.state).index.bytes_in(from, upto)
     }
 
     /// The term of the live entry at `index`.

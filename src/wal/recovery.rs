@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::format::{self, DecodeError, RecordKind, RecordRef, SEGMENT_HEADER_LEN, SegmentHeader};
 use super::fs::{Fs, FsFile};
-use super::index::LogIndex;
+use super::index::{Gap, LogIndex};
 use super::segment::{TEMP_SUFFIX, parse_segment_name, parse_spare_name};
 use super::{LogPos, WalError};
 
@@ -39,11 +39,66 @@ impl QueuedAppend {
     }
 }
 
+impl Loc {
+    /// The bytes the entry's record takes on disk, header included (once written, or when it
+    /// will be).
+    pub(crate) fn record_len(&self) -> u64 {
+        match self {
+            Loc::Pending { append, at } => (format::RECORD_HEADER_LEN + append.payload(*at).len()) as u64,
+            Loc::Disk { len, .. } => u64::from(*len),
+        }
+    }
+}
+
 /// One live entry in the index.
 #[derive(Clone, Debug)]
 pub(crate) struct Slot {
     pub term: u64,
     pub loc: Loc,
+    /// The record bytes of every entry from the first one this index held through this one: the
+    /// difference between two entries' `end` is the size of the log between them.
+    pub end: u64,
+}
+
+impl LogIndex<Slot> {
+    /// Appends the entry at `index`, counting its record's bytes.
+    pub(crate) fn push_entry(&mut self, index: u64, term: u64, loc: Loc) -> Result<(), Gap> {
+        let before = self.last_live().and_then(|last| self.get(last)).map_or(0, |s| s.end);
+        let end = before + loc.record_len();
+        self.push(index, Slot { term, loc, end })
+    }
+
+    /// The record bytes of the live entries with indexes in `from..=upto`.
+    pub(crate) fn bytes_in(&self, from: u64, upto: u64) -> u64 {
+        let (Some(first), Some(last)) = (self.first_live(), self.last_live()) else { return 0 };
+        let (from, upto) = (from.max(first), upto.min(last));
+        match (self.get(from), self.get(upto)) {
+            (Some(a), Some(b)) if from <= upto => b.end - (a.end - a.loc.record_len()),
+            _ => 0,
+        }
+    }
+
+    /// The lowest index `i` such that the live entries `i..=upto` take at most `max_bytes` on
+    /// disk; `upto + 1` if even entry `upto` alone is larger or is not live, the first live
+    /// index if everything up to `upto` fits.
+    pub(crate) fn tail_start_within(&self, upto: u64, max_bytes: u64) -> u64 {
+        let (Some(first), Some(last)) = (self.first_live(), self.last_live()) else { return upto + 1 };
+        let upto = upto.min(last);
+        if upto < first {
+            return upto + 1;
+        }
+        // `bytes_in(i, upto)` shrinks as `i` grows: search for the first `i` that fits.
+        let (mut lo, mut hi) = (first, upto + 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.bytes_in(mid, upto) <= max_bytes {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        lo
+    }
 }
 
 /// An open segment as the front end and readers know it.
@@ -256,7 +311,7 @@ impl Replay {
         match rec.kind {
             RecordKind::Entry => {
                 let loc = Loc::Disk { seq, offset, len: rec.encoded_len() as u32 };
-                self.index.push(rec.index, Slot { term: rec.term, loc }).map_err(|g| g.to_string())
+                self.index.push_entry(rec.index, rec.term, loc).map_err(|g| g.to_string())
             }
             RecordKind::Truncate => {
                 if self.purged.is_some_and(|p| rec.index <= p.index) {

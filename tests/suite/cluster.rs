@@ -373,7 +373,7 @@ async fn rejected_writes_get_clear_errors_and_the_cluster_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_repeated_leader_kills() {
     let root = ProcRoot::new();
-    let mut procs = start_three(root.path(), &["--snapshot-every", "150"]);
+    let mut procs = start_three(root.path(), &["--snapshot-every", "150", "--snapshot-log-percent", "0"]);
     voters(&procs[0], 3).await;
     create_store(&mut procs[0].db().await).await;
     let addrs = procs.each_ref().map(|p| p.addr);

@@ -36,6 +36,7 @@ mod security;
 mod server_api;
 mod snapshot_files;
 mod snapshot_receive;
+mod snapshot_schedule;
 mod starvation;
 mod state_machine_files;
 mod upstream_errors;

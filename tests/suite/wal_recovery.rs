@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::support::wal_util::{append_durable, copy_dir, entry, read_all, segment_files};
 use ahnlich_raft::wal::sim_fs::{SimFs, SimRng};
-use ahnlich_raft::wal::{Entry, Wal, WalError, WalOptions};
+use ahnlich_raft::wal::{Entry, LogPos, Wal, WalError, WalOptions};
 use tempfile::TempDir;
 
 fn small_segments() -> WalOptions {
@@ -288,6 +288,42 @@ fn the_tail_within_a_byte_budget_counts_whole_records_back_from_a_point() {
     assert_eq!(wal.tail_start_within(15, budget - 1), 14);
     assert_eq!(wal.tail_start_within(15, 0), 16, "not even the last entry fits");
     assert_eq!(wal.tail_start_within(15, u64::MAX), 1, "everything fits");
+}
+
+/// The record bytes of `entries` whose indexes fall in `from..=upto`.
+fn record_bytes(entries: &[Entry], from: u64, upto: u64) -> u64 {
+    entries.iter().filter(|e| (from..=upto).contains(&e.index)).map(|e| (e.payload.len() + 32) as u64).sum()
+}
+
+#[test]
+fn the_bytes_between_two_entries_follow_appends_truncations_purges_and_a_reopen() {
+    let dir = TempDir::new().expect("tempdir");
+    let wal = Wal::open(dir.path(), small_segments()).expect("open");
+    let mut live: Vec<Entry> = (1..=40).map(|i| entry(i, 1)).collect();
+    append_durable(&wal, live.clone()).expect("append");
+    let check = |wal: &Wal, live: &[Entry], when: &str| {
+        for (from, upto) in [(0, 40), (1, 1), (10, 10), (11, 30), (6, 5), (31, 10), (21, u64::MAX), (0, 0)] {
+            assert_eq!(wal.bytes_in(from, upto), record_bytes(live, from, upto), "{when}: entries {from}..={upto}");
+        }
+    };
+    check(&wal, &live, "after appends");
+
+    ahnlich_raft::wal::wait(|done| wal.truncate_from(25, done)).expect("truncate");
+    live.truncate(24);
+    check(&wal, &live, "after a truncation");
+    let new_tail: Vec<Entry> = (25..=35).map(|i| entry(i, 2)).collect();
+    append_durable(&wal, new_tail.clone()).expect("append a new tail");
+    live.extend(new_tail);
+    check(&wal, &live, "after a new tail");
+
+    ahnlich_raft::wal::wait(|done| wal.purge_to(LogPos { index: 8, term: 1 }, done)).expect("purge");
+    live.retain(|e| e.index > 8);
+    check(&wal, &live, "after a purge");
+
+    drop(wal);
+    let wal = Wal::open(dir.path(), small_segments()).expect("reopen");
+    check(&wal, &read_all(&wal).expect("read"), "after a reopen");
+    check(&wal, &live, "after a reopen, against what was written");
 }
 
 #[test]

@@ -36,6 +36,7 @@ pub async fn start(dir: &Path) -> (Raft<TypeConfig, StateMachine>, StateMachine,
     // A single voter waits one election timeout after each restart: keep it short.
     let settings = RaftSettings {
         snapshot_every: 0,
+        snapshot_log_percent: 0,
         keep_behind_snapshot: 0,
         keep_behind_snapshot_bytes: 0,
         heartbeat_ms: 50,

@@ -1,0 +1,120 @@
+//! When a node takes a snapshot on its own.
+//!
+//! A snapshot rewrites the whole state. openraft's policy counts entries only, so a node with a
+//! large state taking small writes would rewrite hundreds of megabytes for every few megabytes of
+//! log. Here a snapshot is due once enough entries were applied since the last one *and* the log
+//! they take has grown to a set share of that snapshot's size. The bytes written for snapshots
+//! then stay within a fixed multiple of the bytes written to the log, however large the state,
+//! and the log kept (and replayed at a restart) stays within that share of the state's size.
+//! A small state is still snapshotted every `every_entries` entries.
+
+use std::time::{Duration, Instant};
+
+use openraft::Raft;
+use openraft::async_runtime::watch::WatchReceiver;
+
+use super::log_store::LogWatch;
+use super::state_machine::StateMachine;
+use super::types::TypeConfig;
+
+/// When a snapshot is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotSchedule {
+    /// Entries applied since the last snapshot before another is due; 0: never on its own.
+    pub every_entries: u64,
+    /// The log written since the last snapshot must also reach this percentage of that
+    /// snapshot's size; 0: the entry count alone decides.
+    pub log_percent: u64,
+}
+
+/// A request for a snapshot that has not produced one by then is made again (openraft drops a
+/// request while a snapshot is being built; that build's end is normally what re-arms).
+const ASK_AGAIN_AFTER: Duration = Duration::from_secs(10);
+
+impl SnapshotSchedule {
+    /// Whether a snapshot is due after `entries` entries taking `log_bytes` of log were applied
+    /// since the last snapshot, which took `snapshot_bytes` (0 if there is none).
+    pub fn is_due(&self, entries: u64, log_bytes: u64, snapshot_bytes: u64) -> bool {
+        self.every_entries > 0
+            && entries >= self.every_entries
+            && u128::from(log_bytes) * 100 >= u128::from(snapshot_bytes) * u128::from(self.log_percent)
+    }
+}
+
+/// Asks `raft` for a snapshot whenever `schedule` says one is due, until the node stops or its
+/// log closes.
+pub async fn take_snapshots(
+    raft: Raft<TypeConfig, StateMachine>,
+    log: LogWatch,
+    state: StateMachine,
+    schedule: SnapshotSchedule,
+) {
+    if schedule.every_entries == 0 {
+        return;
+    }
+    let mut metrics = raft.metrics();
+    // The snapshot the last request was made on top of, and when.
+    let mut asked = None;
+    while metrics.changed().await.is_ok() {
+        let (applied, snapshot) = {
+            let m = metrics.borrow_watched();
+            (m.last_applied, m.snapshot)
+        };
+        let Some(applied) = applied else { continue };
+        if asked.is_some_and(|(on, at): (_, Instant)| on == snapshot && at.elapsed() < ASK_AGAIN_AFTER) {
+            continue;
+        }
+        let first_new = snapshot.map_or(0, |s| s.index + 1);
+        let entries = (applied.index + 1).saturating_sub(first_new);
+        if entries < schedule.every_entries {
+            continue;
+        }
+        let Some(log_bytes) = log.bytes_in(first_new, applied.index) else { return };
+        let snapshot_bytes = state.current_snapshot().map_or(0, |s| s.bytes().len() as u64);
+        if !schedule.is_due(entries, log_bytes, snapshot_bytes) {
+            continue;
+        }
+        tracing::info!(
+            "taking a snapshot: {entries} entries ({log_bytes} bytes of log) applied since the last one ({snapshot_bytes} bytes)"
+        );
+        if raft.trigger().snapshot().await.is_err() {
+            return;
+        }
+        asked = Some((snapshot, Instant::now()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HALF: SnapshotSchedule = SnapshotSchedule { every_entries: 100, log_percent: 50 };
+
+    #[test]
+    fn the_first_snapshot_is_due_after_the_entry_count() {
+        assert!(!HALF.is_due(99, 1 << 30, 0));
+        assert!(HALF.is_due(100, 1, 0));
+    }
+
+    #[test]
+    fn a_later_one_also_waits_for_its_share_of_the_last_snapshots_size() {
+        assert!(!HALF.is_due(10_000, 499, 1_000));
+        assert!(HALF.is_due(10_000, 500, 1_000));
+        assert!(!HALF.is_due(99, 500, 1_000), "the entry count still applies");
+    }
+
+    #[test]
+    fn a_zero_share_counts_entries_only_and_zero_entries_never_snapshots() {
+        let entries_only = SnapshotSchedule { log_percent: 0, ..HALF };
+        assert!(entries_only.is_due(100, 0, u64::MAX));
+        let never = SnapshotSchedule { every_entries: 0, ..HALF };
+        assert!(!never.is_due(u64::MAX, u64::MAX, 0));
+    }
+
+    #[test]
+    fn the_largest_sizes_do_not_overflow() {
+        let most = SnapshotSchedule { every_entries: 1, log_percent: u64::MAX };
+        assert!(!most.is_due(1, u64::MAX, u64::MAX));
+        assert!(most.is_due(1, u64::MAX, 0));
+    }
+}
