@@ -21,7 +21,9 @@
 //!   an in-memory reference (this project's engine and DB service with no Raft and no log,
 //!   `benches/reference.rs`), one durable node and a 3-node cluster, in interleaved rounds
 //!   (each round in an order rotated by one, so no system always runs right after another);
-//!   medians and the ratios durable/reference and 3 nodes/1 node. `AHNLICH_BENCH_ROUNDS`
+//!   medians and the ratios durable/reference and 3 nodes/1 node. After each run the bench
+//!   waits until the system's nodes are quiet, so the work a run leaves behind (a snapshot it
+//!   made due) counts in its CPU and not in the next system's time. `AHNLICH_BENCH_ROUNDS`
 //!   (default 3) and `AHNLICH_BENCH_PROFILE_BULK` (entries per bulk run, default 200,000);
 //!   `AHNLICH_BENCH_PROFILE_WORKLOAD` and `AHNLICH_BENCH_PROFILE_SYSTEM` (part of a name) run
 //!   only the workloads and systems they name. Each node works on its share of the CPUs, the
@@ -414,6 +416,7 @@ async fn upstream_profile() {
                     (writes(target, "w", load.clients, total, offset).await.ops_per_sec, total)
                 };
                 rates[w][sys].push(rate);
+                settle(&processes[sys]).await;
                 splits[w][sys].push(CpuSnapshot::take(&processes[sys]).await.split_since(&before, ops));
             }
         }
@@ -521,6 +524,24 @@ fn cpu_time(pid: &str) -> Duration {
     let fields = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let ticks: u64 = fields.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum();
     Duration::from_millis(ticks * 10)
+}
+
+/// Waits (up to a minute) until `nodes` are quiet, each using at most 10 ms of CPU in 250 ms
+/// (the clock's tick is 10 ms). Work a run left behind (a snapshot it made due, a purge) is
+/// then counted in that run's CPU, and does not run during the next system's run.
+async fn settle(nodes: &[&Proc]) {
+    let used = || nodes.iter().map(|p| cpu_time(&p.pid().to_string())).sum::<Duration>();
+    let quiet = Duration::from_millis(10) * nodes.len() as u32;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut before = used();
+    while !nodes.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = used();
+        if now.saturating_sub(before) <= quiet {
+            return;
+        }
+        before = now;
+    }
 }
 
 /// The CPU used so far by the bench process and by a system's nodes (leader first), and the

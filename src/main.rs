@@ -172,14 +172,20 @@ struct ServeArgs {
     keepalive_timeout: u64,
     #[command(flatten)]
     security: ServeSecurity,
-    /// Take a snapshot after this many log entries at the least (0: only when asked).
+    /// Take a snapshot once this many log entries were applied since the last one (0: only when
+    /// asked) and the log they take is large enough (--snapshot-log-percent).
     #[arg(long, env = "AHNLICH_RAFT_SNAPSHOT_EVERY", default_value_t = ahnlich_raft::raft::config::DEFAULT_SNAPSHOT_EVERY)]
     snapshot_every: u64,
-    /// ... and once the log written since the last snapshot is at least this percentage of that
-    /// snapshot's size (0: the entry count alone decides; at most 1000).
+    /// A snapshot also waits until the log written since the last one is this percentage of
+    /// that snapshot's size, or --snapshot-log-bytes if that is less (0: the entry count alone
+    /// decides; at most 1000).
     #[arg(long, env = "AHNLICH_RAFT_SNAPSHOT_LOG_PERCENT", default_value_t = ahnlich_raft::raft::config::DEFAULT_SNAPSHOT_LOG_PERCENT,
           value_parser = clap::value_parser!(u64).range(0..=1000))]
     snapshot_log_percent: u64,
+    /// Bytes of log since the last snapshot that are enough for the next, however large the
+    /// state (see --snapshot-log-percent).
+    #[arg(long, env = "AHNLICH_RAFT_SNAPSHOT_LOG_BYTES", default_value_t = ahnlich_raft::raft::config::DEFAULT_SNAPSHOT_LOG_BYTES)]
+    snapshot_log_bytes: u64,
     /// Log entries kept behind a snapshot for followers that lag a little.
     #[arg(long, env = "AHNLICH_RAFT_KEEP_BEHIND_SNAPSHOT", default_value_t = 1000)]
     keep_behind_snapshot: u64,
@@ -499,6 +505,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     config.raft.snapshot_every = args.snapshot_every;
     config.raft.snapshot_log_percent = args.snapshot_log_percent;
+    config.raft.snapshot_log_bytes = args.snapshot_log_bytes;
     config.raft.keep_behind_snapshot = args.keep_behind_snapshot;
     config.metrics_listen = args.metrics_listen;
     run_on(

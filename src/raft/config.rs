@@ -7,8 +7,12 @@ use super::snapshot_schedule::SnapshotSchedule;
 /// Entries applied between two snapshots by default, at the least.
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 5_000;
 
-/// By default a snapshot also waits until the log since the last one is half that one's size.
+/// By default a snapshot also waits until the log since the last one is half that one's size...
 pub const DEFAULT_SNAPSHOT_LOG_PERCENT: u64 = 50;
+
+/// ... or 256 MiB, if that is less: the log a restart replays stays bounded however large the
+/// state.
+pub const DEFAULT_SNAPSHOT_LOG_BYTES: u64 = 256 << 20;
 
 /// What an operator may tune; everything else follows openraft's defaults.
 #[derive(Clone, Debug)]
@@ -17,8 +21,10 @@ pub struct RaftSettings {
     /// snapshots on its own (snapshots can still be triggered).
     pub snapshot_every: u64,
     /// ... and once the log since the last snapshot is at least this percentage of its size
-    /// (0: entries alone decide).
+    /// (0: entries alone decide)...
     pub snapshot_log_percent: u64,
+    /// ... or this many bytes, if that is less.
+    pub snapshot_log_bytes: u64,
     /// Entries kept in the log behind a snapshot, for followers that lag a little.
     pub keep_behind_snapshot: u64,
     /// At most this many bytes of log are kept behind a snapshot, whatever the entry count (a
@@ -35,6 +41,7 @@ impl Default for RaftSettings {
         Self {
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             snapshot_log_percent: DEFAULT_SNAPSHOT_LOG_PERCENT,
+            snapshot_log_bytes: DEFAULT_SNAPSHOT_LOG_BYTES,
             keep_behind_snapshot: 1_000,
             keep_behind_snapshot_bytes: 32 << 20,
             heartbeat_ms: 100,
@@ -46,7 +53,11 @@ impl Default for RaftSettings {
 impl RaftSettings {
     /// When the node takes a snapshot on its own.
     pub fn snapshot_schedule(&self) -> SnapshotSchedule {
-        SnapshotSchedule { every_entries: self.snapshot_every, log_percent: self.snapshot_log_percent }
+        SnapshotSchedule {
+            every_entries: self.snapshot_every,
+            log_percent: self.snapshot_log_percent,
+            log_bytes_enough: self.snapshot_log_bytes,
+        }
     }
 
     /// The openraft configuration, checked. The log is purged only up to a snapshot that is

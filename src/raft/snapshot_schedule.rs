@@ -3,9 +3,10 @@
 //! A snapshot rewrites the whole state. openraft's policy counts entries only, so a node with a
 //! large state taking small writes would rewrite hundreds of megabytes for every few megabytes of
 //! log. Here a snapshot is due once enough entries were applied since the last one *and* the log
-//! they take has grown to a set share of that snapshot's size. The bytes written for snapshots
-//! then stay within a fixed multiple of the bytes written to the log, however large the state,
-//! and the log kept (and replayed at a restart) stays within that share of the state's size.
+//! they take has grown to a set share of that snapshot's size, or to a set number of bytes if
+//! that is less. The bytes written for snapshots then stay within a fixed multiple of the bytes
+//! written to the log for any state up to a size, and the log kept (and replayed at a restart,
+//! and indexed in memory) stays within that share of the state's size and that number of bytes.
 //! A small state is still snapshotted every `every_entries` entries.
 
 use std::time::{Duration, Instant};
@@ -23,8 +24,12 @@ pub struct SnapshotSchedule {
     /// Entries applied since the last snapshot before another is due; 0: never on its own.
     pub every_entries: u64,
     /// The log written since the last snapshot must also reach this percentage of that
-    /// snapshot's size; 0: the entry count alone decides.
+    /// snapshot's size, or `log_bytes_enough`, whichever is less; 0: the entry count alone
+    /// decides.
     pub log_percent: u64,
+    /// Bytes of log since the last snapshot that make a snapshot due (given the entry count)
+    /// however large the state.
+    pub log_bytes_enough: u64,
 }
 
 /// A request for a snapshot that has not produced one by then is made again (openraft drops a
@@ -37,7 +42,8 @@ impl SnapshotSchedule {
     pub fn is_due(&self, entries: u64, log_bytes: u64, snapshot_bytes: u64) -> bool {
         self.every_entries > 0
             && entries >= self.every_entries
-            && u128::from(log_bytes) * 100 >= u128::from(snapshot_bytes) * u128::from(self.log_percent)
+            && (u128::from(log_bytes) * 100 >= u128::from(snapshot_bytes) * u128::from(self.log_percent)
+                || log_bytes >= self.log_bytes_enough)
     }
 }
 
@@ -88,7 +94,7 @@ pub async fn take_snapshots(
 mod tests {
     use super::*;
 
-    const HALF: SnapshotSchedule = SnapshotSchedule { every_entries: 100, log_percent: 50 };
+    const HALF: SnapshotSchedule = SnapshotSchedule { every_entries: 100, log_percent: 50, log_bytes_enough: 1 << 20 };
 
     #[test]
     fn the_first_snapshot_is_due_after_the_entry_count() {
@@ -104,6 +110,13 @@ mod tests {
     }
 
     #[test]
+    fn a_large_enough_log_is_enough_whatever_the_snapshots_size() {
+        assert!(!HALF.is_due(10_000, (1 << 20) - 1, 1 << 40));
+        assert!(HALF.is_due(10_000, 1 << 20, 1 << 40));
+        assert!(!HALF.is_due(99, 1 << 30, 1 << 40), "the entry count still applies");
+    }
+
+    #[test]
     fn a_zero_share_counts_entries_only_and_zero_entries_never_snapshots() {
         let entries_only = SnapshotSchedule { log_percent: 0, ..HALF };
         assert!(entries_only.is_due(100, 0, u64::MAX));
@@ -113,8 +126,9 @@ mod tests {
 
     #[test]
     fn the_largest_sizes_do_not_overflow() {
-        let most = SnapshotSchedule { every_entries: 1, log_percent: u64::MAX };
-        assert!(!most.is_due(1, u64::MAX, u64::MAX));
-        assert!(most.is_due(1, u64::MAX, 0));
+        let most = SnapshotSchedule { every_entries: 1, log_percent: u64::MAX, log_bytes_enough: u64::MAX };
+        assert!(!most.is_due(1, u64::MAX - 1, u64::MAX));
+        assert!(most.is_due(1, u64::MAX - 1, 0));
+        assert!(most.is_due(1, u64::MAX, u64::MAX), "the set bytes are enough");
     }
 }

@@ -1,6 +1,7 @@
 //! When a node snapshots on its own: every `--snapshot-every` entries while its state is small,
 //! but with a large state only once the log since the last snapshot is a share of that
-//! snapshot's size, so small writes never rewrite a large state. The same holds after a restart.
+//! snapshot's size or a set number of bytes, so small writes never rewrite a large state. The
+//! same holds after a restart.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -15,15 +16,18 @@ const STORE: &str = "s";
 const DIM: usize = 128;
 const EVERY: u64 = 20;
 
-fn config(dir: &std::path::Path) -> NodeConfig {
+/// A node snapshotting after `EVERY` entries, once the log since the last snapshot is half its
+/// size or `log_bytes`.
+fn config(dir: &std::path::Path, log_bytes: u64) -> NodeConfig {
     let mut c = NodeConfig::new(dir, SocketAddr::from(([127, 0, 0, 1], 0)));
     c.raft.snapshot_every = EVERY;
     c.raft.snapshot_log_percent = 50;
+    c.raft.snapshot_log_bytes = log_bytes;
     c
 }
 
-async fn start(dir: &std::path::Path) -> (Node, DbServiceClient<Channel>) {
-    let node = Node::start(config(dir)).await.expect("start");
+async fn start(dir: &std::path::Path, log_bytes: u64) -> (Node, DbServiceClient<Channel>) {
+    let node = Node::start(config(dir, log_bytes)).await.expect("start");
     node.wait_leader(Duration::from_secs(10)).await.expect("leader");
     let db = DbServiceClient::connect(format!("http://{}", node.addr())).await.expect("connect");
     (node, db)
@@ -60,14 +64,13 @@ async fn snapshot_after(node: &Node, after: Option<u64>, what: &str) -> u64 {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn small_writes_do_not_rewrite_a_large_state_until_the_log_is_a_share_of_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (node, mut db) = start(dir.path()).await;
+/// Starts a node, writes about 1 MB of vectors in one entry and then small entries up to the
+/// entry count, and returns the node, a client and the first snapshot's index.
+async fn start_with_a_large_snapshot(dir: &std::path::Path, log_bytes: u64) -> (Node, DbServiceClient<Channel>, u64) {
+    let (node, mut db) = start(dir, log_bytes).await;
     db.create_store(q::CreateStore { store: STORE.into(), dimension: DIM as u32, ..Default::default() })
         .await
         .expect("create store");
-    // About 1 MB of vectors in one entry, then small entries up to the entry count.
     set(&mut db, 0, 2_000).await;
     for i in 0..EVERY as u32 {
         set(&mut db, 10_000 + i, 1).await;
@@ -75,6 +78,14 @@ async fn small_writes_do_not_rewrite_a_large_state_until_the_log_is_a_share_of_i
     let first = snapshot_after(&node, None, "the first snapshot is due after the entry count").await;
     let size = node.state().current_snapshot().expect("a snapshot").bytes().len();
     assert!(size > 1_000_000, "the snapshot holds the large state: {size} bytes");
+    (node, db, first)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_writes_do_not_rewrite_a_large_state_until_the_log_is_a_share_of_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, mut db, first) = start_with_a_large_snapshot(dir.path(), 1 << 30).await;
+    let size = node.state().current_snapshot().expect("a snapshot").bytes().len();
 
     // Five times the entry count of small writes: far less log than half the snapshot.
     for i in 0..5 * EVERY as u32 {
@@ -84,7 +95,7 @@ async fn small_writes_do_not_rewrite_a_large_state_until_the_log_is_a_share_of_i
 
     // A restart knows the snapshot's size too.
     node.shutdown().await.expect("shutdown");
-    let (node, mut db) = start(dir.path()).await;
+    let (node, mut db) = start(dir.path(), 1 << 30).await;
     for i in 0..2 * EVERY as u32 {
         set(&mut db, 30_000 + i, 1).await;
     }
@@ -95,5 +106,21 @@ async fn small_writes_do_not_rewrite_a_large_state_until_the_log_is_a_share_of_i
     let large_write = node.status().last_log_index.expect("a log");
     let next = snapshot_after(&node, Some(first), "the log since the snapshot passed half its size").await;
     assert!(next >= large_write, "snapshot {next} does not hold the large write at {large_write}");
+    node.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_of_the_set_bytes_is_enough_however_large_the_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, mut db, first) = start_with_a_large_snapshot(dir.path(), 256 << 10).await;
+    for i in 0..EVERY as u32 {
+        set(&mut db, 20_000 + i, 1).await;
+    }
+    assert_eq!(settled_snapshot(&node).await, Some(first), "small writes rewrote the state");
+    // About 300 KB of log: past the set bytes, short of half the snapshot.
+    set(&mut db, 40_000, 600).await;
+    let medium_write = node.status().last_log_index.expect("a log");
+    let next = snapshot_after(&node, Some(first), "the log since the snapshot passed the set bytes").await;
+    assert!(next >= medium_write, "snapshot {next} does not hold the write at {medium_write}");
     node.shutdown().await.expect("shutdown");
 }

@@ -37,6 +37,7 @@ pub async fn start(dir: &Path) -> (Raft<TypeConfig, StateMachine>, StateMachine,
     let settings = RaftSettings {
         snapshot_every: 0,
         snapshot_log_percent: 0,
+        snapshot_log_bytes: 0,
         keep_behind_snapshot: 0,
         keep_behind_snapshot_bytes: 0,
         heartbeat_ms: 50,
