@@ -1,6 +1,7 @@
 //! openraft glue: the type configuration ([`types`]), the log store on [`crate::wal`]
-//! ([`log_store`], [`codec`], [`logged`]), the state machine on [`crate::engine`] and [`crate::snapshot`]
-//! ([`state_machine`], [`command`]), log retention by bytes ([`retention`]), when to snapshot ([`snapshot_schedule`]), the Raft settings
+//! ([`log_store`], [`codec`], [`logged`]), the state machine on [`crate::engine`] and
+//! [`crate::snapshot`] ([`state_machine`], [`command`]), when to snapshot
+//! ([`snapshot_schedule`]), log retention by bytes ([`retention`]), the Raft settings
 //! ([`config`]), the gRPC network ([`network`], [`wire`]) and how a removed node learns it was
 //! removed ([`eviction`]).
 

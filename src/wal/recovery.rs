@@ -55,8 +55,8 @@ impl Loc {
 pub(crate) struct Slot {
     pub term: u64,
     pub loc: Loc,
-    /// The record bytes of every entry from the first one this index held through this one: the
-    /// difference between two entries' `end` is the size of the log between them.
+    /// The record bytes of this entry and the ones before it, counted from some earlier point:
+    /// the difference between two live entries' `end` is the size of the log between them.
     pub end: u64,
 }
 
