@@ -394,13 +394,18 @@ impl Node {
                 state.clone(),
                 config.raft.snapshot_schedule(),
             )),
-            tokio::spawn(retain_log(raft.clone(), log_watch, state.clone(), config.raft.keep_behind_snapshot_bytes)),
+            tokio::spawn(retain_log(
+                raft.clone(),
+                log_watch.clone(),
+                state.clone(),
+                config.raft.keep_behind_snapshot_bytes,
+            )),
         ];
         tracing::info!(
             "node {id} serving on {addr} (advertised as {advertise}), data in {}",
             config.data_dir.display()
         );
-        metrics.register_collector(Box::new(StateCollector::new(raft.clone(), state.clone())));
+        metrics.register_collector(Box::new(StateCollector::new(raft.clone(), state.clone(), log_watch.clone())));
         let mut observers = vec![
             tokio::spawn(watch_raft(raft.clone(), id, metrics.clone())),
             tokio::spawn(stop_raft_when_the_log_fails(raft.clone(), id, ctx.log.clone())),

@@ -1,6 +1,6 @@
 //! The gauges that describe a node's state, read at each scrape: Raft's term, leader and log
-//! positions, each follower's progress (on the leader), the newest snapshot, and the engine's
-//! stores and memory. Reading them takes openraft's metrics watch and the engine's read locks
+//! positions, each follower's progress (on the leader), the newest snapshot and the log written
+//! since it, and the engine's stores and memory. Reading them takes openraft's metrics watch and the engine's read locks
 //! briefly; the endpoint encodes on the blocking pool.
 
 use std::time::SystemTime;
@@ -12,6 +12,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::raft::codec::LogIdStd;
+use crate::raft::log_store::LogWatch;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::TypeConfig;
 
@@ -19,12 +20,13 @@ use crate::raft::types::TypeConfig;
 pub struct StateCollector {
     raft: Raft<TypeConfig, StateMachine>,
     state: StateMachine,
+    log: LogWatch,
 }
 
 impl StateCollector {
-    /// The collector of the node running `raft` over `state`.
-    pub fn new(raft: Raft<TypeConfig, StateMachine>, state: StateMachine) -> Self {
-        Self { raft, state }
+    /// The collector of the node running `raft` over `state` and `log`.
+    pub fn new(raft: Raft<TypeConfig, StateMachine>, state: StateMachine, log: LogWatch) -> Self {
+        Self { raft, state, log }
     }
 }
 
@@ -115,6 +117,15 @@ impl Collector for StateCollector {
                 matched,
             )?;
             gauges(&mut e, "raft_peer_lag_entries", "Entries each member is behind the leader's log", "peer", lag)?;
+        }
+        let after_snapshot = m.snapshot.map_or(0, |s| s.index + 1);
+        if let Some(bytes) = m.last_log_index.and_then(|last| self.log.bytes_in(after_snapshot, last)) {
+            gauge(
+                &mut e,
+                "raft_log_bytes_since_snapshot",
+                "Bytes of log after the newest snapshot (the next is due at a share of its size)",
+                bytes as i64,
+            )?;
         }
         if let Some(snapshot) = self.state.current_snapshot() {
             let age = std::fs::metadata(snapshot.path())

@@ -129,6 +129,11 @@ async fn metrics_of_a_three_node_cluster_move_with_the_work_done() {
         assert_eq!(value(s, "ahnlich_raft_engine_store_entries", &[("store", "public.m")]), Some(WRITES as f64));
         assert_eq!(metric(s, "ahnlich_raft_engine_stores"), 1.0);
         assert!(metric(s, "ahnlich_raft_engine_memory_used_bytes") > 0.0);
+        let since_snapshot = metric(s, "ahnlich_raft_raft_log_bytes_since_snapshot");
+        if i != 1 {
+            // No snapshot here: the whole log, at least a record header per write.
+            assert!(since_snapshot >= (32 * WRITES) as f64, "node {}: {since_snapshot} bytes of log", i + 1);
+        }
     }
     for peer in ["1", "2", "3"] {
         let lag = value(leader, "ahnlich_raft_raft_peer_lag_entries", &[("peer", peer)]);
