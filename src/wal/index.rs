@@ -111,6 +111,11 @@ impl<T> LogIndex<T> {
         LogIndex { first: self.first, slots: self.slots.iter().map(|_| ()).collect() }
     }
 
+    /// The value of the last live entry, if any.
+    pub(crate) fn last(&self) -> Option<&T> {
+        self.slots.back()
+    }
+
     /// The value at `index`, if live.
     pub(crate) fn get(&self, index: u64) -> Option<&T> {
         let first = self.first?;

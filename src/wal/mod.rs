@@ -375,9 +375,12 @@ impl Wal {
             records.push((e.index, e.term, e.payload));
         }
         let append = Arc::new(QueuedAppend { entries: records });
-        for (at, &(index, term, _)) in append.entries.iter().enumerate() {
-            let loc = Loc::Pending { append: append.clone(), at };
-            st.index.push_entry(index, term, loc).map_err(|g| WalError::InvalidInput(g.to_string()))?;
+        for (at, (index, term, payload)) in append.entries.iter().enumerate() {
+            let (loc, record_len) =
+                (Loc::Pending { append: append.clone(), at }, format::RECORD_HEADER_LEN + payload.len());
+            st.index
+                .push_entry(*index, *term, loc, record_len as u64)
+                .map_err(|g| WalError::InvalidInput(g.to_string()))?;
         }
         self.enqueue(st, OpKind::Append(append), done);
         Ok(())

@@ -61,10 +61,10 @@ pub(crate) struct Slot {
 }
 
 impl LogIndex<Slot> {
-    /// Appends the entry at `index`, counting its record's bytes.
-    pub(crate) fn push_entry(&mut self, index: u64, term: u64, loc: Loc) -> Result<(), Gap> {
-        let before = self.last_live().and_then(|last| self.get(last)).map_or(0, |s| s.end);
-        let end = before + loc.record_len();
+    /// Appends the entry at `index`, whose record takes `record_len` bytes (`loc.record_len()`,
+    /// given by the caller, who knows it without looking).
+    pub(crate) fn push_entry(&mut self, index: u64, term: u64, loc: Loc, record_len: u64) -> Result<(), Gap> {
+        let end = self.last().map_or(0, |s| s.end) + record_len;
         self.push(index, Slot { term, loc, end })
     }
 
@@ -311,7 +311,7 @@ impl Replay {
         match rec.kind {
             RecordKind::Entry => {
                 let loc = Loc::Disk { seq, offset, len: rec.encoded_len() as u32 };
-                self.index.push_entry(rec.index, rec.term, loc).map_err(|g| g.to_string())
+                self.index.push_entry(rec.index, rec.term, loc, rec.encoded_len() as u64).map_err(|g| g.to_string())
             }
             RecordKind::Truncate => {
                 if self.purged.is_some_and(|p| rec.index <= p.index) {
