@@ -70,15 +70,42 @@ async fn a_node_works_on_as_many_threads_as_asked_and_one_per_cpu_by_default() {
     assert_eq!(workers_of_a_node_started_with(&[]).await, cpus, "one per CPU by default");
 }
 
+/// `serve --print-config` with `flag` set to `value` (as `--flag=value`, so a value may start
+/// with a dash).
+fn print_config_with(flag: &str, value: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ahnlich-raft"))
+        .args(["serve", "--print-config", &format!("{flag}={value}")])
+        .output()
+        .expect("run ahnlich-raft")
+}
+
+/// Asserts that `serve` refuses `value` for `flag`, naming both.
+fn assert_refused(flag: &str, value: &str) {
+    let out = print_config_with(flag, value);
+    assert!(!out.status.success(), "{value} is refused");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("invalid value '{value}' for '{flag}")), "{stderr}");
+}
+
 #[test]
 fn the_worker_count_is_one_to_1024() {
     for refused in ["0", "1025", "many"] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ahnlich-raft"))
-            .args(["serve", "--print-config", "--worker-threads", refused])
-            .output()
-            .expect("run ahnlich-raft");
-        assert!(!out.status.success(), "{refused} is refused");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(&format!("invalid value '{refused}' for '--worker-threads")), "{stderr}");
+        assert_refused("--worker-threads", refused);
+    }
+}
+
+#[test]
+fn the_snapshot_schedule_takes_a_share_up_to_1000_percent_and_a_byte_count() {
+    for refused in ["1001", "-1", "half"] {
+        assert_refused("--snapshot-log-percent", refused);
+    }
+    for refused in ["-1", "18446744073709551616", "256MiB"] {
+        assert_refused("--snapshot-log-bytes", refused);
+    }
+    for (flag, value) in [("--snapshot-log-percent", "1000"), ("--snapshot-log-bytes", "0")] {
+        let out = print_config_with(flag, value);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{flag} {value}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.lines().any(|l| l.contains(&flag[2..]) && l.contains(value)), "{stdout}");
     }
 }

@@ -81,6 +81,16 @@ async fn start_with_a_large_snapshot(dir: &std::path::Path, log_bytes: u64) -> (
     (node, db, first)
 }
 
+/// Writes `n` vectors in one entry, asserts that a snapshot after `first` and holding that entry
+/// follows (`why`), and stops the node.
+async fn a_write_takes_a_snapshot(node: Node, mut db: DbServiceClient<Channel>, first: u64, n: u32, why: &str) {
+    set(&mut db, 40_000, n).await;
+    let write = node.status().last_log_index.expect("a log");
+    let next = snapshot_after(&node, Some(first), why).await;
+    assert!(next >= write, "snapshot {next} does not hold the write at {write}");
+    node.shutdown().await.expect("shutdown");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_writes_do_not_rewrite_a_large_state_until_the_log_is_a_share_of_it() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -102,11 +112,7 @@ async fn small_writes_do_not_rewrite_a_large_state_until_the_log_is_a_share_of_i
     assert_eq!(settled_snapshot(&node).await, Some(first), "after a restart, small writes rewrote the state");
 
     // A large write brings the log past half the snapshot: the next one is taken.
-    set(&mut db, 40_000, 2_000).await;
-    let large_write = node.status().last_log_index.expect("a log");
-    let next = snapshot_after(&node, Some(first), "the log since the snapshot passed half its size").await;
-    assert!(next >= large_write, "snapshot {next} does not hold the large write at {large_write}");
-    node.shutdown().await.expect("shutdown");
+    a_write_takes_a_snapshot(node, db, first, 2_000, "the log since the snapshot passed half its size").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,9 +124,5 @@ async fn a_log_of_the_set_bytes_is_enough_however_large_the_state() {
     }
     assert_eq!(settled_snapshot(&node).await, Some(first), "small writes rewrote the state");
     // About 300 KB of log: past the set bytes, short of half the snapshot.
-    set(&mut db, 40_000, 600).await;
-    let medium_write = node.status().last_log_index.expect("a log");
-    let next = snapshot_after(&node, Some(first), "the log since the snapshot passed the set bytes").await;
-    assert!(next >= medium_write, "snapshot {next} does not hold the write at {medium_write}");
-    node.shutdown().await.expect("shutdown");
+    a_write_takes_a_snapshot(node, db, first, 600, "the log since the snapshot passed the set bytes").await;
 }
