@@ -560,14 +560,9 @@ fn check_key(store: &StoreRef, dimension: usize, key: &[f32]) -> Result<(), Engi
     if key.len() != dimension {
         return Err(EngineError::DimensionMismatch { store: store.clone(), expected: dimension, given: key.len() });
     }
-    // The common case, every component finite, in one pass the compiler can vectorise; the
-    // position of the first bad one only when there is one. A component is infinite or NaN
-    // when its exponent is all ones, the only exponent to which adding one carries into the
-    // sign bit.
-    const EXPONENT: u32 = 0x7f80_0000;
-    const EXPONENT_ONE: u32 = 0x0080_0000;
-    const CARRY: u32 = 0x8000_0000;
-    if key.iter().fold(0u32, |carries, x| carries | ((x.to_bits() & EXPONENT) + EXPONENT_ONE)) & CARRY == 0 {
+    // The common case in one vectorised pass; the position of the first bad component only
+    // when there is one.
+    if similarity::all_finite(key) {
         return Ok(());
     }
     match key.iter().position(|x| !x.is_finite()) {

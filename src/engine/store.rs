@@ -281,7 +281,8 @@ impl Store {
         let (mut added, mut freed) = (0usize, 0usize);
         // The first entry of the Set with each hash; a repeat of a key frees nothing twice.
         // The key hashes are seeded already (see `key_hash`), so they place themselves.
-        let mut first_with_hash: HashTable<usize> = HashTable::new();
+        let mut first_with_hash: HashTable<usize> =
+            if entries.len() > 1 { HashTable::with_capacity(entries.len()) } else { HashTable::new() };
         for (i, e) in entries.iter().enumerate() {
             let hash = key_hash(&e.key);
             let bytes = entry_bytes(self.dimension, &e.value);
