@@ -403,8 +403,12 @@ impl SlotSet {
                 }
             },
             SlotSet::Blocks { blocks, len } => {
-                let block = block_of(blocks, slot);
-                // New slots mostly come in ascending order: the common case appends.
+                // New slots mostly come in ascending order: the common case appends to the
+                // last block, found without a search.
+                let block = match blocks.last_entry() {
+                    Some(last) if *last.key() == slot >> BLOCK_SHIFT => Arc::make_mut(last.into_mut()),
+                    _ => block_of(blocks, slot),
+                };
                 if block.last().is_none_or(|&last| last < slot) {
                     block.push(slot);
                     *len += 1;
@@ -558,5 +562,10 @@ mod tests {
         expected.sort_unstable();
         assert_eq!(ascending.iter().collect::<Vec<_>>(), expected);
         assert_eq!(ascending.len(), expected.len());
+        // An append to the last block of a set a clone shares copies that block first.
+        let captured = ascending.clone();
+        assert!(ascending.insert(20_001));
+        assert!(ascending.contains(20_001) && !captured.contains(20_001));
+        assert_eq!(captured.iter().collect::<Vec<_>>(), expected);
     }
 }

@@ -214,9 +214,10 @@ impl MetaArena {
 
     /// Stores `m` as the metadata of `slot`, making it live.
     pub fn set(&mut self, slot: u32, m: &Metadata) {
-        self.release(slot);
         let span = self.append(encoded_len(m), |out| encode(m, out));
-        self.spans[slot as usize] = Some(span);
+        if let Some(old) = self.spans[slot as usize].replace(span) {
+            self.garbage += old.len as usize;
+        }
         self.maybe_compact();
     }
 
