@@ -59,15 +59,14 @@ pub async fn take_snapshots(
         return;
     }
     let mut metrics = raft.metrics();
-    // The snapshot the last request was made on top of, and when.
-    let mut asked = None;
+    let mut asked: Option<Request<_>> = None;
     while metrics.changed().await.is_ok() {
         let (applied, snapshot) = {
             let m = metrics.borrow_watched();
             (m.last_applied, m.snapshot)
         };
         let Some(applied) = applied else { continue };
-        if asked.is_some_and(|(on, at): (_, Instant)| on == snapshot && at.elapsed() < ASK_AGAIN_AFTER) {
+        if asked.as_ref().is_some_and(|r| r.is_pending(&snapshot, Instant::now())) {
             continue;
         }
         let first_new = snapshot.map_or(0, |s| s.index + 1);
@@ -86,7 +85,22 @@ pub async fn take_snapshots(
         if raft.trigger().snapshot().await.is_err() {
             return;
         }
-        asked = Some((snapshot, Instant::now()));
+        asked = Some(Request { on: snapshot, at: Instant::now() });
+    }
+}
+
+/// A request for a snapshot: the snapshot it was made on top of (a log id), and when.
+struct Request<S> {
+    on: S,
+    at: Instant,
+}
+
+impl<S: PartialEq> Request<S> {
+    /// Whether, with `snapshot` the newest snapshot at `now`, this request may still produce
+    /// one, so that asking again would only be dropped: no snapshot has come since, and it is
+    /// younger than [`ASK_AGAIN_AFTER`].
+    fn is_pending(&self, snapshot: &S, now: Instant) -> bool {
+        self.on == *snapshot && now.saturating_duration_since(self.at) < ASK_AGAIN_AFTER
     }
 }
 
@@ -122,6 +136,17 @@ mod tests {
         assert!(entries_only.is_due(100, 0, u64::MAX));
         let never = SnapshotSchedule { every_entries: 0, ..HALF };
         assert!(!never.is_due(u64::MAX, u64::MAX, 0));
+    }
+
+    #[test]
+    fn a_request_is_made_again_once_a_snapshot_came_or_it_went_unanswered_too_long() {
+        let at = Instant::now();
+        let request = Request { on: Some(7u64), at };
+        assert!(request.is_pending(&Some(7), at));
+        assert!(request.is_pending(&Some(7), at + ASK_AGAIN_AFTER - Duration::from_millis(1)));
+        assert!(!request.is_pending(&Some(7), at + ASK_AGAIN_AFTER), "unanswered for too long");
+        assert!(!request.is_pending(&Some(9), at), "a newer snapshot came");
+        assert!(!Request { on: None::<u64>, at }.is_pending(&Some(9), at), "the first snapshot came");
     }
 
     #[test]
