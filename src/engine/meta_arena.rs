@@ -89,18 +89,21 @@ pub(super) struct FlatArena {
     pub(super) garbage: usize,
 }
 
-/// The length of `m`'s encoding.
-fn encoded_len(m: &Metadata) -> usize {
-    4 + m
-        .iter()
-        .map(|(k, v)| {
-            let value = match v {
-                MetadataValue::RawString(s) => s.len(),
-                MetadataValue::Image(b) | MetadataValue::Audio(b) => b.len(),
-            };
-            4 + k.len() + 1 + 4 + value
-        })
-        .sum::<usize>()
+/// Bytes of an encoding besides its pairs' keys and values: the pair count.
+const COUNT_BYTES: usize = 4;
+
+/// Bytes of each pair's encoding besides its key and value: their lengths and the kind.
+const PAIR_OVERHEAD: usize = 4 + 1 + 4;
+
+/// The length of the encoding of `pairs` pairs whose keys and values take
+/// `key_and_value_bytes` in all.
+fn encoded_len(pairs: usize, key_and_value_bytes: usize) -> usize {
+    COUNT_BYTES + PAIR_OVERHEAD * pairs + key_and_value_bytes
+}
+
+/// The bytes of `m`'s keys and values.
+fn key_and_value_bytes(m: &Metadata) -> usize {
+    m.iter().map(|(k, v)| k.len() + v.accounted_bytes()).sum()
 }
 
 fn encode(m: &Metadata, out: &mut Vec<u8>) {
@@ -214,30 +217,37 @@ impl MetaArena {
 
     /// Stores `m` as the metadata of `slot`, making it live.
     pub fn set(&mut self, slot: u32, m: &Metadata) {
-        let span = self.append(encoded_len(m), |out| encode(m, out));
+        self.set_counted(slot, m, key_and_value_bytes(m));
+    }
+
+    /// [`MetaArena::set`] for a caller that has counted the bytes of `m`'s keys and values
+    /// already (a store's accounting does: see `entry_bytes`), so that `m` is walked only to
+    /// encode it. A wrong count costs a copy of a chunk, never a wrong encoding.
+    pub fn set_counted(&mut self, slot: u32, m: &Metadata, key_and_value_bytes: usize) {
+        let span = self.append(encoded_len(m.len(), key_and_value_bytes), |out| encode(m, out));
         if let Some(old) = self.spans[slot as usize].replace(span) {
             self.garbage += old.len as usize;
         }
         self.maybe_compact();
     }
 
-    /// Appends `len` bytes that `write` puts at the end of the vector it is given (with room
-    /// for them): in the last chunk if it has room (copied first if a capture shares it), else
-    /// in a new one.
-    fn append(&mut self, len: usize, write: impl FnOnce(&mut Vec<u8>)) -> Span {
-        let fits = |c: &Arc<Vec<u8>>| c.capacity() - c.len() >= len;
+    /// Appends what `write` puts at the end of the vector it is given, which has room for
+    /// `room` more bytes: in the last chunk if it has that room (copied first if a capture
+    /// shares it), else in a new one.
+    fn append(&mut self, room: usize, write: impl FnOnce(&mut Vec<u8>)) -> Span {
+        let fits = |c: &Arc<Vec<u8>>| c.capacity() - c.len() >= room;
         if !self.chunks.last().is_some_and(fits) {
-            self.chunks.push(Arc::new(Vec::with_capacity(CHUNK_BYTES.max(len))));
+            self.chunks.push(Arc::new(Vec::with_capacity(CHUNK_BYTES.max(room))));
         }
         let chunk = self.chunks.len() - 1;
         let last = &mut self.chunks[chunk];
         let capacity = last.capacity();
         let out = own(last, capacity);
-        let offset = out.len() as u64;
+        let offset = out.len();
         write(out);
-        debug_assert_eq!(out.len() as u64 - offset, len as u64);
+        let len = out.len() - offset;
         self.written += len;
-        Span { offset, chunk: chunk as u32, len: len as u32 }
+        Span { offset: offset as u64, chunk: chunk as u32, len: len as u32 }
     }
 
     /// Bytes the metadata of `slot` is charged (keys and values), without decoding it whole.
@@ -329,6 +339,31 @@ mod tests {
         assert_eq!(a.value_of(1, "b"), Some(ValueRef::Image(&[1, 2])));
         assert_eq!(a.value_of(1, "z"), None);
         assert_eq!(a.live_slots().collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_wrong_byte_count_still_stores_the_right_encoding() {
+        let m = |i: usize| {
+            Metadata::from([
+                ("author".to_string(), MetadataValue::RawString(format!("author-{i}"))),
+                ("blob".to_string(), MetadataValue::Image(vec![i as u8; i % 300])),
+            ])
+        };
+        let mut right = MetaArena::default();
+        let mut wrong = MetaArena::default();
+        // Enough to fill a chunk, so that short counts overrun its room.
+        let slots = 2 * CHUNK_BYTES / 200;
+        for i in 0..slots {
+            right.push_slot();
+            wrong.push_slot();
+            right.set(i as u32, &m(i));
+            let counted = key_and_value_bytes(&m(i));
+            wrong.set_counted(i as u32, &m(i), [0, counted / 2, counted * 3][i % 3]);
+        }
+        for i in 0..slots {
+            assert_eq!(wrong.get(i as u32), Some(m(i)), "slot {i}");
+            assert_eq!(wrong.encoded(i as u32), right.encoded(i as u32), "slot {i}");
+        }
     }
 
     #[test]

@@ -343,6 +343,11 @@ impl Store {
         (inserted, updated)
     }
 
+    /// The bytes of an entry's metadata keys and values, from its [`entry_bytes`].
+    fn metadata_bytes(&self, entry_bytes: usize) -> usize {
+        entry_bytes.saturating_sub(ENTRY_OVERHEAD + self.dimension * 4)
+    }
+
     fn insert_new(&mut self, h: u64, key: &[f32], value: &Metadata, bytes: usize) -> u32 {
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -361,7 +366,7 @@ impl Store {
         }
         self.bytes += bytes;
         self.index_value(slot, value);
-        self.meta.set(slot, value);
+        self.meta.set_counted(slot, value, self.metadata_bytes(bytes));
         self.live += 1;
         let arena = &self.arena;
         let key_of = |s: u32| arena.row(s as usize);
@@ -387,7 +392,7 @@ impl Store {
         }
         self.bytes += bytes;
         self.index_value(slot, value);
-        self.meta.set(slot, value);
+        self.meta.set_counted(slot, value, self.metadata_bytes(bytes));
     }
 
     /// Removes the live entries in `slots`; returns how many were live.
