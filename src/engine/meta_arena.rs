@@ -102,6 +102,7 @@ fn encoded_len(pairs: usize, key_and_value_bytes: usize) -> usize {
 }
 
 /// The bytes of `m`'s keys and values.
+#[cfg(test)]
 fn key_and_value_bytes(m: &Metadata) -> usize {
     m.iter().map(|(k, v)| k.len() + v.accounted_bytes()).sum()
 }
@@ -215,14 +216,16 @@ impl MetaArena {
         self.spans.iter().enumerate().filter(|(_, s)| s.is_some()).map(|(i, _)| i as u32)
     }
 
-    /// Stores `m` as the metadata of `slot`, making it live.
-    pub fn set(&mut self, slot: u32, m: &Metadata) {
+    /// [`MetaArena::set_counted`], counting the bytes itself.
+    #[cfg(test)]
+    fn set(&mut self, slot: u32, m: &Metadata) {
         self.set_counted(slot, m, key_and_value_bytes(m));
     }
 
-    /// [`MetaArena::set`] for a caller that has counted the bytes of `m`'s keys and values
-    /// already (a store's accounting does: see `entry_bytes`), so that `m` is walked only to
-    /// encode it. A wrong count costs a copy of a chunk, never a wrong encoding.
+    /// Stores `m` as the metadata of `slot`, making it live. The caller has counted the bytes
+    /// of `m`'s keys and values already (a store's accounting does: see `entry_bytes`), so
+    /// that `m` is walked only to encode it; a wrong count costs a copy of a chunk, never a
+    /// wrong encoding.
     pub fn set_counted(&mut self, slot: u32, m: &Metadata, key_and_value_bytes: usize) {
         let span = self.append(encoded_len(m.len(), key_and_value_bytes), |out| encode(m, out));
         if let Some(old) = self.spans[slot as usize].replace(span) {
