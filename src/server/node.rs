@@ -405,7 +405,7 @@ impl Node {
             "node {id} serving on {addr} (advertised as {advertise}), data in {}",
             config.data_dir.display()
         );
-        metrics.register_collector(Box::new(StateCollector::new(raft.clone(), state.clone(), log_watch.clone())));
+        metrics.register_collector(Box::new(StateCollector::new(raft.clone(), state.clone(), log_watch)));
         let mut observers = vec![
             tokio::spawn(watch_raft(raft.clone(), id, metrics.clone())),
             tokio::spawn(stop_raft_when_the_log_fails(raft.clone(), id, ctx.log.clone())),

@@ -376,11 +376,9 @@ impl Wal {
         }
         let append = Arc::new(QueuedAppend { entries: records });
         for (at, (index, term, payload)) in append.entries.iter().enumerate() {
-            let (loc, record_len) =
-                (Loc::Pending { append: append.clone(), at }, format::RECORD_HEADER_LEN + payload.len());
-            st.index
-                .push_entry(*index, *term, loc, record_len as u64)
-                .map_err(|g| WalError::InvalidInput(g.to_string()))?;
+            let loc = Loc::Pending { append: append.clone(), at };
+            let record_len = (format::RECORD_HEADER_LEN + payload.len()) as u64;
+            st.index.push_entry(*index, *term, loc, record_len).map_err(|g| WalError::InvalidInput(g.to_string()))?;
         }
         self.enqueue(st, OpKind::Append(append), done);
         Ok(())
