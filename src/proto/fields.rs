@@ -69,6 +69,20 @@ pub(crate) fn one_arm_map_entry(body: &[u8]) -> Option<(String, u32, &[u8])> {
 /// that body, if it lies whole there.
 #[inline]
 pub(crate) fn length_prefixed(bytes: &[u8]) -> Option<(usize, &[u8])> {
+    // The lengths on the write path (names, values, keys, entries) nearly all take one or two
+    // bytes: those are read here, anything longer by prost's varint decoder.
+    let (header, len) = match *bytes {
+        [b0, ..] if b0 < 0x80 => (1, usize::from(b0)),
+        [b0, b1, ..] if b1 < 0x80 => (2, usize::from(b0 & 0x7f) | usize::from(b1) << 7),
+        _ => return long_length_prefixed(bytes),
+    };
+    let body = bytes.get(header..header + len)?;
+    Some((header + len, body))
+}
+
+/// [`length_prefixed`] for any varint length.
+#[inline(never)]
+fn long_length_prefixed(bytes: &[u8]) -> Option<(usize, &[u8])> {
     let mut rest = bytes;
     let len = usize::try_from(decode_varint(&mut rest).ok()?).ok()?;
     let header = bytes.len() - rest.len();
@@ -80,6 +94,12 @@ pub(crate) fn length_prefixed(bytes: &[u8]) -> Option<(usize, &[u8])> {
 /// `bytes` as an owned string, if they are UTF-8.
 #[inline]
 pub(crate) fn utf8(bytes: &[u8]) -> Option<String> {
+    // Names and values are short and nearly always ASCII, which the general check spends
+    // several times longer on than this one.
+    if bytes.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        return Some(unsafe { std::str::from_utf8_unchecked(bytes) }.to_owned());
+    }
     std::str::from_utf8(bytes).ok().map(str::to_owned)
 }
 
@@ -97,6 +117,42 @@ mod tests {
         let mut huge = vec![0xff; 9];
         huge.extend([0x01, b'a']);
         assert_eq!(length_prefixed(&huge), None);
+    }
+
+    #[test]
+    fn short_lengths_read_as_the_general_varint_reader_reads_them() {
+        let mut inputs: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0x80],
+            vec![0x80, 0x00],
+            vec![0xff, 0x00, 1],
+            vec![0x80, 0x80, 0x00],
+            vec![0x81, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00],
+        ];
+        for len in [0usize, 1, 2, 126, 127, 128, 129, 300, 16_383, 16_384, 16_385, 70_000] {
+            let mut header = Vec::new();
+            prost::encoding::encode_varint(len as u64, &mut header);
+            for body_len in [len.saturating_sub(1), len, len + 3] {
+                let mut bytes = header.clone();
+                bytes.extend((0..body_len).map(|i| i as u8));
+                inputs.push(bytes);
+            }
+        }
+        for bytes in &inputs {
+            assert_eq!(length_prefixed(bytes), long_length_prefixed(bytes), "{:02x?}", &bytes[..bytes.len().min(12)]);
+        }
+        assert_eq!(length_prefixed(&[0x80, 0x00]), Some((2, &[][..])), "a two-byte zero is still a length");
+        assert_eq!(length_prefixed(&[0xac, 0x02]), None, "300 bytes announced, none there");
+    }
+
+    #[test]
+    fn strings_are_checked_as_utf8_whether_ascii_or_not() {
+        assert_eq!(utf8(b"author-42").as_deref(), Some("author-42"));
+        assert_eq!(utf8("Ẹ̀kọ́ ilé".as_bytes()).as_deref(), Some("Ẹ̀kọ́ ilé"));
+        assert_eq!(utf8(b""), Some(String::new()));
+        assert_eq!(utf8(&[b'a', 0xff]), None);
+        assert_eq!(utf8(&[0xc3]), None, "a sequence cut short");
+        assert_eq!(utf8(&[0xed, 0xa0, 0x80]), None, "a surrogate");
     }
 
     #[test]
