@@ -60,10 +60,11 @@ impl<'a> SetEncoding<'a> {
         }
         put_nonempty(STORE_REF_NAME, store.name.as_bytes(), buf);
         for e in self.entries {
-            put_header(SET_ENTRIES, entry_len(e), buf);
+            let metadata_len = metadata_len(&e.value);
+            put_header(SET_ENTRIES, entry_len_from(&e.key, metadata_len), buf);
             put_header(ENTRY_KEY, packed::floats_len(&e.key), buf);
             packed::encode_floats(&e.key, buf);
-            put_header(ENTRY_VALUE, metadata_len(&e.value), buf);
+            put_header(ENTRY_VALUE, metadata_len, buf);
             for (key, value) in &e.value {
                 let (arm, bytes) = value_arm(value);
                 put_header(METADATA_ENTRIES, metadata_entry_len(key, bytes), buf);
@@ -147,7 +148,12 @@ fn store_ref_len(r: &StoreRef) -> usize {
 }
 
 fn entry_len(e: &Entry) -> usize {
-    field_len(packed::floats_len(&e.key)) + field_len(metadata_len(&e.value))
+    entry_len_from(&e.key, metadata_len(&e.value))
+}
+
+/// The length of an entry with `key` and metadata of `metadata_len` bytes.
+fn entry_len_from(key: &[f32], metadata_len: usize) -> usize {
+    field_len(packed::floats_len(key)) + field_len(metadata_len)
 }
 
 fn metadata_len(m: &Metadata) -> usize {
@@ -167,7 +173,18 @@ fn value_arm(v: &MetadataValue) -> (u32, &[u8]) {
     }
 }
 
+/// Writes the key of length-delimited field `field` and the length `len`, as prost does; the
+/// common case (a one-byte key and a length under 16 KiB) in one write to `buf`.
 fn put_header(field: u32, len: usize, buf: &mut impl BufMut) {
+    if field < 16 {
+        let key = (field << 3) as u8 | WireType::LengthDelimited as u8;
+        if len < 0x80 {
+            return buf.put_slice(&[key, len as u8]);
+        }
+        if len < 0x4000 {
+            return buf.put_slice(&[key, len as u8 | 0x80, (len >> 7) as u8]);
+        }
+    }
     encode_key(field, WireType::LengthDelimited, buf);
     encode_varint(len as u64, buf);
 }
@@ -237,6 +254,20 @@ mod tests {
             encoding.write(&mut ours);
             assert_eq!(ours, derived, "{}", cmd);
             assert_eq!(encoding.len(), derived.len(), "{}", cmd);
+        }
+    }
+
+    #[test]
+    fn a_field_header_is_the_key_and_length_prost_writes() {
+        for field in [1, 2, 13, 15, 16, 200] {
+            for len in [0usize, 1, 127, 128, 129, 16_383, 16_384, 16_385, 1 << 21, 1 << 35] {
+                let mut ours = Vec::new();
+                put_header(field, len, &mut ours);
+                let mut derived = Vec::new();
+                encode_key(field, WireType::LengthDelimited, &mut derived);
+                encode_varint(len as u64, &mut derived);
+                assert_eq!(ours, derived, "field {field}, length {len}");
+            }
         }
     }
 
