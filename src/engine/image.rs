@@ -1,6 +1,8 @@
 //! The engine's state as an `rkyv` image, and the way back.
 //!
-//! [`Engine::image`] copies the state into [`EngineImage`]; the snapshot module archives it.
+//! [`Engine::image`] copies the state into [`EngineImage`]; a snapshot is archived instead from
+//! [`Capture::image_parts`], which archives to the same bytes without copying the vectors,
+//! norms and metadata (`image_parts`).
 //! [`Engine::restore`] builds an engine straight from an archived image (a validated view of
 //! mapped bytes): each store's metadata comes back as one block copy (one chunk of the arena),
 //! and each value's predicate slots as a copy per block of slots, with no allocation per
@@ -23,8 +25,9 @@ use rkyv::{Archive, Deserialize, Serialize};
 use super::catalog::Catalog;
 use super::chunked::{ChunkedVec, NodeOfSlot, ShardedMap, SlotSet};
 use super::hnsw::{self, Hnsw};
+use super::image_parts::{EngineImageParts, MetaBytesPart, RowsPart, StoreImageParts};
 use super::kdtree::{self, KdTree};
-use super::meta_arena::{FlatArena, MetaArena, Span};
+use super::meta_arena::{MetaArena, Span};
 use super::rows::{Backing, Rows};
 use super::store::{ENTRY_OVERHEAD, PredicateIndex, Store};
 use super::types::{HnswConfig, MetadataValue, Metric};
@@ -155,10 +158,9 @@ fn value_image(v: &MetadataValue) -> ValueImage {
 }
 
 impl Store {
-    /// This store as an image under `schema` and `name`.
-    pub fn image(&self, schema: &str, name: &str) -> StoreImage {
-        let FlatArena { bytes: meta_bytes, spans, garbage: meta_garbage } = self.meta.flatten();
-        let (meta_offsets, meta_lens) = spans.into_iter().map(|s| s.unwrap_or((0, NOT_LIVE))).unzip();
+    /// This store as an image under `schema` and `name`, its large parts left in place.
+    pub(super) fn image_parts(&self, schema: &str, name: &str) -> StoreImageParts {
+        let (meta_offsets, meta_lens) = self.meta.flat_spans().into_iter().map(|s| s.unwrap_or((0, NOT_LIVE))).unzip();
         let predicates = self
             .predicates
             .iter()
@@ -211,16 +213,16 @@ impl Store {
                 links,
             }
         });
-        StoreImage {
+        StoreImageParts {
             schema: schema.to_owned(),
             name: name.to_owned(),
             dimension: self.dimension as u32,
-            arena: self.arena.to_vec(),
-            norms: self.norms.to_vec(),
-            meta_bytes,
+            arena: RowsPart(self.arena.clone()),
+            norms: RowsPart(self.norms.clone()),
+            meta_bytes: MetaBytesPart(self.meta.shared_chunks()),
             meta_offsets,
             meta_lens,
-            meta_garbage: meta_garbage as u64,
+            meta_garbage: self.meta.garbage() as u64,
             free: self.free.clone(),
             quarantine: self.quarantine.clone(),
             live: self.live as u64,
@@ -456,7 +458,14 @@ pub struct Capture {
 impl Capture {
     /// The captured state as an image (a copy; run it off the apply path).
     pub fn image(&self) -> EngineImage {
-        EngineImage { stores: self.stores.iter().map(|(schema, name, s)| s.image(schema, name)).collect() }
+        self.image_parts().into_owned()
+    }
+
+    /// The captured state as an image whose large parts stay in the capture, to be archived
+    /// without copying them (see [`ArchiveImage`]). Builds the small parts: run it off the
+    /// apply path.
+    pub fn image_parts(&self) -> EngineImageParts {
+        EngineImageParts { stores: self.stores.iter().map(|(schema, name, s)| s.image_parts(schema, name)).collect() }
     }
 }
 

@@ -82,6 +82,7 @@ pub struct MetaArena {
 
 /// A [`MetaArena`] as one block: the encodings, each slot's span as an offset into the block
 /// and a length (`None` for a slot without an entry), and the bytes no span covers.
+#[cfg(test)]
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct FlatArena {
     pub(super) bytes: Vec<u8>,
@@ -190,15 +191,32 @@ impl MetaArena {
     }
 
     /// The arena as one block of bytes.
+    #[cfg(test)]
     pub(super) fn flatten(&self) -> FlatArena {
-        let mut bases = Vec::with_capacity(self.chunks.len());
         let mut bytes = Vec::with_capacity(self.written);
+        self.chunks.iter().for_each(|c| bytes.extend_from_slice(c));
+        FlatArena { bytes, spans: self.flat_spans(), garbage: self.garbage }
+    }
+
+    /// The encodings' chunks, shared: [`MetaArena::flatten`]'s block in parts.
+    pub(super) fn shared_chunks(&self) -> Vec<Arc<Vec<u8>>> {
+        self.chunks.clone()
+    }
+
+    /// Each slot's span in [`MetaArena::flatten`]'s block, without making the block.
+    pub(super) fn flat_spans(&self) -> Vec<Option<(u64, u32)>> {
+        let mut bases = Vec::with_capacity(self.chunks.len());
+        let mut base = 0;
         for chunk in &self.chunks {
-            bases.push(bytes.len() as u64);
-            bytes.extend_from_slice(chunk);
+            bases.push(base);
+            base += chunk.len() as u64;
         }
-        let spans = self.spans.iter().map(|s| s.map(|s| (bases[s.chunk as usize] + s.offset, s.len))).collect();
-        FlatArena { bytes, spans, garbage: self.garbage }
+        self.spans.iter().map(|s| s.map(|s| (bases[s.chunk as usize] + s.offset, s.len))).collect()
+    }
+
+    /// Bytes no live span covers.
+    pub(super) fn garbage(&self) -> usize {
+        self.garbage
     }
 
     /// Adds an empty (not live) slot at the end.

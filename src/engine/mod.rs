@@ -34,6 +34,7 @@ mod command;
 mod error;
 mod hnsw;
 mod image;
+mod image_parts;
 mod kdtree;
 mod meta_arena;
 mod rows;
@@ -47,6 +48,7 @@ use self::catalog::{Catalog, SharedStore};
 pub use self::command::{Command, Query, Response};
 pub use self::error::{EngineError, ErrorCode};
 pub use self::image::{ArchivedEngineImage, Capture, EngineImage};
+pub use self::image_parts::{ArchiveImage, EngineImageParts};
 pub use self::rows::Backing;
 pub use self::store::{ENTRY_OVERHEAD, SetPlan, Store, StoreInfo};
 pub use self::types::{

@@ -6,8 +6,9 @@
 //!   log reader) or real I/O failure is an error here.
 //! - A snapshot is captured in `get_snapshot_builder`, between two applies, so it is exactly
 //!   the state at `last_applied`. The capture clones one `Arc` per store and stalls nothing;
-//!   the builder copies and writes it on a blocking thread (temporary file, fsync, rename,
-//!   directory fsync) while applies go on. A store written before the builder is done is
+//!   the builder archives it on a blocking thread straight from the captured chunks, with no
+//!   copy of the state in between (temporary file, fsync, rename, directory fsync), while
+//!   applies go on. A store written before the builder is done is
 //!   copied in part by that write (see below). openraft purges the log only after
 //!   the builder returns, so the log is never purged past a snapshot that is not durable.
 //! - `SnapshotData` is a handle to a checked, mapped snapshot file, never a copy in memory.
@@ -207,9 +208,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let meta_bytes = encode_snapshot_meta(&meta);
         let started = std::time::Instant::now();
         let snap = blocking(move || {
-            let image = capture.image();
+            // The image keeps the capture's large parts where they are, shared with it: the
+            // archive streams them into the file.
+            let image = capture.image_parts();
             drop(capture);
             let path = shared.snapshots.write(id, &meta_bytes, &image).map_err(other)?;
+            drop(image);
             let snap = Arc::new(MappedSnapshot::open(&path, id).map_err(other)?);
             *lock(&shared.current) = Some(snap.clone());
             let bytes = snap.bytes().len() as u64;

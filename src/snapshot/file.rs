@@ -6,10 +6,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
-use rkyv::ser::writer::IoWriter;
 
 use super::{FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_META_LEN};
-use crate::engine::{ArchivedEngineImage, EngineImage};
+use crate::engine::{ArchiveImage, ArchivedEngineImage};
 
 const SUFFIX: &str = ".snap";
 const TEMP_SUFFIX: &str = ".tmp";
@@ -137,12 +136,8 @@ impl SnapshotStore {
 
     /// Writes `image` with `meta` as snapshot `id`: to a temporary file, synced, renamed into
     /// place, directory synced; then removes all but the newest two snapshots. Blocking.
-    pub fn write(&self, id: SnapshotId, meta: &[u8], image: &EngineImage) -> Result<PathBuf, SnapshotError> {
-        self.write_with(id, meta, |body| {
-            rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(image, IoWriter::new(body))
-                .map(drop)
-                .map_err(|e| SnapshotError::Archive(e.to_string()))
-        })
+    pub fn write(&self, id: SnapshotId, meta: &[u8], image: &impl ArchiveImage) -> Result<PathBuf, SnapshotError> {
+        self.write_with(id, meta, |body| image.archive_to(body).map_err(|e| SnapshotError::Archive(e.to_string())))
     }
 
     /// As [`SnapshotStore::write`], with the body given as the bytes of an archive already
