@@ -462,7 +462,7 @@ impl Capture {
     }
 
     /// The captured state as an image whose large parts stay in the capture, to be archived
-    /// without copying them (see [`ArchiveImage`]). Builds the small parts: run it off the
+    /// without copying them (see [`super::ArchiveImage`]). Builds the small parts: run it off the
     /// apply path.
     pub fn image_parts(&self) -> EngineImageParts {
         EngineImageParts { stores: self.stores.iter().map(|(schema, name, s)| s.image_parts(schema, name)).collect() }
