@@ -1,9 +1,8 @@
 //! A store's image with its three large parts (the vectors, the norms and the metadata bytes)
-//! left where the store keeps them, in its shared chunks (held by a clone of each chunk's
-//! `Arc`). It archives byte for byte as the
-//! [`StoreImage`] that [`StoreImageParts::into_owned`] makes, so a snapshot is written from
-//! a capture with no copy of the state in between: the chunks are streamed into the archive
-//! one after another. Only the small parts (spans, free lists, indexes) are built.
+//! left in the store's shared chunks, each held by a clone of its `Arc`. It archives byte for
+//! byte as the [`StoreImage`] that [`StoreImageParts::into_owned`] makes, so a snapshot is
+//! written from a capture with no copy of the state in between: the chunks are streamed into
+//! the archive one after another. Only the small parts (spans, free lists, indexes) are built.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -51,8 +50,8 @@ impl EngineImageParts {
     }
 }
 
-/// One store's image, its large parts borrowed (see the module comment); the fields are
-/// [`StoreImage`]'s.
+/// One store's image, its large parts shared with the store (see the module comment); the
+/// fields are [`StoreImage`]'s.
 #[derive(Archive, Serialize)]
 #[rkyv(as = ArchivedStoreImage)]
 pub(super) struct StoreImageParts {
