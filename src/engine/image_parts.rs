@@ -105,8 +105,7 @@ impl Archive for RowsPart {
     type Resolver = VecResolver;
 
     fn resolve(&self, resolver: VecResolver, out: Place<Self::Archived>) {
-        let floats = self.0.chunks().map(|(_, c)| c.len()).sum();
-        ArchivedVec::resolve_from_len(floats, resolver, out);
+        ArchivedVec::resolve_from_len(self.0.float_count(), resolver, out);
     }
 }
 

@@ -102,9 +102,8 @@ fn encoded_len(pairs: usize, key_and_value_bytes: usize) -> usize {
     COUNT_BYTES + PAIR_OVERHEAD * pairs + key_and_value_bytes
 }
 
-/// The bytes of `m`'s keys and values.
-#[cfg(test)]
-fn key_and_value_bytes(m: &Metadata) -> usize {
+/// The bytes of `m`'s keys and values: what a store charges for its metadata.
+pub(super) fn key_and_value_bytes(m: &Metadata) -> usize {
     m.iter().map(|(k, v)| k.len() + v.accounted_bytes()).sum()
 }
 

@@ -200,9 +200,14 @@ impl Rows {
         chunk.floats().get(start..start + count * self.width)
     }
 
+    /// How many floats the rows hold in all.
+    pub fn float_count(&self) -> usize {
+        self.len * self.width
+    }
+
     /// Every row's floats, in order, in one vector.
     pub fn to_vec(&self) -> Vec<f32> {
-        let mut out = Vec::with_capacity(self.len * self.width);
+        let mut out = Vec::with_capacity(self.float_count());
         for c in &self.chunks {
             out.extend_from_slice(c.floats());
         }

@@ -20,7 +20,7 @@ use super::chunked::{self, ShardedMap, SlotSet};
 
 use super::hnsw::Hnsw;
 use super::kdtree::KdTree;
-use super::meta_arena::{MetaArena, ValueRef};
+use super::meta_arena::{self, MetaArena, ValueRef};
 use super::rows::Rows;
 use super::similarity::{self, cmp_key_bits};
 use super::types::{Condition, Entry, HnswConfig, Metadata, MetadataValue, NonLinearIndex, NonLinearKind, Predicate};
@@ -141,7 +141,7 @@ fn same_bits(a: &[f32], b: &[f32]) -> bool {
 
 /// Bytes charged for an entry of `dimension` with `value`.
 pub fn entry_bytes(dimension: usize, value: &Metadata) -> usize {
-    ENTRY_OVERHEAD + dimension * 4 + value.iter().map(|(k, v)| k.len() + v.accounted_bytes()).sum::<usize>()
+    ENTRY_OVERHEAD + dimension * 4 + meta_arena::key_and_value_bytes(value)
 }
 
 impl Store {

@@ -48,8 +48,18 @@ fn random_command(rng: &mut SimRng) -> Command {
     }
 }
 
+/// An engine after 200 random commands from `seed`, and the generator to go on with.
+fn random_history(seed: u64) -> (Engine, SimRng) {
+    let mut rng = SimRng::new(seed);
+    let e = Engine::default();
+    for _ in 0..200 {
+        let _ = e.apply(&random_command(&mut rng));
+    }
+    (e, rng)
+}
+
 fn restore(e: &Engine) -> Engine {
-    let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&e.image()).expect("archive");
+    let bytes = copied_image_bytes(e);
     let archived = rkyv::access::<ArchivedEngineImage, rkyv::rancor::Error>(&bytes).expect("valid archive");
     Engine::restore(archived, Limits::default()).expect("restore")
 }
@@ -57,11 +67,7 @@ fn restore(e: &Engine) -> Engine {
 #[test]
 fn state_survives_an_image_round_trip() {
     for seed in 0..40 {
-        let mut rng = SimRng::new(seed);
-        let original = Engine::default();
-        for _ in 0..200 {
-            let _ = original.apply(&random_command(&mut rng));
-        }
+        let (original, mut rng) = random_history(seed);
         let restored = restore(&original);
         assert_eq!(restored.digest(), original.digest(), "seed {seed}");
         assert_eq!(restored.used_bytes(), original.used_bytes());
@@ -109,11 +115,7 @@ fn copied_image_bytes(e: &Engine) -> Vec<u8> {
 #[test]
 fn a_snapshot_archives_the_captured_chunks_as_the_bytes_of_the_copied_image() {
     for seed in 0..20 {
-        let mut rng = SimRng::new(seed);
-        let e = Engine::default();
-        for _ in 0..200 {
-            let _ = e.apply(&random_command(&mut rng));
-        }
+        let (e, _) = random_history(seed);
         assert_eq!(snapshot_bytes(&e), copied_image_bytes(&e), "seed {seed}");
     }
 
