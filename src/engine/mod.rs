@@ -36,6 +36,7 @@ mod hnsw;
 mod image;
 mod image_parts;
 mod kdtree;
+mod key_hash;
 mod meta_arena;
 mod rows;
 mod similarity;

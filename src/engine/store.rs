@@ -12,14 +12,14 @@
 //! the indexes are rebuilt, since dead nodes still route searches.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::OnceLock;
 
 use hashbrown::HashTable;
 
-use super::chunked::{self, ShardedMap, SlotSet};
+use super::chunked::{ShardedMap, SlotSet};
 
 use super::hnsw::Hnsw;
 use super::kdtree::KdTree;
+use super::key_hash::key_hash;
 use super::meta_arena::{self, MetaArena, ValueRef};
 use super::rows::Rows;
 use super::similarity::{self, cmp_key_bits};
@@ -64,39 +64,6 @@ pub struct Store {
     pub(super) hnsw: Option<Hnsw>,
     pub(super) live: usize,
     pub(super) bytes: usize,
-}
-
-/// A key's hash: its bit patterns four floats at a time, in four interleaved lanes (so the
-/// multiplies overlap instead of waiting on each other), each step one folded multiply of two
-/// floats against a secret by two floats against the lane; the secrets and lanes start from a
-/// random per-process seed, so a client cannot pick keys that collide. Only finds candidates:
-/// equality is always decided on the bits themselves. Never stored: a restore hashes again.
-fn key_hash(key: &[f32]) -> u64 {
-    static SEED: OnceLock<u64> = OnceLock::new();
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    const SPREAD: [u64; 4] = [0, 0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7344, 0xa409_3822_299f_31d0];
-    let seed = *SEED.get_or_init(chunked::random_u64);
-    let mut lanes = SPREAD.map(|c| seed ^ c);
-    let secrets = SPREAD.map(|c| (seed ^ c).rotate_left(32) ^ K);
-    let pair = |p: &[f32]| u64::from(p[0].to_bits()) | (u64::from(p[1].to_bits()) << 32);
-    let mut blocks = key.chunks_exact(16);
-    for block in blocks.by_ref() {
-        for ((lane, secret), quad) in lanes.iter_mut().zip(secrets).zip(block.chunks_exact(4)) {
-            *lane = chunked::fold_mul(pair(&quad[..2]) ^ secret, pair(&quad[2..]) ^ *lane);
-        }
-    }
-    let mut pairs = blocks.remainder().chunks_exact(2);
-    for (i, p) in pairs.by_ref().enumerate() {
-        lanes[i % 4] = chunked::fold_mul(lanes[i % 4] ^ pair(p), K);
-    }
-    if let [x] = pairs.remainder() {
-        lanes[0] = chunked::fold_mul(lanes[0] ^ u64::from(x.to_bits()), K ^ 1);
-    }
-    let mut h = key.len() as u64 ^ seed;
-    for lane in lanes {
-        h = chunked::fold_mul(h ^ lane, K);
-    }
-    h
 }
 
 /// What checking a Set learned about each of its entries (its key's hash, its bytes, and
@@ -716,27 +683,6 @@ impl Predicate {
             Predicate::NotEquals { value: v, .. } => !value.eq_value(v),
             Predicate::In { values, .. } => values.iter().any(|v| value.eq_value(v)),
             Predicate::NotIn { values, .. } => !values.iter().any(|v| value.eq_value(v)),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Dimensions up to 40 cover keys of no whole block of sixteen components and of one, with
-    /// every remainder, and of two.
-    #[test]
-    fn every_component_of_a_key_reaches_its_hash() {
-        for dimension in 1..=40 {
-            let base: Vec<f32> = (0..dimension).map(|i| i as f32 * 0.5).collect();
-            let mut seen = std::collections::HashSet::from([key_hash(&base)]);
-            for i in 0..dimension {
-                let mut changed = base.clone();
-                changed[i] = -1.0;
-                assert!(seen.insert(key_hash(&changed)), "dimension {dimension}: component {i} is not hashed");
-            }
-            assert_eq!(key_hash(&base), key_hash(&base.clone()));
         }
     }
 }
