@@ -153,11 +153,12 @@ impl Engine {
     /// Checks a Set of `entries` into `shared` (the store `store` names); returns its plan.
     fn check_set(&self, store: &StoreRef, shared: &SharedStore, entries: &[Entry]) -> Result<SetPlan, EngineError> {
         let s = read(shared);
+        let mut norms = Vec::with_capacity(entries.len());
         for e in entries {
-            check_key(store, s.dimension(), &e.key)?;
+            norms.push(check_key_for_its_norm(store, s.dimension(), &e.key)?);
             self.check_metadata(&e.value)?;
         }
-        let plan = s.plan_set(entries);
+        let plan = s.plan_set(entries, norms);
         self.check_memory(plan.bytes_added())?;
         Ok(plan)
     }
@@ -560,14 +561,37 @@ impl Engine {
 }
 
 fn check_key(store: &StoreRef, dimension: usize, key: &[f32]) -> Result<(), EngineError> {
-    if key.len() != dimension {
-        return Err(EngineError::DimensionMismatch { store: store.clone(), expected: dimension, given: key.len() });
-    }
+    check_dimension(store, dimension, key)?;
     // The common case in one vectorised pass; the position of the first bad component only
     // when there is one.
     if similarity::all_finite(key) {
         return Ok(());
     }
+    first_non_finite(key)
+}
+
+/// [`check_key`] for a key about to be stored, which needs its norm anyway: returns the norm
+/// ([`similarity::norm`], bit for bit). A finite sum of squares has only finite terms, so the
+/// norm's pass checks the components too; only an infinite or NaN sum (a bad component, or
+/// finite ones too large to square) looks for the bad one.
+fn check_key_for_its_norm(store: &StoreRef, dimension: usize, key: &[f32]) -> Result<f32, EngineError> {
+    check_dimension(store, dimension, key)?;
+    let squares = similarity::dot(key, key);
+    if !squares.is_finite() {
+        first_non_finite(key)?;
+    }
+    Ok(squares.sqrt())
+}
+
+fn check_dimension(store: &StoreRef, dimension: usize, key: &[f32]) -> Result<(), EngineError> {
+    match key.len() == dimension {
+        true => Ok(()),
+        false => Err(EngineError::DimensionMismatch { store: store.clone(), expected: dimension, given: key.len() }),
+    }
+}
+
+/// The error for the first component of `key` that is infinite or NaN, if any.
+fn first_non_finite(key: &[f32]) -> Result<(), EngineError> {
     match key.iter().position(|x| !x.is_finite()) {
         Some(index) => Err(EngineError::NonFiniteComponent { index, value: key[index].to_string() }),
         None => Ok(()),

@@ -87,6 +87,8 @@ impl SetPlan {
 #[derive(Clone, Copy, Debug)]
 struct Place {
     hash: u64,
+    /// The key's norm (stored with it if the key is new).
+    norm: f32,
     bytes: usize,
     found: Found,
 }
@@ -243,14 +245,15 @@ impl Store {
     }
 
     /// Plans a Set of `entries` (see [`SetPlan`]): hashes their keys and looks each up once.
-    pub fn plan_set(&self, entries: &[Entry]) -> SetPlan {
+    /// `norms` are the keys' norms ([`similarity::norm`]), in order, one per entry.
+    pub fn plan_set(&self, entries: &[Entry], norms: impl IntoIterator<Item = f32>) -> SetPlan {
         let mut places: Vec<Place> = Vec::with_capacity(entries.len());
         let (mut added, mut freed) = (0usize, 0usize);
         // The first entry of the Set with each hash; a repeat of a key frees nothing twice.
         // The key hashes are seeded already (see `key_hash`), so they place themselves.
         let mut first_with_hash: HashTable<usize> =
             if entries.len() > 1 { HashTable::with_capacity(entries.len()) } else { HashTable::new() };
-        for (i, e) in entries.iter().enumerate() {
+        for ((i, e), norm) in entries.iter().enumerate().zip(norms) {
             let hash = key_hash(&e.key);
             let bytes = entry_bytes(self.dimension, &e.value);
             added += bytes;
@@ -274,20 +277,20 @@ impl Store {
             } else {
                 Found::Absent
             };
-            places.push(Place { hash, bytes, found });
+            places.push(Place { hash, norm, bytes, found });
         }
         SetPlan { places, bytes_added: added.saturating_sub(freed) }
     }
 
     /// Inserts or overwrites every entry, in order; returns (inserted, updated).
     pub fn set(&mut self, entries: &[Entry]) -> (usize, usize) {
-        let plan = self.plan_set(entries);
+        let plan = self.plan_set(entries, entries.iter().map(|e| similarity::norm(&e.key)));
         self.set_planned(entries, &plan)
     }
 
     /// [`Store::set`] by a plan made for these `entries` on this store as it is.
     pub fn set_planned(&mut self, entries: &[Entry], plan: &SetPlan) -> (usize, usize) {
-        debug_assert_eq!(entries.len(), plan.places.len());
+        assert_eq!(entries.len(), plan.places.len(), "a Set's plan has one place per entry");
         let (mut inserted, mut updated) = (0, 0);
         for (Entry { key, value }, place) in entries.iter().zip(&plan.places) {
             let live = match place.found {
@@ -301,7 +304,7 @@ impl Store {
                     updated += 1;
                 }
                 None => {
-                    self.insert_new(place.hash, key, value, place.bytes);
+                    self.insert_new(place, key, value);
                     inserted += 1;
                 }
             }
@@ -315,17 +318,19 @@ impl Store {
         entry_bytes.saturating_sub(ENTRY_OVERHEAD + self.dimension * 4)
     }
 
-    fn insert_new(&mut self, h: u64, key: &[f32], value: &Metadata, bytes: usize) -> u32 {
+    /// Stores a key absent from the store, in the place its plan made for it.
+    fn insert_new(&mut self, place: &Place, key: &[f32], value: &Metadata) -> u32 {
+        let Place { hash: h, norm, bytes, .. } = *place;
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.arena.set_row(slot as usize, key);
-                self.norms.set_row(slot as usize, &[similarity::norm(key)]);
+                self.norms.set_row(slot as usize, &[norm]);
                 slot
             }
             None => {
                 self.arena.push_row(key);
                 self.meta.push_slot();
-                self.norms.push_row(&[similarity::norm(key)]) as u32
+                self.norms.push_row(&[norm]) as u32
             }
         };
         if !self.by_hash.insert_if_absent(h, slot) {

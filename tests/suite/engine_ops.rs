@@ -152,6 +152,27 @@ fn set_is_all_or_nothing_and_counts_inserts_and_updates() {
     assert!(get_pred(&e, "a", eq("k", "x")).is_empty(), "the overwritten value left the index");
 }
 
+/// A Set checks its keys in the same pass that takes their norms: keys whose squares overflow
+/// are still valid, and a bad component is named by its place whatever comes before it.
+#[test]
+fn keys_too_large_to_square_are_valid_and_a_bad_component_is_named() {
+    let e = Engine::default();
+    create(&e, "a", 3, &[]);
+    let huge = [f32::MAX, -f32::MAX, 1e30];
+    assert_eq!(set(&e, "a", vec![entry(&huge, &[])]), Ok(Response::Set { inserted: 1, updated: 0 }));
+    match e.query(&Query::GetKey { store: s("a"), keys: vec![huge.to_vec()] }).expect("get") {
+        Response::Entries(v) => assert_eq!(v, vec![entry(&huge, &[])]),
+        other => panic!("{other:?}"),
+    }
+    for (key, index) in
+        [([f32::MAX, f32::NAN, 1.0], 1), ([1.0, f32::MAX, f32::NEG_INFINITY], 2), ([f32::INFINITY, 0.0, 0.0], 0)]
+    {
+        let cmd = Command::Set { store: s("a"), entries: vec![entry(&[0.5, 0.5, 0.5], &[]), entry(&key, &[])] };
+        let err = refused(&e, cmd, ErrorCode::InvalidArgument);
+        assert_eq!(err, EngineError::NonFiniteComponent { index, value: key[index].to_string() });
+    }
+}
+
 #[test]
 fn keys_are_compared_bit_for_bit() {
     let e = Engine::default();
