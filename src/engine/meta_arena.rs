@@ -104,7 +104,12 @@ fn encoded_len(pairs: usize, key_and_value_bytes: usize) -> usize {
 
 /// The bytes of `m`'s keys and values: what a store charges for its metadata.
 pub(super) fn key_and_value_bytes(m: &Metadata) -> usize {
-    m.iter().map(|(k, v)| k.len() + v.accounted_bytes()).sum()
+    m.iter().map(|(k, v)| pair_bytes(k, v)).sum()
+}
+
+/// The bytes of one key and its value, as [`key_and_value_bytes`] counts them.
+pub(super) fn pair_bytes(key: &str, value: &MetadataValue) -> usize {
+    key.len() + value.accounted_bytes()
 }
 
 fn encode(m: &Metadata, out: &mut Vec<u8>) {

@@ -51,7 +51,7 @@ pub use self::error::{EngineError, ErrorCode};
 pub use self::image::{ArchivedEngineImage, Capture, EngineImage};
 pub use self::image_parts::{ArchiveImage, EngineImageParts};
 pub use self::rows::Backing;
-pub use self::store::{ENTRY_OVERHEAD, SetPlan, Store, StoreInfo};
+pub use self::store::{ENTRY_OVERHEAD, Measured, SetPlan, Store, StoreInfo};
 pub use self::types::{
     Algorithm, Condition, DEFAULT_SCHEMA, Entry, HnswConfig, Metadata, MetadataValue, Metric, NonLinearIndex,
     NonLinearKind, Predicate, StoreRef,
@@ -153,12 +153,13 @@ impl Engine {
     /// Checks a Set of `entries` into `shared` (the store `store` names); returns its plan.
     fn check_set(&self, store: &StoreRef, shared: &SharedStore, entries: &[Entry]) -> Result<SetPlan, EngineError> {
         let s = read(shared);
-        let mut norms = Vec::with_capacity(entries.len());
+        let mut measured = Vec::with_capacity(entries.len());
         for e in entries {
-            norms.push(check_key_for_its_norm(store, s.dimension(), &e.key)?);
-            self.check_metadata(&e.value)?;
+            let norm = check_key_for_its_norm(store, s.dimension(), &e.key)?;
+            let key_and_value_bytes = self.check_metadata_for_its_bytes(&e.value)?;
+            measured.push(Measured { norm, key_and_value_bytes });
         }
-        let plan = s.plan_set(entries, norms);
+        let plan = s.plan_set(entries, measured);
         self.check_memory(plan.bytes_added())?;
         Ok(plan)
     }
@@ -532,6 +533,15 @@ impl Engine {
 
     fn check_metadata(&self, m: &Metadata) -> Result<(), EngineError> {
         m.keys().try_for_each(|k| self.check_name(k, "metadata key"))
+    }
+
+    /// [`Engine::check_metadata`] for metadata about to be stored, whose size the store charges
+    /// anyway: returns the bytes of its keys and values, counted in the same walk.
+    fn check_metadata_for_its_bytes(&self, m: &Metadata) -> Result<usize, EngineError> {
+        m.iter().try_fold(0, |bytes, (k, v)| {
+            self.check_name(k, "metadata key")?;
+            Ok(bytes + meta_arena::pair_bytes(k, v))
+        })
     }
 
     fn check_condition(&self, c: &Condition) -> Result<(), EngineError> {

@@ -110,7 +110,32 @@ fn same_bits(a: &[f32], b: &[f32]) -> bool {
 
 /// Bytes charged for an entry of `dimension` with `value`.
 pub fn entry_bytes(dimension: usize, value: &Metadata) -> usize {
-    ENTRY_OVERHEAD + dimension * 4 + meta_arena::key_and_value_bytes(value)
+    charged_bytes(dimension, meta_arena::key_and_value_bytes(value))
+}
+
+/// Bytes charged for an entry of `dimension` whose metadata's keys and values take
+/// `key_and_value_bytes`.
+fn charged_bytes(dimension: usize, key_and_value_bytes: usize) -> usize {
+    ENTRY_OVERHEAD + dimension * 4 + key_and_value_bytes
+}
+
+/// What a Set's check measures of each entry, for its plan (see [`Store::plan_set`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Measured {
+    /// The key's norm ([`similarity::norm`], bit for bit).
+    pub norm: f32,
+    /// The bytes of the metadata's keys and values (`meta_arena::key_and_value_bytes`).
+    pub key_and_value_bytes: usize,
+}
+
+impl Measured {
+    /// The measures of `entry`, taken afresh.
+    pub fn of(entry: &Entry) -> Self {
+        Measured {
+            norm: similarity::norm(&entry.key),
+            key_and_value_bytes: meta_arena::key_and_value_bytes(&entry.value),
+        }
+    }
 }
 
 impl Store {
@@ -245,17 +270,17 @@ impl Store {
     }
 
     /// Plans a Set of `entries` (see [`SetPlan`]): hashes their keys and looks each up once.
-    /// `norms` are the keys' norms ([`similarity::norm`]), in order, one per entry.
-    pub fn plan_set(&self, entries: &[Entry], norms: impl IntoIterator<Item = f32>) -> SetPlan {
+    /// `measured` holds each entry's [`Measured`], in order.
+    pub fn plan_set(&self, entries: &[Entry], measured: impl IntoIterator<Item = Measured>) -> SetPlan {
         let mut places: Vec<Place> = Vec::with_capacity(entries.len());
         let (mut added, mut freed) = (0usize, 0usize);
         // The first entry of the Set with each hash; a repeat of a key frees nothing twice.
         // The key hashes are seeded already (see `key_hash`), so they place themselves.
         let mut first_with_hash: HashTable<usize> =
             if entries.len() > 1 { HashTable::with_capacity(entries.len()) } else { HashTable::new() };
-        for ((i, e), norm) in entries.iter().enumerate().zip(norms) {
+        for ((i, e), Measured { norm, key_and_value_bytes }) in entries.iter().enumerate().zip(measured) {
             let hash = key_hash(&e.key);
-            let bytes = entry_bytes(self.dimension, &e.value);
+            let bytes = charged_bytes(self.dimension, key_and_value_bytes);
             added += bytes;
             let repeated = entries.len() > 1 && {
                 match first_with_hash.entry(hash, |&j| places[j].hash == hash, |&j| places[j].hash) {
@@ -284,7 +309,7 @@ impl Store {
 
     /// Inserts or overwrites every entry, in order; returns (inserted, updated).
     pub fn set(&mut self, entries: &[Entry]) -> (usize, usize) {
-        let plan = self.plan_set(entries, entries.iter().map(|e| similarity::norm(&e.key)));
+        let plan = self.plan_set(entries, entries.iter().map(Measured::of));
         self.set_planned(entries, &plan)
     }
 
