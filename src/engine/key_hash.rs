@@ -62,11 +62,11 @@ const SPREAD: [u64; 4] = [0, 0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7344, 0xa40
 fn portable_key_hash(key: &[f32], secrets: &Secrets) -> u64 {
     let seed = secrets.seed;
     let mut lanes = SPREAD.map(|c| seed ^ c);
-    let secrets = SPREAD.map(|c| (seed ^ c).rotate_left(32) ^ K);
+    let lane_secrets = SPREAD.map(|c| (seed ^ c).rotate_left(32) ^ K);
     let pair = |p: &[f32]| u64::from(p[0].to_bits()) | (u64::from(p[1].to_bits()) << 32);
     let mut blocks = key.chunks_exact(16);
     for block in blocks.by_ref() {
-        for ((lane, secret), quad) in lanes.iter_mut().zip(secrets).zip(block.chunks_exact(4)) {
+        for ((lane, secret), quad) in lanes.iter_mut().zip(lane_secrets).zip(block.chunks_exact(4)) {
             *lane = fold_mul(pair(&quad[..2]) ^ secret, pair(&quad[2..]) ^ *lane);
         }
     }
@@ -88,10 +88,11 @@ fn portable_key_hash(key: &[f32], secrets: &Secrets) -> u64 {
 /// key as the round key of one round of its state (substitution and mixing, then the bytes
 /// XORed in). The lanes start from secret states (and lane 0 from the key's length too), so
 /// how a block changes a lane after the next round depends on state a client cannot know, and
-/// no two blocks' changes can be made to cancel. The last 16 bytes are padded with zeros; then
-/// the lanes fold into one another and take two more rounds keyed by the secret, after which
-/// every input bit reaches every output bit. One instruction per 16 bytes (AVX's encoding
-/// reads the key straight from memory): about a fifth of the portable hash's work.
+/// no two blocks' changes can be made to cancel. A last part under 16 bytes is padded with
+/// zeros (the length tells it from a longer key); then the lanes fold into one another and
+/// take two more rounds keyed by the secret, after which every input bit reaches every output
+/// bit. One instruction per 16 bytes (AVX's encoding reads the key straight from memory):
+/// about a third of the portable hash's instructions.
 #[cfg(target_arch = "x86_64")]
 mod aes {
     use std::arch::x86_64::{

@@ -594,10 +594,10 @@ fn check_key_for_its_norm(store: &StoreRef, dimension: usize, key: &[f32]) -> Re
 }
 
 fn check_dimension(store: &StoreRef, dimension: usize, key: &[f32]) -> Result<(), EngineError> {
-    match key.len() == dimension {
-        true => Ok(()),
-        false => Err(EngineError::DimensionMismatch { store: store.clone(), expected: dimension, given: key.len() }),
+    if key.len() != dimension {
+        return Err(EngineError::DimensionMismatch { store: store.clone(), expected: dimension, given: key.len() });
     }
+    Ok(())
 }
 
 /// The error for the first component of `key` that is infinite or NaN, if any.
