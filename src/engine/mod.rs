@@ -51,7 +51,8 @@ pub use self::error::{EngineError, ErrorCode};
 pub use self::image::{ArchivedEngineImage, Capture, EngineImage};
 pub use self::image_parts::{ArchiveImage, EngineImageParts};
 pub use self::rows::Backing;
-pub use self::store::{ENTRY_OVERHEAD, Measured, SetPlan, Store, StoreInfo};
+use self::store::EntryMeasures;
+pub use self::store::{ENTRY_OVERHEAD, SetPlan, Store, StoreInfo};
 pub use self::types::{
     Algorithm, Condition, DEFAULT_SCHEMA, Entry, HnswConfig, Metadata, MetadataValue, Metric, NonLinearIndex,
     NonLinearKind, Predicate, StoreRef,
@@ -157,7 +158,7 @@ impl Engine {
         for e in entries {
             let norm = check_key_for_its_norm(store, s.dimension(), &e.key)?;
             let key_and_value_bytes = self.check_metadata_for_its_bytes(&e.value)?;
-            measured.push(Measured { norm, key_and_value_bytes });
+            measured.push(EntryMeasures { norm, key_and_value_bytes });
         }
         let plan = s.plan_set(entries, measured);
         self.check_memory(plan.bytes_added())?;

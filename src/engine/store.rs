@@ -121,17 +121,17 @@ fn charged_bytes(dimension: usize, key_and_value_bytes: usize) -> usize {
 
 /// What a Set's check measures of each entry, for its plan (see [`Store::plan_set`]).
 #[derive(Clone, Copy, Debug)]
-pub struct Measured {
+pub(super) struct EntryMeasures {
     /// The key's norm ([`similarity::norm`], bit for bit).
-    pub norm: f32,
+    pub(super) norm: f32,
     /// The bytes of the metadata's keys and values (`meta_arena::key_and_value_bytes`).
-    pub key_and_value_bytes: usize,
+    pub(super) key_and_value_bytes: usize,
 }
 
-impl Measured {
+impl EntryMeasures {
     /// The measures of `entry`, taken afresh.
-    pub fn of(entry: &Entry) -> Self {
-        Measured {
+    pub(super) fn of(entry: &Entry) -> Self {
+        EntryMeasures {
             norm: similarity::norm(&entry.key),
             key_and_value_bytes: meta_arena::key_and_value_bytes(&entry.value),
         }
@@ -270,15 +270,15 @@ impl Store {
     }
 
     /// Plans a Set of `entries` (see [`SetPlan`]): hashes their keys and looks each up once.
-    /// `measured` holds each entry's [`Measured`], in order.
-    pub fn plan_set(&self, entries: &[Entry], measured: impl IntoIterator<Item = Measured>) -> SetPlan {
+    /// `measured` holds each entry's [`EntryMeasures`], in order.
+    pub(super) fn plan_set(&self, entries: &[Entry], measured: impl IntoIterator<Item = EntryMeasures>) -> SetPlan {
         let mut places: Vec<Place> = Vec::with_capacity(entries.len());
         let (mut added, mut freed) = (0usize, 0usize);
         // The first entry of the Set with each hash; a repeat of a key frees nothing twice.
         // The key hashes are seeded already (see `key_hash`), so they place themselves.
         let mut first_with_hash: HashTable<usize> =
             if entries.len() > 1 { HashTable::with_capacity(entries.len()) } else { HashTable::new() };
-        for ((i, e), Measured { norm, key_and_value_bytes }) in entries.iter().enumerate().zip(measured) {
+        for ((i, e), EntryMeasures { norm, key_and_value_bytes }) in entries.iter().enumerate().zip(measured) {
             let hash = key_hash(&e.key);
             let bytes = charged_bytes(self.dimension, key_and_value_bytes);
             added += bytes;
@@ -309,7 +309,7 @@ impl Store {
 
     /// Inserts or overwrites every entry, in order; returns (inserted, updated).
     pub fn set(&mut self, entries: &[Entry]) -> (usize, usize) {
-        let plan = self.plan_set(entries, entries.iter().map(Measured::of));
+        let plan = self.plan_set(entries, entries.iter().map(EntryMeasures::of));
         self.set_planned(entries, &plan)
     }
 
