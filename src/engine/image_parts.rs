@@ -7,7 +7,9 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use rkyv::api::high::HighSerializer;
 use rkyv::rancor::{Fallible, Source};
+use rkyv::ser::allocator::ArenaHandle;
 use rkyv::ser::writer::IoWriter;
 use rkyv::ser::{Allocator, Writer, WriterExt};
 use rkyv::vec::{ArchivedVec, VecResolver};
@@ -24,13 +26,15 @@ pub trait ArchiveImage {
     fn archive_to(&self, out: &mut dyn Write) -> Result<(), rkyv::rancor::Error>;
 }
 
-impl ArchiveImage for EngineImage {
-    fn archive_to(&self, out: &mut dyn Write) -> Result<(), rkyv::rancor::Error> {
-        rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(self, IoWriter::new(out)).map(drop)
-    }
-}
+/// What `rkyv`'s high-level API serializes into a stream.
+type StreamSerializer<'w, 'a> = HighSerializer<IoWriter<&'w mut dyn Write>, ArenaHandle<'a>, rkyv::rancor::Error>;
 
-impl ArchiveImage for EngineImageParts {
+/// Any type whose archive is an [`ArchivedEngineImage`] ([`EngineImage`], copied out, and
+/// [`EngineImageParts`], from the capture's chunks), so a snapshot of it reads back as one.
+impl<T> ArchiveImage for T
+where
+    T: Archive<Archived = ArchivedEngineImage> + for<'w, 'a> Serialize<StreamSerializer<'w, 'a>>,
+{
     fn archive_to(&self, out: &mut dyn Write) -> Result<(), rkyv::rancor::Error> {
         rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(self, IoWriter::new(out)).map(drop)
     }
@@ -122,8 +126,13 @@ where
 pub(super) struct MetaBytesPart(pub(super) Vec<Arc<Vec<u8>>>);
 
 impl MetaBytesPart {
+    /// Bytes in all the chunks.
+    fn len(&self) -> usize {
+        self.0.iter().map(|c| c.len()).sum()
+    }
+
     fn to_vec(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(self.0.iter().map(|c| c.len()).sum());
+        let mut bytes = Vec::with_capacity(self.len());
         self.0.iter().for_each(|c| bytes.extend_from_slice(c));
         bytes
     }
@@ -134,7 +143,7 @@ impl Archive for MetaBytesPart {
     type Resolver = VecResolver;
 
     fn resolve(&self, resolver: VecResolver, out: Place<Self::Archived>) {
-        ArchivedVec::resolve_from_len(self.0.iter().map(|c| c.len()).sum(), resolver, out);
+        ArchivedVec::resolve_from_len(self.len(), resolver, out);
     }
 }
 
