@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use rkyv::{Archive, Deserialize, Serialize};
 
 use super::catalog::Catalog;
-use super::chunked::{ChunkedVec, NodeOfSlot, ShardedMap, SlotSet};
+use super::chunked::{ChunkedVec, NodeOfSlot, SlotSet};
 use super::hnsw::{self, Hnsw};
 use super::image_parts::{EngineImageParts, MetaBytesPart, RowsPart, StoreImageParts};
 use super::kdtree::{self, KdTree};
@@ -329,7 +329,7 @@ impl Store {
             meta,
             free,
             quarantine,
-            by_hash: ShardedMap::default(),
+            by_hash: super::key_lookup::KeyLookup::default(),
             collisions: HashMap::new(),
             predicates,
             kdtree,

@@ -37,6 +37,7 @@ mod image;
 mod image_parts;
 mod kdtree;
 mod key_hash;
+mod key_lookup;
 mod meta_arena;
 mod rows;
 mod similarity;

@@ -20,6 +20,7 @@ use super::chunked::{ShardedMap, SlotSet};
 use super::hnsw::Hnsw;
 use super::kdtree::KdTree;
 use super::key_hash::key_hash;
+use super::key_lookup::KeyLookup;
 use super::meta_arena::{self, MetaArena, ValueRef};
 use super::rows::Rows;
 use super::similarity::{self, cmp_key_bits};
@@ -27,6 +28,9 @@ use super::types::{Condition, Entry, HnswConfig, Metadata, MetadataValue, NonLin
 
 /// One predicate index: for each value of its metadata key, the live slots holding it.
 pub(super) type PredicateIndex = ShardedMap<MetadataValue, SlotSet>;
+
+/// How many entries ahead of its insert a Set's key lookup is prefetched.
+const INSERT_PREFETCH_DISTANCE: usize = 8;
 
 /// Bytes charged per entry on top of its vector and metadata (index and bookkeeping overhead).
 pub const ENTRY_OVERHEAD: usize = 64;
@@ -57,7 +61,7 @@ pub struct Store {
     pub(super) meta: MetaArena,
     pub(super) free: Vec<u32>,
     pub(super) quarantine: Vec<u32>,
-    pub(super) by_hash: ShardedMap<u64, u32>,
+    pub(super) by_hash: KeyLookup,
     pub(super) collisions: HashMap<u64, Vec<u32>>,
     pub(super) predicates: BTreeMap<String, PredicateIndex>,
     pub(super) kdtree: Option<KdTree>,
@@ -148,7 +152,7 @@ impl Store {
             meta: MetaArena::default(),
             free: Vec::new(),
             quarantine: Vec::new(),
-            by_hash: ShardedMap::default(),
+            by_hash: KeyLookup::default(),
             collisions: HashMap::new(),
             predicates: BTreeMap::new(),
             kdtree: None,
@@ -230,7 +234,7 @@ impl Store {
 
     /// [`Store::find`] for a key whose hash `h` is already known.
     fn find_hashed(&self, h: u64, key: &[f32]) -> Option<u32> {
-        let primary = self.by_hash.get(&h).copied().filter(|&s| same_bits(self.key(s), key));
+        let primary = self.by_hash.get(h).filter(|&s| same_bits(self.key(s), key));
         primary.or_else(|| self.collisions.get(&h)?.iter().copied().find(|&s| same_bits(self.key(s), key)))
     }
 
@@ -246,20 +250,20 @@ impl Store {
 
     /// Rebuilds the key lookup from the live slots; fails if two live slots hold the same key.
     pub(super) fn rebuild_key_lookup(&mut self) -> Result<(), String> {
-        self.by_hash = ShardedMap::with_capacity(self.live);
+        self.by_hash = KeyLookup::with_capacity(self.live);
         self.collisions.clear();
         let arena = &self.arena;
         for slot in self.meta.live_slots() {
             let key = arena.row(slot as usize);
             let h = key_hash(key);
             let same = |s: &u32| same_bits(arena.row(*s as usize), key);
-            match self.by_hash.get(&h) {
+            match self.by_hash.get(h) {
                 None => {
                     self.by_hash.insert(h, slot);
                 }
                 Some(first) => {
                     let others = self.collisions.entry(h).or_default();
-                    if same(first) || others.iter().any(same) {
+                    if same(&first) || others.iter().any(same) {
                         return Err(format!("slots hold the same key twice (slot {slot})"));
                     }
                     others.push(slot);
@@ -278,8 +282,19 @@ impl Store {
         // The key hashes are seeded already (see `key_hash`), so they place themselves.
         let mut first_with_hash: HashTable<usize> =
             if entries.len() > 1 { HashTable::with_capacity(entries.len()) } else { HashTable::new() };
-        for ((i, e), EntryMeasures { norm, key_and_value_bytes }) in entries.iter().enumerate().zip(measured) {
-            let hash = key_hash(&e.key);
+        // Every key's lookup is started before the first is needed: at a million keys each is a
+        // cache miss, and this way they overlap instead of coming one after another.
+        let hashes: Vec<u64> = entries
+            .iter()
+            .map(|e| {
+                let hash = key_hash(&e.key);
+                self.by_hash.prefetch(hash);
+                hash
+            })
+            .collect();
+        for (((i, e), hash), EntryMeasures { norm, key_and_value_bytes }) in
+            entries.iter().enumerate().zip(hashes).zip(measured)
+        {
             let bytes = charged_bytes(self.dimension, key_and_value_bytes);
             added += bytes;
             let repeated = entries.len() > 1 && {
@@ -317,7 +332,12 @@ impl Store {
     pub fn set_planned(&mut self, entries: &[Entry], plan: &SetPlan) -> (usize, usize) {
         assert_eq!(entries.len(), plan.places.len(), "a Set's plan has one place per entry");
         let (mut inserted, mut updated) = (0, 0);
-        for (Entry { key, value }, place) in entries.iter().zip(&plan.places) {
+        for (i, (Entry { key, value }, place)) in entries.iter().zip(&plan.places).enumerate() {
+            // The plan's lookups brought these lines in, but a large Set's rows may have pushed
+            // them out since: bring them back a few entries ahead of their inserts.
+            if let Some(ahead) = plan.places.get(i + INSERT_PREFETCH_DISTANCE) {
+                self.by_hash.prefetch(ahead.hash);
+            }
             let live = match place.found {
                 Found::Live(slot) => Some(slot),
                 Found::Absent => None,
@@ -403,13 +423,13 @@ impl Store {
             self.bytes -= self.live_entry_bytes(slot);
             self.meta.clear(slot);
             let h = key_hash(self.key(slot));
-            if self.by_hash.get(&h) == Some(&slot) {
+            if self.by_hash.get(h) == Some(slot) {
                 match self.collisions.get_mut(&h).and_then(Vec::pop) {
                     Some(other) => {
                         self.by_hash.insert(h, other);
                     }
                     None => {
-                        self.by_hash.remove(&h);
+                        self.by_hash.remove(h);
                     }
                 }
             } else if let Some(list) = self.collisions.get_mut(&h) {
