@@ -276,28 +276,30 @@ impl Store {
     /// Plans a Set of `entries` (see [`SetPlan`]): hashes their keys and looks each up once.
     /// `measured` holds each entry's [`EntryMeasures`], in order.
     pub(super) fn plan_set(&self, entries: &[Entry], measured: impl IntoIterator<Item = EntryMeasures>) -> SetPlan {
-        let mut places: Vec<Place> = Vec::with_capacity(entries.len());
-        let (mut added, mut freed) = (0usize, 0usize);
+        let many = entries.len() > 1;
+        // Every key's lookup is started before the first is needed: at a million keys each is a
+        // cache miss, and this way they overlap instead of coming one after another.
+        let mut places: Vec<Place> = entries
+            .iter()
+            .zip(measured)
+            .map(|(e, EntryMeasures { norm, key_and_value_bytes })| {
+                let hash = key_hash(&e.key);
+                if many {
+                    self.by_hash.prefetch(hash);
+                }
+                let bytes = charged_bytes(self.dimension, key_and_value_bytes);
+                Place { hash, norm, bytes, found: Found::Absent }
+            })
+            .collect();
+        let added: usize = places.iter().map(|p| p.bytes).sum();
+        let mut freed = 0usize;
         // The first entry of the Set with each hash; a repeat of a key frees nothing twice.
         // The key hashes are seeded already (see `key_hash`), so they place themselves.
         let mut first_with_hash: HashTable<usize> =
-            if entries.len() > 1 { HashTable::with_capacity(entries.len()) } else { HashTable::new() };
-        // Every key's lookup is started before the first is needed: at a million keys each is a
-        // cache miss, and this way they overlap instead of coming one after another.
-        let hashes: Vec<u64> = entries
-            .iter()
-            .map(|e| {
-                let hash = key_hash(&e.key);
-                self.by_hash.prefetch(hash);
-                hash
-            })
-            .collect();
-        for (((i, e), hash), EntryMeasures { norm, key_and_value_bytes }) in
-            entries.iter().enumerate().zip(hashes).zip(measured)
-        {
-            let bytes = charged_bytes(self.dimension, key_and_value_bytes);
-            added += bytes;
-            let repeated = entries.len() > 1 && {
+            if many { HashTable::with_capacity(entries.len()) } else { HashTable::new() };
+        for (i, e) in entries.iter().enumerate() {
+            let hash = places[i].hash;
+            let repeated = many && {
                 match first_with_hash.entry(hash, |&j| places[j].hash == hash, |&j| places[j].hash) {
                     hashbrown::hash_table::Entry::Vacant(v) => {
                         v.insert(i);
@@ -309,7 +311,7 @@ impl Store {
                     }
                 }
             };
-            let found = if repeated {
+            places[i].found = if repeated {
                 Found::Repeated
             } else if let Some(slot) = self.find_hashed(hash, &e.key) {
                 freed += self.live_entry_bytes(slot);
@@ -317,7 +319,6 @@ impl Store {
             } else {
                 Found::Absent
             };
-            places.push(Place { hash, norm, bytes, found });
         }
         SetPlan { places, bytes_added: added.saturating_sub(freed) }
     }
