@@ -4,8 +4,8 @@
 //! the first write after a capture costs about one part, whatever the store's size.
 //!
 //! - [`ChunkedVec`]: a vector in fixed-size chunks (metadata spans, graph nodes, slot maps).
-//! - [`ShardedMap`]: a hash map in shards chosen by the key's hash (the key lookup, the values
-//!   of a predicate index).
+//! - [`ShardedMap`]: a hash map in shards chosen by the key's hash (the values of a predicate
+//!   index; the store's key lookup has its own table, `key_lookup`).
 //! - [`NodeOfSlot`]: which graph or tree node holds each slot.
 //! - [`SlotSet`]: a set of slots in blocks of consecutive slot numbers (the entries holding one
 //!   value of a predicate index).
@@ -214,9 +214,10 @@ pub(super) fn fold_mul(a: u64, b: u64) -> u64 {
 const MIX_A: u64 = 0x9e37_79b9_7f4a_7c15;
 const MIX_B: u64 = 0xbf58_476d_1ce4_e5b9;
 
+/// Plain integers, which the tests place.
+#[cfg(test)]
 impl ShardKey for u64 {
-    /// One folded multiply: the store's key lookup is keyed by hashes of the keys already, and
-    /// the seed keeps a client from steering them into one bucket.
+    /// One folded multiply under the seed.
     fn keyed_hash(&self, seed: &Seed) -> u64 {
         fold_mul(*self ^ MIX_A, seed.mix)
     }
