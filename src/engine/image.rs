@@ -27,6 +27,7 @@ use super::chunked::{ChunkedVec, NodeOfSlot, SlotSet};
 use super::hnsw::{self, Hnsw};
 use super::image_parts::{EngineImageParts, MetaBytesPart, RowsPart, StoreImageParts};
 use super::kdtree::{self, KdTree};
+use super::key_lookup::KeyLookup;
 use super::meta_arena::{MetaArena, Span};
 use super::rows::{Backing, Rows};
 use super::store::{ENTRY_OVERHEAD, PredicateIndex, Store};
@@ -329,7 +330,7 @@ impl Store {
             meta,
             free,
             quarantine,
-            by_hash: super::key_lookup::KeyLookup::default(),
+            by_hash: KeyLookup::default(),
             collisions: HashMap::new(),
             predicates,
             kdtree,

@@ -133,12 +133,15 @@ impl KeyLookup {
         }
     }
 
-    /// Sets `hash` to `slot`; returns the slot it replaces.
+    /// Sets `hash` to `slot`; returns the slot it replaces. The hash's shard is copied first if
+    /// a clone shares it.
     pub fn insert(&mut self, hash: u64, slot: u32) -> Option<u32> {
         self.put(hash, slot, true)
     }
 
-    /// Sets `hash` to `slot` if it has none; returns whether it had none.
+    /// Sets `hash` to `slot` if it has none; returns whether it had none. The hash's shard is
+    /// copied first if a clone shares it, even when the hash is present (callers use it for keys
+    /// they have just found absent).
     pub fn insert_if_absent(&mut self, hash: u64, slot: u32) -> bool {
         self.put(hash, slot, false).is_none()
     }
@@ -162,7 +165,8 @@ impl KeyLookup {
         Some(old)
     }
 
-    /// Removes `hash`; returns its slot.
+    /// Removes `hash`; returns its slot. A shard shared with a clone is copied only when the
+    /// hash is in it.
     pub fn remove(&mut self, hash: u64) -> Option<u32> {
         let position = position_of(hash, &self.seed);
         let shard = &mut self.shards[shard_of(position)];

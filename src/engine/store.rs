@@ -6,8 +6,9 @@
 //! of about 1 MiB, so a write after a snapshot capture copies one chunk, not every vector),
 //! row `s` of `norms` and its metadata in the store's [`MetaArena`] (chunks of encodings, no
 //! allocation per entry). The key lookup (`key_lookup`) and predicate indexes (`chunked`) are
-//! sharded and their parts shared with captures in the same way. Freed slots are reused last-in first-out,
-//! which is deterministic, so replicas that apply the same commands hold identical layouts.
+//! sharded and their parts shared with captures in the same way. Freed slots are reused
+//! last-in first-out, which is deterministic, so replicas that apply the same commands hold
+//! identical layouts.
 //! While a k-d tree or HNSW graph exists, a removed slot is quarantined (its vector kept) until
 //! the indexes are rebuilt, since dead nodes still route searches.
 
