@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use super::chunked::{Seed, fold_mul};
 
-/// Shards per table (a power of two): at 1M keys, a write after a capture copies ~4k buckets.
+/// Shards per table (a power of two): at 1M keys, a write after a capture copies one shard
+/// of ~4k keys (8k buckets, 128 KiB).
 const SHARD_BITS: u32 = 8;
 const SHARDS: usize = 1 << SHARD_BITS;
 
