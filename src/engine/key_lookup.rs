@@ -171,11 +171,15 @@ impl KeyLookup {
     pub fn remove(&mut self, hash: u64) -> Option<u32> {
         let position = position_of(hash, &self.seed);
         let shard = &mut self.shards[shard_of(position)];
-        if shard.len == 0 || shard.buckets[shard.probe(position, hash)].slot == EMPTY {
+        if shard.len == 0 {
             return None;
         }
-        let shard = Arc::make_mut(shard);
         let mut hole = shard.probe(position, hash);
+        if shard.buckets[hole].slot == EMPTY {
+            return None;
+        }
+        // A copy keeps every bucket where it was, so the probe's answer still holds.
+        let shard = Arc::make_mut(shard);
         let removed = shard.buckets[hole].slot;
         shard.len -= 1;
         // Shift back every later bucket of the run whose home is not between the hole and it,
