@@ -26,7 +26,7 @@ pub struct SnapshotEvent {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RpcOutcome {
     /// The RPC (`Set`, `GetSimN`, …).
-    pub rpc: String,
+    pub rpc: &'static str,
     /// The gRPC status code (`OK`, `NOT_FOUND`, …).
     pub code: &'static str,
 }
@@ -35,7 +35,7 @@ pub struct RpcOutcome {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Rpc {
     /// The RPC (`Set`, `GetSimN`, …).
-    pub rpc: String,
+    pub rpc: &'static str,
 }
 
 /// The metrics one node keeps itself, and the registry that exports them with the others.

@@ -108,7 +108,10 @@ pub enum Route {
 impl NodeContext {
     /// The leader this node knows of, with its address.
     pub fn leader(&self) -> Option<(u64, String)> {
-        let m = self.raft.metrics().borrow_watched().clone();
+        // Every request asks this: read the two fields under the borrow rather than copying
+        // the whole metrics snapshot (replication progress, heartbeats, membership).
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
         let id = m.current_leader?;
         let addr = m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())?;
         Some((id, addr))

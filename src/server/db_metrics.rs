@@ -109,8 +109,8 @@ impl Drop for Call {
     fn drop(&mut self) {
         // A stream that ended without a status was cut off: the caller sees CANCELLED.
         let code = code_name(self.code.unwrap_or(tonic::Code::Cancelled));
-        self.metrics.requests.get_or_create(&RpcOutcome { rpc: self.rpc.to_string(), code }).inc();
-        let rpc = Rpc { rpc: self.rpc.to_string() };
+        self.metrics.requests.get_or_create(&RpcOutcome { rpc: self.rpc, code }).inc();
+        let rpc = Rpc { rpc: self.rpc };
         self.metrics.request_seconds.get_or_create(&rpc).observe(self.started.elapsed().as_secs_f64());
         self.metrics.requests_in_flight.dec();
     }
