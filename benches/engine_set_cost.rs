@@ -13,6 +13,10 @@
 //!
 //! `AHNLICH_BENCH_BATCH=N` applies the same entries as batches of N one-entry Sets instead,
 //! as a follower applies the proposer's batches of concurrent clients' writes.
+//!
+//! `AHNLICH_BENCH_MADE=each` makes each command right before it is applied (still outside the
+//! clock), so its entries are in cache, as a follower applies a Set it has just decoded; by
+//! default all are made first and the applies read them from memory.
 
 use ahnlich_raft::engine::{Command, Engine, StoreRef};
 use ahnlich_raft::wal::sim_fs::SimRng;
@@ -44,24 +48,42 @@ fn main() {
     .expect("create");
     let batch: Option<u64> = std::env::var("AHNLICH_BENCH_BATCH").ok().and_then(|v| v.parse().ok());
     let mut rng = SimRng::new(7);
-    let commands: Vec<Command> = match batch {
-        None => (0..sets)
-            .map(|b| Command::Set {
-                store: store.clone(),
-                entries: (b * 1000..(b + 1) * 1000).map(|i| entry(&mut rng, i)).collect(),
-            })
-            .collect(),
+    // Command `k`: a Set of 1,000 entries, or a batch of `n` one-entry Sets.
+    let mut command = |k: u64| match batch {
+        None => Command::Set {
+            store: store.clone(),
+            entries: (k * 1000..(k + 1) * 1000).map(|i| entry(&mut rng, i)).collect(),
+        },
         Some(n) => {
-            let one = |i| Command::Set { store: store.clone(), entries: vec![entry(&mut rng, i)] };
-            let singles: Vec<Command> = (0..sets * 1000).map(one).collect();
-            singles.chunks(n.max(1) as usize).map(|c| Command::Batch { commands: c.to_vec() }).collect()
+            let n = n.max(1);
+            let sets = (k * n..((k + 1) * n).min(sets * 1000))
+                .map(|i| Command::Set { store: store.clone(), entries: vec![entry(&mut rng, i)] })
+                .collect();
+            Command::Batch { commands: sets }
         }
     };
-    let started = std::time::Instant::now();
-    for c in &commands {
-        e.apply(c).expect("set");
+    let count = match batch {
+        None => sets,
+        Some(n) => (sets * 1000).div_ceil(n.max(1)),
+    };
+    let made_each = std::env::var("AHNLICH_BENCH_MADE").is_ok_and(|v| v == "each");
+    let mut applying = std::time::Duration::ZERO;
+    if made_each {
+        for k in 0..count {
+            let c = command(k);
+            let started = std::time::Instant::now();
+            e.apply(&c).expect("set");
+            applying += started.elapsed();
+        }
+    } else {
+        let commands: Vec<Command> = (0..count).map(command).collect();
+        let started = std::time::Instant::now();
+        for c in &commands {
+            e.apply(c).expect("set");
+        }
+        applying = started.elapsed();
     }
-    let per_entry = started.elapsed().as_secs_f64() * 1e6 / (sets * 1000) as f64;
+    let per_entry = applying.as_secs_f64() * 1e6 / (sets * 1000) as f64;
     match batch {
         None => println!("engine Set: {per_entry:.3} µs per entry over {sets} Sets of 1,000"),
         Some(n) => {
