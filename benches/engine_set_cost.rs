@@ -56,10 +56,10 @@ fn main() {
         },
         Some(n) => {
             let n = n.max(1);
-            let sets = (k * n..((k + 1) * n).min(sets * 1000))
+            let members = (k * n..((k + 1) * n).min(sets * 1000))
                 .map(|i| Command::Set { store: store.clone(), entries: vec![entry(&mut rng, i)] })
                 .collect();
-            Command::Batch { commands: sets }
+            Command::Batch { commands: members }
         }
     };
     let count = match batch {

@@ -76,9 +76,16 @@ struct HandOffBaseline {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// The one request the hand-off thread may be given: the channel to answer on, or `None` to stop.
+/// What the caller hands the thread: one batch to write and the channel to answer on (one per
+/// batch, as `wal::wait` makes one per append), or the order to stop.
+enum HandOff {
+    Write(SyncSender<()>),
+    Stop,
+}
+
+/// The hand-off waiting for the thread, if any, and the thread's wake-up.
 struct HandOffQueue {
-    request: Mutex<Option<Option<SyncSender<()>>>>,
+    request: Mutex<Option<HandOff>>,
     wake: Condvar,
 }
 
@@ -90,14 +97,14 @@ impl HandOffBaseline {
         let thread = std::thread::spawn(move || {
             loop {
                 let mut request = queue.request.lock().expect("hand-off lock");
-                let answer = loop {
+                let handed = loop {
                     match request.take() {
-                        Some(answer) => break answer,
+                        Some(handed) => break handed,
                         None => request = queue.wake.wait(request).expect("hand-off wait"),
                     }
                 };
                 drop(request);
-                let Some(answer) = answer else { return };
+                let HandOff::Write(answer) = handed else { return };
                 raw.write_batch();
                 answer.send(()).expect("the caller waits");
             }
@@ -107,7 +114,7 @@ impl HandOffBaseline {
 
     fn write_batch(&mut self) {
         let (answer, done) = sync_channel(1);
-        *self.shared.request.lock().expect("hand-off lock") = Some(Some(answer));
+        *self.shared.request.lock().expect("hand-off lock") = Some(HandOff::Write(answer));
         self.shared.wake.notify_one();
         done.recv().expect("the hand-off thread answers");
     }
@@ -115,7 +122,7 @@ impl HandOffBaseline {
 
 impl Drop for HandOffBaseline {
     fn drop(&mut self) {
-        *self.shared.request.lock().expect("hand-off lock") = Some(None);
+        *self.shared.request.lock().expect("hand-off lock") = Some(HandOff::Stop);
         self.shared.wake.notify_one();
         if let Some(thread) = self.thread.take() {
             thread.join().expect("hand-off thread");
