@@ -19,7 +19,6 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -76,10 +75,11 @@ struct HandOffBaseline {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// What the caller hands the thread: one batch to write and the channel to answer on (one per
-/// batch, as `wal::wait` makes one per append), or the order to stop.
+/// What the caller hands the thread: one batch to write with the completion to call once it is
+/// synced (the WAL's own `Done`, waited for by `wal::wait` as the WAL's appends are), or the
+/// order to stop.
 enum HandOff {
-    Write(SyncSender<()>),
+    Write(wal::Done),
     Stop,
 }
 
@@ -104,19 +104,21 @@ impl HandOffBaseline {
                     }
                 };
                 drop(request);
-                let HandOff::Write(answer) = handed else { return };
+                let HandOff::Write(done) = handed else { return };
                 raw.write_batch();
-                answer.send(()).expect("the caller waits");
+                done(Ok(()));
             }
         });
         Self { shared, thread: Some(thread) }
     }
 
     fn write_batch(&mut self) {
-        let (answer, done) = sync_channel(1);
-        *self.shared.request.lock().expect("hand-off lock") = Some(HandOff::Write(answer));
-        self.shared.wake.notify_one();
-        done.recv().expect("the hand-off thread answers");
+        wal::wait(|done| {
+            *self.shared.request.lock().expect("hand-off lock") = Some(HandOff::Write(done));
+            self.shared.wake.notify_one();
+            Ok(())
+        })
+        .expect("the hand-off thread answers");
     }
 }
 

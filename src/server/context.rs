@@ -208,6 +208,10 @@ impl NodeContext {
     /// Where a request that must run on the leader goes. `forwarded` requests already took one
     /// hop and are not forwarded again.
     pub async fn route(&self, metadata: &MetadataMap) -> Result<Route, Status> {
+        // Most requests reach the leader itself: that needs no copy of the leader's address.
+        if self.raft.metrics().borrow_watched().current_leader == Some(self.id) {
+            return Ok(Route::Here);
+        }
         let (leader, addr) = self.await_leader().await?;
         if leader == self.id {
             return Ok(Route::Here);
