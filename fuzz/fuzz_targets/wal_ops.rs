@@ -39,6 +39,7 @@ struct Input {
     seed: u64,
     segment_kib: u8,
     preallocate: bool,
+    spares: u8,
     ops: Vec<Op>,
 }
 
@@ -60,8 +61,11 @@ fn open(fs: &SimFs, opts: &WalOptions) -> (Wal, bool) {
 
 fuzz_target!(|input: Input| {
     let fs = SimFs::new(input.seed);
-    let opts =
-        WalOptions { segment_size: 4096 * (1 + u64::from(input.segment_kib % 4)), preallocate: input.preallocate };
+    let opts = WalOptions {
+        segment_size: 4096 * (1 + u64::from(input.segment_kib % 4)),
+        preallocate: input.preallocate,
+        max_spares: usize::from(input.spares % 5),
+    };
     let (mut wal, _) = open(&fs, &opts);
     let mut base = LogModel::default();
     let mut front = base.clone();

@@ -103,7 +103,7 @@ fuzz_target!(|input: Input| {
         }
     }
     fs.sync_dir(dir).expect("sync dir");
-    let opts = WalOptions { segment_size: 4096, preallocate: false };
+    let opts = WalOptions { segment_size: 4096, preallocate: false, ..WalOptions::default() };
     let Ok(wal) = Wal::open_with_fs(Arc::new(fs.clone()), dir, opts.clone()) else {
         return;
     };

@@ -14,6 +14,9 @@ pub const DEFAULT_SNAPSHOT_LOG_PERCENT: u64 = 50;
 /// state.
 pub const DEFAULT_SNAPSHOT_LOG_BYTES: u64 = 256 << 20;
 
+/// Disk space kept at most in purged log segments for reuse.
+pub const MAX_RECYCLED_LOG_BYTES: u64 = 512 << 20;
+
 /// What an operator may tune; everything else follows openraft's defaults.
 #[derive(Clone, Debug)]
 pub struct RaftSettings {
@@ -60,6 +63,18 @@ impl RaftSettings {
         }
     }
 
+    /// How many purged log segments of `segment_size` bytes the log keeps for reuse: as many as
+    /// it spans between two snapshots at the most by bytes (those that make a snapshot due and
+    /// those kept behind it), so that a log written steadily makes each new segment from a
+    /// purged one, reusing its disk blocks and cached pages, rather than filling a new file with
+    /// zeros first. At most [`MAX_RECYCLED_LOG_BYTES`] of them, and never fewer than the log's
+    /// own default.
+    pub fn log_segments_to_recycle(&self, segment_size: u64) -> usize {
+        let span = self.snapshot_log_bytes.saturating_add(self.keep_behind_snapshot_bytes).min(MAX_RECYCLED_LOG_BYTES);
+        let segments = usize::try_from(span.div_ceil(segment_size.max(1))).unwrap_or(usize::MAX);
+        segments.max(crate::wal::DEFAULT_MAX_SPARES)
+    }
+
     /// The openraft configuration, checked. The log is purged only up to a snapshot that is
     /// already durable: openraft purges after the snapshot builder returns, and ours returns
     /// only once the file is synced and renamed.
@@ -102,5 +117,15 @@ mod tests {
         // policy would snapshot a large state after every `snapshot_every` small entries.
         let config = RaftSettings::default().to_config().expect("valid defaults");
         assert_eq!(config.snapshot_policy, SnapshotPolicy::Never);
+    }
+
+    #[test]
+    fn the_log_keeps_for_reuse_what_it_spans_between_snapshots_within_a_bound() {
+        let defaults = RaftSettings::default();
+        assert_eq!(defaults.log_segments_to_recycle(32 << 20), 9, "256 MiB due plus 32 MiB behind");
+        assert_eq!(defaults.log_segments_to_recycle(1 << 30), crate::wal::DEFAULT_MAX_SPARES, "never fewer");
+        let huge = RaftSettings { snapshot_log_bytes: u64::MAX, ..defaults };
+        assert_eq!(huge.log_segments_to_recycle(32 << 20), (MAX_RECYCLED_LOG_BYTES / (32 << 20)) as usize);
+        assert_eq!(huge.log_segments_to_recycle(0), MAX_RECYCLED_LOG_BYTES as usize, "no division by zero");
     }
 }

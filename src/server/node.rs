@@ -128,7 +128,8 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// Raft settings.
     pub raft: RaftSettings,
-    /// WAL settings.
+    /// WAL settings. The node sets `max_spares` itself, from `raft`
+    /// ([`RaftSettings::log_segments_to_recycle`]).
     pub wal: WalOptions,
     /// TLS, peer certificates, client auth and `--insecure`.
     pub security: SecurityConfig,
@@ -251,7 +252,11 @@ impl Node {
         // Opening the log (recovery reads every segment) and the state (mapping and checking
         // the newest snapshot) is file-system work: off the runtime's workers, which in one
         // process may be driving other nodes' Raft.
-        let (log_dir, wal_fs, wal_options) = (config.data_dir.join("log"), config.wal_fs.clone(), config.wal.clone());
+        let wal_options = WalOptions {
+            max_spares: config.raft.log_segments_to_recycle(config.wal.segment_size),
+            ..config.wal.clone()
+        };
+        let (log_dir, wal_fs) = (config.data_dir.join("log"), config.wal_fs.clone());
         let mut log = off_the_reactor(move || match wal_fs {
             None => LogStore::<TypeConfig>::open(log_dir, wal_options),
             Some(fs) => LogStore::open_on(fs, &log_dir, wal_options),

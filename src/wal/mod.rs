@@ -18,8 +18,8 @@
 //! # Files
 //! A data directory holds `LOCK` (an exclusive `flock` for the life of the process), numbered
 //! segments `00000000000000000001.wal`, `…02.wal`, …, up to two spares
-//! `spare-00000000000000000001.wal`, … (purged segments kept for reuse, or zero-filled files made
-//! ahead of need), and `*.tmp` files being created (removed on open). The byte layout of a
+//! `spare-00000000000000000001.wal`, … (purged segments kept for reuse, as many as
+//! [`WalOptions::max_spares`], or a zero-filled file made ahead of need), and `*.tmp` files being created (removed on open). The byte layout of a
 //! segment is the table in [`mod@format`].
 //!
 //! # Writing
@@ -86,9 +86,10 @@ use self::fs::{DirLock, Fs, OsFs};
 use self::index::LogIndex;
 use self::recovery::{Loc, QueuedAppend, SegmentInfo, Slot, anchor_to_header};
 
-/// Default segment size: 32 MiB (a data directory holds the active segment and up to two
-/// spares beyond what is live).
+/// Default segment size: 32 MiB.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 32 << 20;
+/// Default for [`WalOptions::max_spares`].
+pub const DEFAULT_MAX_SPARES: usize = 2;
 /// Smallest segment size accepted (tests use tiny segments to exercise rotation).
 pub const MIN_SEGMENT_SIZE: u64 = 4096;
 /// Largest segment size accepted (offsets are stored in 32 bits).
@@ -101,11 +102,14 @@ pub struct WalOptions {
     pub segment_size: u64,
     /// Keep a zero-filled spare segment ready on a background thread.
     pub preallocate: bool,
+    /// Most purged segments kept as spares for reuse (with `preallocate`); purged segments
+    /// beyond it are deleted. Disk space kept for reuse is at most this many segments.
+    pub max_spares: usize,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
-        Self { segment_size: DEFAULT_SEGMENT_SIZE, preallocate: true }
+        Self { segment_size: DEFAULT_SEGMENT_SIZE, preallocate: true, max_spares: DEFAULT_MAX_SPARES }
     }
 }
 
@@ -291,7 +295,14 @@ impl Wal {
 
         let prealloc = if opts.preallocate {
             let spares = stats.spares.clone();
-            let p = segment::Preallocator::start(fs.clone(), dir.to_path_buf(), opts.segment_size, &rec.spares, spares);
+            let p = segment::Preallocator::start(
+                fs.clone(),
+                dir.to_path_buf(),
+                opts.segment_size,
+                opts.max_spares,
+                &rec.spares,
+                spares,
+            );
             Some(p.map_err(io_ctx("starting the WAL preallocation thread".into()))?)
         } else {
             None

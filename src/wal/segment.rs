@@ -17,8 +17,6 @@ use super::fs::{Fs, FsFile};
 const SEGMENT_SUFFIX: &str = ".wal";
 /// File name prefix of spares: `spare-00000000000000000001.wal`.
 const SPARE_PREFIX: &str = "spare-";
-/// Most spares kept: purged segments beyond this are deleted rather than recycled.
-pub(crate) const MAX_SPARES: usize = 2;
 /// Suffix of files that may be incomplete; removed on open.
 pub(crate) const TEMP_SUFFIX: &str = ".tmp";
 /// Zero-fill in chunks of this size.
@@ -145,6 +143,8 @@ impl PoolState {
 /// whenever rotation finds it empty.
 pub(crate) struct Preallocator {
     dir: PathBuf,
+    /// Most spares kept by [`Preallocator::recycle`].
+    max_spares: usize,
     state: Arc<(Mutex<PoolState>, Condvar)>,
     thread: Option<JoinHandle<()>>,
 }
@@ -157,8 +157,15 @@ impl Preallocator {
     /// Starts the pool with the spares `spares` (numbers) found on open. If there are none, the
     /// first is made before returning, so that even the first segment is written over
     /// allocated blocks rather than grown.
-    /// `count` shows how many are ready.
-    pub(crate) fn start(fs: Arc<dyn Fs>, dir: PathBuf, len: u64, spares: &[u64], count: Gauge) -> io::Result<Self> {
+    /// `count` shows how many are ready; [`Preallocator::recycle`] keeps at most `max_spares`.
+    pub(crate) fn start(
+        fs: Arc<dyn Fs>,
+        dir: PathBuf,
+        len: u64,
+        max_spares: usize,
+        spares: &[u64],
+        count: Gauge,
+    ) -> io::Result<Self> {
         let mut next_name = spares.iter().max().map_or(1, |m| m + 1);
         let mut ready: Vec<PathBuf> = spares.iter().map(|n| dir.join(spare_name(*n))).collect();
         if ready.is_empty() {
@@ -204,7 +211,7 @@ impl Preallocator {
                 }
             }
         })?;
-        Ok(Self { dir, state, thread: Some(thread) })
+        Ok(Self { dir, max_spares, state, thread: Some(thread) })
     }
 
     /// Takes a spare's path, if one is ready.
@@ -227,7 +234,7 @@ impl Preallocator {
     /// room: renamed, directory synced. Returns whether it did.
     pub(crate) fn recycle(&self, fs: &dyn Fs, segment: &Path) -> io::Result<bool> {
         let mut st = lock_pool(&self.state.0);
-        if st.ready.len() >= MAX_SPARES {
+        if st.ready.len() >= self.max_spares {
             return Ok(false);
         }
         let spare = self.dir.join(spare_name(st.next_name));

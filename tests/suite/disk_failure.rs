@@ -229,7 +229,7 @@ async fn a_leader_whose_log_fails_on_a_purge_gives_way_with_no_write_to_notice()
 #[test]
 fn a_failed_logs_reason_is_still_reported_after_the_log_is_closed() {
     let sim = SimFs::new(31);
-    let opts = WalOptions { segment_size: 4096, preallocate: false };
+    let opts = WalOptions { segment_size: 4096, preallocate: false, ..WalOptions::default() };
     let log = LogStore::<TypeConfig>::open_on(Arc::new(sim.clone()), Path::new("/n3/log"), opts).expect("open the log");
     let (watch, closed) = (log.watch(), log.closed_flag());
     assert_eq!(watch.failure(), None, "a log that has not failed");

@@ -19,7 +19,7 @@ use openraft::{BasicNode, Entry, EntryPayload, LogState, Membership, RaftLogRead
 type Store = LogStore<TypeConfig>;
 
 fn opts() -> WalOptions {
-    WalOptions { segment_size: 4096, preallocate: true }
+    WalOptions { segment_size: 4096, preallocate: true, ..WalOptions::default() }
 }
 
 fn normal(term: u64, index: u64) -> EntryOf<TypeConfig> {

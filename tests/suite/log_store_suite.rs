@@ -27,11 +27,13 @@ impl StoreBuilder<TypeConfig, LogStore<TypeConfig>, StateMachine, TempDir> for B
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_suite_passes_with_default_segments() -> Result<(), StorageError<TypeConfig>> {
-    Suite::test_all(Builder { opts: WalOptions { segment_size: 1 << 20, preallocate: true } }).await
+    Suite::test_all(Builder { opts: WalOptions { segment_size: 1 << 20, preallocate: true, ..WalOptions::default() } })
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_suite_passes_with_tiny_segments() -> Result<(), StorageError<TypeConfig>> {
     // 4 KiB segments: the suite's logs span many segments, so purge really removes files.
-    Suite::test_all(Builder { opts: WalOptions { segment_size: 4096, preallocate: false } }).await
+    Suite::test_all(Builder { opts: WalOptions { segment_size: 4096, preallocate: false, ..WalOptions::default() } })
+        .await
 }

@@ -43,3 +43,4 @@ mod upstream_errors;
 mod wal_power_loss;
 mod wal_process_crash;
 mod wal_recovery;
+mod wal_spares;

@@ -97,7 +97,11 @@ fn run_seed(seed: u64) {
     let fs = SimFs::new(seed);
     let mut rng = SimRng::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xabcd);
     let dir = Path::new("/data/wal");
-    let opts = WalOptions { segment_size: 4096 * (1 + rng.below(4)), preallocate: rng.coin() };
+    let opts = WalOptions {
+        segment_size: 4096 * (1 + rng.below(4)),
+        preallocate: rng.coin(),
+        max_spares: rng.below(4) as usize,
+    };
     let mut base = Model::default();
     for round in 0..ROUNDS {
         let wal = Wal::open_with_fs(Arc::new(fs.clone()), dir, opts.clone())
@@ -187,7 +191,7 @@ const META_DIR: &str = "/data/wal";
 
 /// Segments large enough that no rotation (which syncs) happens within a metadata test.
 fn meta_test_options() -> WalOptions {
-    WalOptions { segment_size: 1 << 20, preallocate: false }
+    WalOptions { segment_size: 1 << 20, preallocate: false, ..WalOptions::default() }
 }
 
 /// A log on a simulated disk seeded with `seed`, holding one durable entry.

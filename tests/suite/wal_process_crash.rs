@@ -17,7 +17,7 @@ const KILLS: usize = 24;
 
 fn opts() -> WalOptions {
     // Small segments so that kills also land during rotation and preallocation.
-    WalOptions { segment_size: 64 << 10, preallocate: true }
+    WalOptions { segment_size: 64 << 10, preallocate: true, ..WalOptions::default() }
 }
 
 /// The child's body; a no-op unless the parent started this binary as a child.

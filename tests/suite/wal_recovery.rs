@@ -10,7 +10,7 @@ use ahnlich_raft::wal::{Entry, LogPos, Wal, WalError, WalOptions};
 use tempfile::TempDir;
 
 fn small_segments() -> WalOptions {
-    WalOptions { segment_size: 4096, preallocate: false }
+    WalOptions { segment_size: 4096, preallocate: false, ..WalOptions::default() }
 }
 
 /// Writes `n` entries, one sync each, so that every entry is its own write batch.
@@ -218,7 +218,7 @@ fn truncated_entries_never_come_back_after_reopen() {
 fn records_cut_from_a_torn_batch_never_come_back_after_new_writes() {
     use ahnlich_raft::wal::format::{SEGMENT_HEADER_LEN, SegmentHeader, decode_record};
     let dir = TempDir::new().expect("tempdir");
-    let opts = WalOptions { segment_size: 1 << 20, preallocate: false };
+    let opts = WalOptions { segment_size: 1 << 20, preallocate: false, ..WalOptions::default() };
     {
         let wal = Wal::open(dir.path(), opts.clone()).expect("open");
         for i in 1..=3 {

@@ -20,7 +20,10 @@ pub async fn start(dir: &Path) -> (Raft<TypeConfig, StateMachine>, StateMachine,
     // lock is free once the last one is gone (a new process would not wait at all).
     let mut attempts = 0;
     let log = loop {
-        match LogStore::<TypeConfig>::open(dir.join("log"), WalOptions { segment_size: 64 << 10, preallocate: true }) {
+        match LogStore::<TypeConfig>::open(
+            dir.join("log"),
+            WalOptions { segment_size: 64 << 10, preallocate: true, ..WalOptions::default() },
+        ) {
             Ok(log) => break log,
             Err(ahnlich_raft::wal::WalError::Locked { .. }) if attempts < 200 => {
                 attempts += 1;
