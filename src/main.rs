@@ -173,17 +173,18 @@ struct ServeArgs {
     #[command(flatten)]
     security: ServeSecurity,
     /// Take a snapshot once this many log entries were applied since the last one (0: only when
-    /// asked) and the log they take is large enough (--snapshot-log-percent).
+    /// asked) and the log they take is large enough (--snapshot-log-percent), or once that log
+    /// reaches --snapshot-log-bytes.
     #[arg(long, env = "AHNLICH_RAFT_SNAPSHOT_EVERY", default_value_t = ahnlich_raft::raft::config::DEFAULT_SNAPSHOT_EVERY)]
     snapshot_every: u64,
     /// A snapshot also waits until the log written since the last one is this percentage of
-    /// that snapshot's size, or --snapshot-log-bytes if that is less (0: the entry count alone
-    /// decides; at most 1000).
+    /// that snapshot's size (0: the entry count alone decides; at most 1000), unless that log
+    /// reaches --snapshot-log-bytes first.
     #[arg(long, env = "AHNLICH_RAFT_SNAPSHOT_LOG_PERCENT", default_value_t = ahnlich_raft::raft::config::DEFAULT_SNAPSHOT_LOG_PERCENT,
           value_parser = clap::value_parser!(u64).range(0..=1000))]
     snapshot_log_percent: u64,
     /// Bytes of log since the last snapshot that are enough for the next, however large the
-    /// state (see --snapshot-log-percent).
+    /// state and however few entries hold them (see --snapshot-log-percent).
     #[arg(long, env = "AHNLICH_RAFT_SNAPSHOT_LOG_BYTES", default_value_t = ahnlich_raft::raft::config::DEFAULT_SNAPSHOT_LOG_BYTES)]
     snapshot_log_bytes: u64,
     /// Log entries kept behind a snapshot for followers that lag a little.

@@ -10,8 +10,8 @@ pub const DEFAULT_SNAPSHOT_EVERY: u64 = 5_000;
 /// By default a snapshot also waits until the log since the last one is half that one's size...
 pub const DEFAULT_SNAPSHOT_LOG_PERCENT: u64 = 50;
 
-/// ... or 256 MiB, if that is less: the log a restart replays stays bounded however large the
-/// state.
+/// ... or 256 MiB, whatever the entry count: the log a restart replays stays bounded however
+/// large the state and however large its entries.
 pub const DEFAULT_SNAPSHOT_LOG_BYTES: u64 = 256 << 20;
 
 /// Disk space kept at most in purged log segments for reuse.
@@ -26,7 +26,8 @@ pub struct RaftSettings {
     /// ... and once the log since the last snapshot is at least this percentage of its size
     /// (0: entries alone decide)...
     pub snapshot_log_percent: u64,
-    /// ... or this many bytes, if that is less.
+    /// ... or once the log since the last snapshot reaches this many bytes, whatever the entry
+    /// count.
     pub snapshot_log_bytes: u64,
     /// Entries kept in the log behind a snapshot, for followers that lag a little.
     pub keep_behind_snapshot: u64,

@@ -3,11 +3,12 @@
 //! A snapshot rewrites the whole state. openraft's policy counts entries only, so a node with a
 //! large state taking small writes would rewrite hundreds of megabytes for every few megabytes of
 //! log. Here a snapshot is due once enough entries were applied since the last one *and* the log
-//! they take has grown to a set share of that snapshot's size, or to a set number of bytes if
-//! that is less. The bytes written for snapshots then stay within a fixed multiple of the bytes
-//! written to the log for any state up to a size, and the log kept (and replayed at a restart,
-//! and indexed in memory) stays within that share of the state's size and that number of bytes.
-//! A small state is still snapshotted every `every_entries` entries.
+//! they take has grown to a set share of that snapshot's size, or as soon as that log reaches a
+//! set number of bytes, however few entries hold them. The bytes written for snapshots then stay
+//! within a fixed multiple of the bytes written to the log for any state up to a size, and the
+//! log kept (and replayed at a restart, and indexed in memory) stays within that share of the
+//! state's size and that number of bytes, even when each entry is a large batch. A small state
+//! is still snapshotted every `every_entries` entries.
 
 use std::time::{Duration, Instant};
 
@@ -21,14 +22,14 @@ use super::types::TypeConfig;
 /// When a snapshot is due.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SnapshotSchedule {
-    /// Entries applied since the last snapshot before another is due; 0: never on its own.
+    /// Entries applied since the last snapshot before another is due, unless their log reaches
+    /// `log_bytes_enough` first; 0: never on its own.
     pub every_entries: u64,
     /// The log written since the last snapshot must also reach this percentage of that
-    /// snapshot's size, or `log_bytes_enough`, whichever is less; 0: the entry count alone
-    /// decides.
+    /// snapshot's size; 0: the entry count alone decides.
     pub log_percent: u64,
-    /// Bytes of log since the last snapshot that make a snapshot due (given the entry count)
-    /// however large the state.
+    /// Bytes of log since the last snapshot that make a snapshot due on their own, however
+    /// large the state and however few entries hold them.
     pub log_bytes_enough: u64,
 }
 
@@ -40,10 +41,8 @@ impl SnapshotSchedule {
     /// Whether a snapshot is due after `entries` entries taking `log_bytes` of log were applied
     /// since the last snapshot, which took `snapshot_bytes` (0 if there is none).
     pub fn is_due(&self, entries: u64, log_bytes: u64, snapshot_bytes: u64) -> bool {
-        self.every_entries > 0
-            && entries >= self.every_entries
-            && (u128::from(log_bytes) * 100 >= u128::from(snapshot_bytes) * u128::from(self.log_percent)
-                || log_bytes >= self.log_bytes_enough)
+        let share_reached = u128::from(log_bytes) * 100 >= u128::from(snapshot_bytes) * u128::from(self.log_percent);
+        self.every_entries > 0 && (log_bytes >= self.log_bytes_enough || entries >= self.every_entries && share_reached)
     }
 }
 
@@ -71,9 +70,6 @@ pub async fn take_snapshots(
         }
         let first_new = snapshot.map_or(0, |s| s.index + 1);
         let entries = (applied.index + 1).saturating_sub(first_new);
-        if entries < schedule.every_entries {
-            continue;
-        }
         let Some(log_bytes) = log.bytes_in(first_new, applied.index) else { return };
         let snapshot_bytes = state.current_snapshot().map_or(0, |s| s.bytes().len() as u64);
         if !schedule.is_due(entries, log_bytes, snapshot_bytes) {
@@ -112,7 +108,7 @@ mod tests {
 
     #[test]
     fn the_first_snapshot_is_due_after_the_entry_count() {
-        assert!(!HALF.is_due(99, 1 << 30, 0));
+        assert!(!HALF.is_due(99, (1 << 20) - 1, 0));
         assert!(HALF.is_due(100, 1, 0));
     }
 
@@ -127,7 +123,14 @@ mod tests {
     fn a_large_enough_log_is_enough_whatever_the_snapshots_size() {
         assert!(!HALF.is_due(10_000, (1 << 20) - 1, 1 << 40));
         assert!(HALF.is_due(10_000, 1 << 20, 1 << 40));
-        assert!(!HALF.is_due(99, 1 << 30, 1 << 40), "the entry count still applies");
+    }
+
+    #[test]
+    fn a_large_enough_log_is_enough_however_few_entries_hold_it() {
+        // Large batches: the log's bytes bound it before the entry count is reached.
+        assert!(HALF.is_due(1, 1 << 20, 1 << 40));
+        assert!(HALF.is_due(99, 1 << 30, 0));
+        assert!(!HALF.is_due(99, (1 << 20) - 1, 0), "below the set bytes the entry count applies");
     }
 
     #[test]

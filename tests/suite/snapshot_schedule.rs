@@ -1,7 +1,8 @@
 //! When a node snapshots on its own: every `--snapshot-every` entries while its state is small,
 //! but with a large state only once the log since the last snapshot is a share of that
 //! snapshot's size or a set number of bytes, so small writes never rewrite a large state. The
-//! same holds after a restart.
+//! same holds after a restart. A log of the set bytes is enough before the entry count too, so
+//! large batches cannot grow the log past it.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -125,4 +126,21 @@ async fn a_log_of_the_set_bytes_is_enough_however_large_the_state() {
     assert_eq!(settled_snapshot(&node).await, Some(first), "small writes rewrote the state");
     // About 300 KB of log: past the set bytes, short of half the snapshot.
     a_write_takes_a_snapshot(node, db, first, 600, "the log since the snapshot passed the set bytes").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_of_the_set_bytes_is_enough_before_the_entry_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, mut db) = start(dir.path(), 256 << 10).await;
+    db.create_store(q::CreateStore { store: STORE.into(), dimension: DIM as u32, ..Default::default() })
+        .await
+        .expect("create store");
+    // Two entries of about 300 KB each: far fewer than the entry count, more than the set bytes.
+    set(&mut db, 0, 600).await;
+    set(&mut db, 1_000, 600).await;
+    let write = node.status().last_log_index.expect("a log");
+    assert!(write < EVERY, "the log holds {write} entries, fewer than the entry count {EVERY}");
+    let taken = snapshot_after(&node, None, "a log past the set bytes").await;
+    assert!(taken + 1 >= write, "snapshot {taken} does not hold the large writes up to {write}");
+    node.shutdown().await.expect("shutdown");
 }
