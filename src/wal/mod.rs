@@ -17,10 +17,10 @@
 //!
 //! # Files
 //! A data directory holds `LOCK` (an exclusive `flock` for the life of the process), numbered
-//! segments `00000000000000000001.wal`, `…02.wal`, …, up to two spares
-//! `spare-00000000000000000001.wal`, … (purged segments kept for reuse, as many as
-//! [`WalOptions::max_spares`], or a zero-filled file made ahead of need), and `*.tmp` files being created (removed on open). The byte layout of a
-//! segment is the table in [`mod@format`].
+//! segments `00000000000000000001.wal`, `…02.wal`, …, spares `spare-00000000000000000001.wal`,
+//! … (purged segments kept for reuse, up to [`WalOptions::max_spares`], and a zero-filled file
+//! made ahead of need when none is left), and `*.tmp` files being created (removed on open). The
+//! byte layout of a segment is the table in [`mod@format`].
 //!
 //! # Writing
 //! One writer thread owns the active segment. [`Wal::append`] and the other writes put their
@@ -103,7 +103,8 @@ pub struct WalOptions {
     /// Keep a zero-filled spare segment ready on a background thread.
     pub preallocate: bool,
     /// Most purged segments kept as spares for reuse (with `preallocate`); purged segments
-    /// beyond it are deleted. Disk space kept for reuse is at most this many segments.
+    /// beyond it are deleted. The spares on disk are at most this many, and one more while a
+    /// zero-filled spare made when the pool was empty joins purged ones.
     pub max_spares: usize,
 }
 
