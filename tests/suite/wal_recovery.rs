@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::support::wal_util::{append_durable, copy_dir, entry, read_all, segment_files};
+use crate::support::wal_util::{append_durable, append_each_durable, copy_dir, entry, read_all, segment_files};
 use ahnlich_raft::wal::sim_fs::{SimFs, SimRng};
 use ahnlich_raft::wal::{Entry, LogPos, Wal, WalError, WalOptions};
 use tempfile::TempDir;
@@ -16,11 +16,7 @@ fn small_segments() -> WalOptions {
 /// Writes `n` entries, one sync each, so that every entry is its own write batch.
 fn write_log(dir: &Path, n: u64, opts: WalOptions) -> Vec<Entry> {
     let wal = Wal::open(dir, opts).expect("open");
-    let entries: Vec<Entry> = (1..=n).map(|i| entry(i, 1 + i / 20)).collect();
-    for e in &entries {
-        append_durable(&wal, vec![e.clone()]).expect("append");
-    }
-    entries
+    append_each_durable(&wal, (1..=n).map(|i| entry(i, 1 + i / 20)).collect())
 }
 
 #[test]
@@ -82,10 +78,7 @@ fn sim_log(n: u64) -> (SimFs, Vec<Entry>, Vec<std::path::PathBuf>) {
     let fs = SimFs::new(7);
     let dir = Path::new("/wal");
     let wal = Wal::open_with_fs(Arc::new(fs.clone()), dir, small_segments()).expect("open");
-    let entries: Vec<Entry> = (1..=n).map(|i| entry(i, 1)).collect();
-    for e in &entries {
-        append_durable(&wal, vec![e.clone()]).expect("append");
-    }
+    let entries = append_each_durable(&wal, (1..=n).map(|i| entry(i, 1)).collect());
     drop(wal);
     let mut files: Vec<_> = ahnlich_raft::wal::fs::Fs::list(&fs, dir)
         .expect("list")

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::support::wal_util::{append_durable, entry, read_all, segment_files};
+use crate::support::wal_util::{append_each_durable, entry, read_all, segment_files};
 use ahnlich_raft::wal::{self, Entry, LogPos, Wal, WalOptions};
 use tempfile::TempDir;
 
@@ -22,11 +22,7 @@ fn spare_files(dir: &Path) -> usize {
 }
 
 fn append_range(wal: &Wal, from: u64, to: u64) -> Vec<Entry> {
-    let entries: Vec<Entry> = (from..=to).map(|i| entry(i, 1)).collect();
-    for e in &entries {
-        append_durable(wal, vec![e.clone()]).expect("append");
-    }
-    entries
+    append_each_durable(wal, (from..=to).map(|i| entry(i, 1)).collect())
 }
 
 /// Appends one entry at a time from `from` until the log has made `rotations` new segments;

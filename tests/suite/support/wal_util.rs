@@ -26,6 +26,15 @@ pub fn append_durable(wal: &Wal, entries: Vec<Entry>) -> std::io::Result<()> {
     wal::wait(|done| wal.append(entries, done))
 }
 
+/// Appends `entries` one at a time, each waited for until durable (each its own write batch),
+/// and returns them.
+pub fn append_each_durable(wal: &Wal, entries: Vec<Entry>) -> Vec<Entry> {
+    for e in &entries {
+        append_durable(wal, vec![e.clone()]).expect("append");
+    }
+    entries
+}
+
 /// Every live entry.
 pub fn read_all(wal: &Wal) -> Result<Vec<Entry>, WalError> {
     wal.read(0..u64::MAX)
